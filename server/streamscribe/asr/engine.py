@@ -1,0 +1,34 @@
+"""The Engine protocol: what the scheduler needs from a speech recogniser."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from ..audio import Samples
+
+
+@dataclass(frozen=True, slots=True)
+class AsrWord:
+    """A word as the engine saw it; times in seconds from the start of the decoded audio."""
+
+    text: str
+    start_s: float
+    end_s: float
+    probability: float
+
+
+@dataclass(frozen=True, slots=True)
+class DecodeOptions:
+    language: str | None = None
+    prompt: str | None = None
+    beam_size: int = 1
+
+
+class Engine(Protocol):
+    """A loaded model. `transcribe` blocks; call it from the scheduler's worker thread only."""
+
+    name: str
+    multilingual: bool
+
+    def transcribe(self, audio: Samples, options: DecodeOptions) -> list[AsrWord]: ...

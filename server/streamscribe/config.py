@@ -1,0 +1,91 @@
+"""Settings as frozen msgspec Structs; the only place that reads the environment (STREAMSCRIBE_*)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+import msgspec
+
+Device = Literal["cpu", "cuda", "auto"]
+
+
+class StreamSettings(msgspec.Struct, frozen=True, kw_only=True):
+    """How one live session turns audio into words."""
+
+    language: str | None = "en"
+    decode_step_ms: int = 500
+    """Decode again once this much new speech has arrived (and nothing is in flight)."""
+    max_window_s: float = 20.0
+    """Hard bound on the audio handed to Whisper; the window is trimmed at committed words."""
+    max_lookahead_s: float = 4.0
+    """Undecoded speech a session may hold before its transport stops reading (backpressure)."""
+    trim_after_s: float = 10.0
+    """Once the window is longer than this, drop its committed head."""
+    min_context_s: float = 3.0
+    """Each decode covers at least this much of the region (committed words included), so that
+    Whisper never sees a short tail alone, which is where it hallucinates."""
+    agreement_n: int = 2
+    """LocalAgreement-n: a word is final once n consecutive hypotheses agree on it."""
+    prompt_chars: int = 200
+    vad_threshold: float = 0.5
+    vad_release: float = 0.35
+    min_silence_ms: int = 500
+    """Silence this long ends an utterance: its words are committed and its audio dropped."""
+    speech_pad_ms: int = 200
+    max_session_s: float = 4 * 3600.0
+    beam_size: int = 1
+
+
+class ServerSettings(msgspec.Struct, frozen=True, kw_only=True):
+    host: str = "127.0.0.1"
+    port: int = 8000
+    model: str = "tiny.en"
+    device: Device = "auto"
+    compute_type: str = "default"
+    """CTranslate2 compute type; "default" means int8 on CPU and float16 on CUDA."""
+    cpu_threads: int = 0
+    """Threads for one decode on CPU; 0 = all cores."""
+    model_cache_dir: Path = Path.home() / ".cache" / "streamscribe"
+    max_sessions: int = 32
+    outbox_max_messages: int = 512
+    shutdown_timeout_s: float = 10.0
+    stream: StreamSettings = msgspec.field(default_factory=StreamSettings)
+
+
+SettingsT = TypeVar("SettingsT", StreamSettings, ServerSettings)
+
+
+def _from_env(cls: type[SettingsT], environ: Mapping[str, str], prefix: str) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    for name in cls.__struct_fields__:
+        raw = environ.get(f"{prefix}{name.upper()}")
+        if raw is not None:
+            values[name] = raw
+    return values
+
+
+def load_settings(
+    overrides: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None
+) -> ServerSettings:
+    """Defaults, then STREAMSCRIBE_* variables, then explicit overrides (from the command line).
+
+    Stream settings read STREAMSCRIBE_STREAM_*; raises msgspec.ValidationError on a bad value.
+    """
+    environ = os.environ if environ is None else environ
+    stream_values = _from_env(StreamSettings, environ, "STREAMSCRIBE_STREAM_")
+    server_values = _from_env(ServerSettings, environ, "STREAMSCRIBE_")
+    server_values.pop("stream", None)
+    server_values.update({key: value for key, value in (overrides or {}).items() if value is not None})
+    server_values["stream"] = msgspec.convert(stream_values, StreamSettings, strict=False)
+    return msgspec.convert(
+        server_values, ServerSettings, strict=False, dec_hook=_decode_path, from_attributes=True
+    )
+
+
+def _decode_path(kind: type, value: Any) -> Any:
+    if kind is Path:
+        return Path(value)
+    raise NotImplementedError(kind)

@@ -1,0 +1,72 @@
+"""One root error; each subclass knows its wire code and WebSocket close code."""
+
+from __future__ import annotations
+
+
+class StreamscribeError(Exception):
+    """Base of every error a client may see: `code` goes on the wire with the message."""
+
+    code = "internal_error"
+    close_code = 1011  # WebSocket: internal error
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class BadMessage(StreamscribeError):
+    """A text frame that is not valid JSON or not a known message."""
+
+    code = "bad_message"
+    close_code = 1007  # invalid payload data
+
+
+class ProtocolViolation(StreamscribeError):
+    """A well-formed message at the wrong time (audio before start, a second start...)."""
+
+    code = "protocol_violation"
+    close_code = 1002
+
+
+class UnsupportedAudio(StreamscribeError):
+    """An audio format the server cannot convert (encoding, rate, channels)."""
+
+    code = "unsupported_audio"
+    close_code = 1003  # unsupported data
+
+
+class FrameTooLarge(StreamscribeError):
+    code = "frame_too_large"
+    close_code = 1009  # message too big
+
+
+class SessionTooLong(StreamscribeError):
+    code = "session_too_long"
+    close_code = 1009
+
+
+class UnknownModel(StreamscribeError):
+    code = "unknown_model"
+    close_code = 1008  # policy violation
+
+
+class Overloaded(StreamscribeError):
+    code = "overloaded"
+    close_code = 1013  # try again later
+
+
+class SlowConsumer(StreamscribeError):
+    """The client does not read its events fast enough; it is disconnected, not buffered for."""
+
+    code = "slow_consumer"
+    close_code = 1008
+
+
+class DecodeFailed(StreamscribeError):
+    code = "decode_failed"
+    close_code = 1011
+
+
+class ShuttingDown(StreamscribeError):
+    code = "shutting_down"
+    close_code = 1001  # going away

@@ -1,0 +1,1 @@
+"""The live session core, sans-I/O: audio in, decode requests out, results in, events out."""

@@ -1,0 +1,278 @@
+"""One live stream, sans-I/O: audio and control in, decode requests out, results in, events out.
+
+Speech regions come from the VAD; silence is never decoded. Inside a region a rolling window
+is decoded again and again; LocalAgreement turns the hypotheses into finals; the window is
+trimmed at committed words so each decode stays bounded. A region that ends (silence, finalize,
+stop) is decoded once more and everything in it is committed.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+from typing import Any
+
+from ..asr.engine import AsrWord, DecodeOptions
+from ..audio import SAMPLE_RATE, Samples
+from ..config import StreamSettings
+from ..errors import ProtocolViolation
+from ..vad import SpeechEnd, SpeechStart, VoiceDetector
+from ..wire import (
+    PROTOCOL_VERSION,
+    Closed,
+    Error,
+    Final,
+    Partial,
+    Ready,
+    ServerMessage,
+    SpeechStarted,
+    UtteranceEnd,
+    Word,
+)
+from .agreement import LocalAgreement
+from .ring import AudioRing
+
+FEED_SLICE_SAMPLES = SAMPLE_RATE // 2
+"""Callers feed audio in slices of at most this many samples, checking `can_accept_audio`."""
+_MIN_DECODE_SAMPLES = SAMPLE_RATE // 10
+_RING_MARGIN_S = 2.0
+
+
+@dataclass(frozen=True, slots=True)
+class DecodeRequest:
+    audio: Samples
+    start_samples: int
+    end_samples: int
+    options: DecodeOptions
+    flush: bool
+    """Commit everything the result holds."""
+    ends_region: bool
+    answers_finalize: bool
+
+
+class _Region:
+    """A stretch of speech: [start, end); end is None while speech goes on."""
+
+    __slots__ = ("end", "start")
+
+    def __init__(self, start: int) -> None:
+        self.start = start
+        self.end: int | None = None
+
+
+class LiveSession:
+    """Feed `receive_*`; drain `events_to_send()`; a scheduler calls `take_decode_request()`
+    and answers with `receive_decode_result()` or `receive_decode_error()`.
+    """
+
+    def __init__(
+        self,
+        session_id: str,
+        settings: StreamSettings,
+        detector: VoiceDetector,
+        model_name: str,
+        input_sample_rate: int,
+        language: str | None,
+    ) -> None:
+        self.session_id = session_id
+        self._settings = settings
+        self._detector = detector
+        self._language = language
+        self._agreement = LocalAgreement(settings.agreement_n)
+        self._step_samples = int(settings.decode_step_ms * SAMPLE_RATE / 1000)
+        self._lookahead_samples = int(settings.max_lookahead_s * SAMPLE_RATE)
+        self._max_window_samples = int(settings.max_window_s * SAMPLE_RATE)
+        self._trim_samples = int(settings.trim_after_s * SAMPLE_RATE)
+        self._min_context_samples = int(settings.min_context_s * SAMPLE_RATE)
+        self._max_session_samples = int(settings.max_session_s * SAMPLE_RATE)
+        ring_s = settings.max_window_s + settings.max_lookahead_s + _RING_MARGIN_S
+        self._ring = AudioRing(int(ring_s * SAMPLE_RATE) + FEED_SLICE_SAMPLES)
+        self._regions: deque[_Region] = deque()
+        self._window_start = 0
+        self._decoded_until = 0
+        self._in_flight: DecodeRequest | None = None
+        self._finalize_requested = False
+        self._stopping = False
+        self.closed = False
+        self._seq = 0
+        self._events: list[ServerMessage] = []
+        self._last_partial: list[Word] = []
+        self._emit(
+            Ready,
+            session_id=session_id,
+            protocol=PROTOCOL_VERSION,
+            model=model_name,
+            sample_rate=input_sample_rate,
+        )
+
+    # ---- inputs ---------------------------------------------------------------------------------
+
+    @property
+    def received_samples(self) -> int:
+        return self._ring.end_samples
+
+    def can_accept_audio(self) -> bool:
+        """False while undecoded speech is `max_lookahead_s` ahead: stop reading, wait for results."""
+        if not self._regions:
+            return True
+        return self.received_samples - self._decoded_until < self._lookahead_samples
+
+    def receive_audio(self, samples: Samples) -> None:
+        """The next samples of the stream (16 kHz mono), at most FEED_SLICE_SAMPLES at a time."""
+        if self._stopping:
+            raise ProtocolViolation("audio after stop")
+        if samples.size > FEED_SLICE_SAMPLES:
+            raise ValueError("feed audio in slices of at most FEED_SLICE_SAMPLES")
+        if self.received_samples + samples.size > self._max_session_samples:
+            limit_s = self._settings.max_session_s
+            self.receive_error("session_too_long", f"the stream is longer than the {limit_s:.0f} s limit")
+            return
+        self._ring.write(samples)
+        for event in self._detector.receive_audio(samples):
+            if isinstance(event, SpeechStart):
+                self._open_region(max(event.at_samples, self._ring.start_samples))
+            elif isinstance(event, SpeechEnd) and self._regions and self._regions[-1].end is None:
+                self._regions[-1].end = min(event.at_samples, self.received_samples)
+
+    def receive_finalize(self) -> None:
+        """Commit everything heard so far, without waiting for agreement or silence."""
+        if self._regions:
+            self._finalize_requested = True
+
+    def receive_error(self, code: str, message: str) -> None:
+        """Bad input from the client: report it, then stop (what was heard is still flushed)."""
+        self._emit(Error, code=code, message=message)
+        self.receive_stop()
+
+    def receive_stop(self) -> None:
+        """End of stream: flush what is left, then `closed`."""
+        if self._stopping:
+            return
+        self._stopping = True
+        if self._regions and self._regions[-1].end is None:
+            self._regions[-1].end = self.received_samples
+        self._close_if_done()
+
+    # ---- decoding -------------------------------------------------------------------------------
+
+    def take_decode_request(self) -> DecodeRequest | None:
+        """The decode to run now over the newest audio, or None; at most one is ever in flight."""
+        while self._in_flight is None and self._regions and not self.closed:
+            region = self._regions[0]
+            end = region.end if region.end is not None else self.received_samples
+            ends_region = region.end is not None
+            flush = ends_region or self._finalize_requested
+            if not flush and end - self._decoded_until < self._step_samples:
+                return None
+            if end - self._window_start < _MIN_DECODE_SAMPLES:
+                if not flush:
+                    return None
+                self._finish_flush(self._agreement.tentative, end, ends_region, self._finalize_requested)
+                continue
+            start = max(region.start, min(self._window_start, end - self._min_context_samples))
+            prompt = self._agreement.recent_text(start / SAMPLE_RATE, self._settings.prompt_chars)
+            self._in_flight = DecodeRequest(
+                audio=self._ring.read(start, end),
+                start_samples=start,
+                end_samples=end,
+                options=DecodeOptions(self._language, prompt, self._settings.beam_size),
+                flush=flush,
+                ends_region=ends_region,
+                answers_finalize=self._finalize_requested,
+            )
+            self._decoded_until = max(self._decoded_until, end)
+            return self._in_flight
+        return None
+
+    def receive_decode_result(self, request: DecodeRequest, asr_words: list[AsrWord]) -> None:
+        self._in_flight = None
+        words = _to_stream_time(asr_words, request.start_samples, request.end_samples)
+        if request.flush:
+            self._finish_flush(words, request.end_samples, request.ends_region, request.answers_finalize)
+        else:
+            self._emit_final(self._agreement.receive_hypothesis(words))
+            self._trim_window(request.end_samples)
+            self._emit_partial(self._agreement.tentative)
+        self._close_if_done()
+
+    def receive_decode_error(self, request: DecodeRequest, reason: str) -> None:
+        """The model failed: say so and close; finals already sent stay valid."""
+        self._in_flight = None
+        self._emit(Error, code="decode_failed", message=reason)
+        self._regions.clear()
+        self._stopping = True
+        self._close_if_done()
+
+    # ---- outputs --------------------------------------------------------------------------------
+
+    def events_to_send(self) -> list[ServerMessage]:
+        events, self._events = self._events, []
+        return events
+
+    # ---- internals ------------------------------------------------------------------------------
+
+    def _open_region(self, start: int) -> None:
+        if not self._regions:
+            self._window_start = start
+            self._decoded_until = max(self._decoded_until, start)
+        self._regions.append(_Region(start))
+        self._emit(SpeechStarted, at=round(start / SAMPLE_RATE, 3))
+
+    def _finish_flush(self, words: list[Word], end: int, ends_region: bool, answers_finalize: bool) -> None:
+        self._emit_final(self._agreement.flush(words))
+        self._emit_partial([])
+        if answers_finalize:
+            self._finalize_requested = False
+        if ends_region:
+            self._regions.popleft()
+            self._emit(UtteranceEnd, at=round(end / SAMPLE_RATE, 3))
+            if self._regions:
+                self._window_start = self._regions[0].start
+                self._decoded_until = max(self._decoded_until, self._window_start)
+        else:
+            self._window_start = end
+
+    def _trim_window(self, decoded_end: int) -> None:
+        committed_end = int(self._agreement.committed_end_s * SAMPLE_RATE)
+        if decoded_end - self._window_start > self._trim_samples and committed_end > self._window_start:
+            self._window_start = min(committed_end, decoded_end)
+        if decoded_end - self._window_start > self._max_window_samples:
+            cut = decoded_end - self._trim_samples
+            self._emit_final(self._agreement.commit_until(cut / SAMPLE_RATE))
+            self._window_start = cut
+
+    def _close_if_done(self) -> None:
+        if self._stopping and not self._regions and self._in_flight is None and not self.closed:
+            self.closed = True
+            self._emit(
+                Closed,
+                audio_s=round(self.received_samples / SAMPLE_RATE, 3),
+                words=self._agreement.committed_count,
+            )
+
+    def _emit_final(self, words: list[Word]) -> None:
+        if words:
+            self._emit(Final, words=words)
+
+    def _emit_partial(self, words: list[Word]) -> None:
+        if words != self._last_partial:
+            self._last_partial = list(words)
+            self._emit(Partial, words=self._last_partial)
+
+    def _emit(self, kind: type[ServerMessage], **fields: Any) -> None:
+        self._seq += 1
+        self._events.append(kind(seq=self._seq, **fields))
+
+
+def _to_stream_time(words: list[AsrWord], start_samples: int, end_samples: int) -> list[Word]:
+    offset_s = start_samples / SAMPLE_RATE
+    limit_s = end_samples / SAMPLE_RATE
+    return [
+        Word(
+            text=word.text,
+            start=min(offset_s + word.start_s, limit_s),
+            end=min(offset_s + word.end_s, limit_s),
+            confidence=word.probability,
+        )
+        for word in words
+    ]

@@ -1,0 +1,1 @@
+"""Transports move bytes and await; the session core does the rest."""

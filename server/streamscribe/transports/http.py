@@ -1,0 +1,29 @@
+"""Plain HTTP endpoints: health and the wire schema."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from ..wire import json_schema
+from .state import SERVER_STATE
+
+
+async def healthz(request: web.Request) -> web.Response:
+    state = request.app[SERVER_STATE]
+    return web.json_response(
+        {
+            "status": "draining" if state.draining else "ok",
+            "model": state.scheduler.engine.name,
+            "sessions": len(state.connections),
+            "max_sessions": state.settings.max_sessions,
+        }
+    )
+
+
+async def schema(request: web.Request) -> web.Response:
+    return web.json_response(json_schema())
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/v1/schema", schema)

@@ -1,0 +1,199 @@
+"""GET /v1/stream: the live WebSocket protocol of wire.py, over aiohttp."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+import msgspec
+from aiohttp import WSMsgType, web
+
+from ..audio import PcmConverter
+from ..errors import (
+    BadMessage,
+    FrameTooLarge,
+    Overloaded,
+    ProtocolViolation,
+    ShuttingDown,
+    SlowConsumer,
+    StreamscribeError,
+    UnknownModel,
+    UnsupportedAudio,
+)
+from ..stream.driver import SessionDriver
+from ..wire import (
+    MAX_FRAME_BYTES,
+    ClientMessage,
+    Error,
+    Finalize,
+    ServerMessage,
+    Start,
+    Stop,
+    decode_client,
+    encode,
+)
+from .outbox import Outbox
+from .state import SERVER_STATE, ServerState
+
+TRANSPORT_MAX_FRAME_BYTES = 2 * MAX_FRAME_BYTES
+"""aiohttp drops the connection (1009) past this; between the two the client gets an `error`."""
+START_TIMEOUT_S = 10.0
+NORMAL_CLOSURE = 1000
+
+
+class StreamConnection:
+    """One client's WebSocket: reads frames into a session, writes its events back."""
+
+    def __init__(self, ws: web.WebSocketResponse, state: ServerState) -> None:
+        self._ws = ws
+        self._state = state
+        self.driver: SessionDriver | None = None
+
+    async def run(self) -> None:
+        try:
+            start = await self._receive_start()
+            converter = PcmConverter(start.encoding, start.sample_rate, start.channels)
+            language = self._check_model(start)
+        except StreamscribeError as exc:
+            await self.refuse(exc)
+            return
+        settings = self._state.settings
+        self.driver = driver = SessionDriver.open(
+            self._state.scheduler, settings.stream, language=language, input_sample_rate=start.sample_rate
+        )
+        outbox = Outbox(settings.outbox_max_messages)
+        writer = asyncio.create_task(self._write(outbox))
+        pump = asyncio.create_task(self._pump(driver, outbox))
+        close_code = await self._read(driver, converter)
+        await pump
+        await writer
+        if not self._ws.closed:
+            await self._ws.close(code=close_code)
+
+    def drain(self) -> None:
+        """Server shutdown: end the stream as if the client had sent `stop`."""
+        if self.driver is not None:
+            self.driver.stop()
+
+    async def _receive_start(self) -> Start:
+        try:
+            message = await self._ws.receive(timeout=START_TIMEOUT_S)
+        except TimeoutError as exc:
+            raise ProtocolViolation(f"no start message within {START_TIMEOUT_S:.0f} s") from exc
+        if message.type == WSMsgType.BINARY:
+            raise ProtocolViolation("audio before start: send a start message first")
+        if message.type != WSMsgType.TEXT:
+            raise ProtocolViolation("the connection closed before start")
+        start = _parse(message.data)
+        if not isinstance(start, Start):
+            raise ProtocolViolation(f"expected start, got {type(start).__name__.lower()}")
+        return start
+
+    def _check_model(self, start: Start) -> str | None:
+        engine = self._state.scheduler.engine
+        if start.model is not None and start.model != engine.name:
+            raise UnknownModel(
+                f"this server serves {engine.name!r}, not {start.model!r}; omit model or start a "
+                f"server with --model {start.model}"
+            )
+        language = start.language or self._state.settings.stream.language
+        if not engine.multilingual and language not in (None, "en"):
+            raise UnsupportedAudio(
+                f"model {engine.name!r} is English-only; language {language!r} is not served"
+            )
+        return language
+
+    async def refuse(self, error: StreamscribeError) -> None:
+        """Answer with one `error` and close; no session is opened."""
+        with contextlib.suppress(ConnectionError):
+            await self._ws.send_str(_text(Error(seq=1, code=error.code, message=error.message)))
+        await self._ws.close(code=error.close_code, message=_reason(error))
+
+    async def _read(self, driver: SessionDriver, converter: PcmConverter) -> int:
+        """Feed frames until stop, bad input or disconnect; returns the close code to use."""
+        try:
+            async for message in self._ws:
+                if message.type == WSMsgType.BINARY:
+                    if len(message.data) > MAX_FRAME_BYTES:
+                        raise FrameTooLarge(
+                            f"audio frame of {len(message.data)} bytes exceeds {MAX_FRAME_BYTES} bytes"
+                        )
+                    await driver.feed_audio(converter.convert(message.data))
+                elif message.type == WSMsgType.TEXT:
+                    control = _parse(message.data)
+                    if isinstance(control, Stop):
+                        await driver.feed_audio(converter.flush())
+                        driver.stop()
+                        return NORMAL_CLOSURE
+                    if isinstance(control, Finalize):
+                        driver.finalize()
+                    else:
+                        raise ProtocolViolation("the stream has already started")
+        except StreamscribeError as exc:
+            driver.fail(exc)
+            return exc.close_code
+        driver.stop()  # the client vanished: flush what it sent
+        return NORMAL_CLOSURE
+
+    async def _pump(self, driver: SessionDriver, outbox: Outbox) -> None:
+        try:
+            async for event in driver.events():
+                outbox.push(event)
+        except SlowConsumer as exc:
+            driver.stop()
+            await self._ws.close(code=exc.close_code, message=_reason(exc))
+            await driver.wait_closed()
+        finally:
+            outbox.close()
+
+    async def _write(self, outbox: Outbox) -> None:
+        connected = True
+        while (event := await outbox.get()) is not None:
+            if not connected:
+                continue
+            try:
+                await self._ws.send_str(_text(event))
+            except ConnectionError:
+                connected = False
+
+
+def _parse(data: str) -> ClientMessage:
+    try:
+        return decode_client(data)
+    except msgspec.DecodeError as exc:
+        raise BadMessage(f"not valid JSON: {exc}") from exc
+    except msgspec.ValidationError as exc:
+        raise BadMessage(f"not a valid message: {exc}") from exc
+
+
+def _reason(error: StreamscribeError) -> bytes:
+    """A close reason must fit in 123 bytes."""
+    return error.message.encode()[:120]
+
+
+def _text(event: ServerMessage) -> str:
+    return encode(event).decode()
+
+
+async def stream_handler(request: web.Request) -> web.WebSocketResponse:
+    state = request.app[SERVER_STATE]
+    ws = web.WebSocketResponse(max_msg_size=TRANSPORT_MAX_FRAME_BYTES, heartbeat=30.0)
+    await ws.prepare(request)
+    connection = StreamConnection(ws, state)
+    if state.draining:
+        await connection.refuse(ShuttingDown("the server is shutting down"))
+    elif len(state.connections) >= state.settings.max_sessions:
+        await connection.refuse(
+            Overloaded(f"all {state.settings.max_sessions} sessions are in use; retry later")
+        )
+    else:
+        state.connections.add(connection)
+        try:
+            await connection.run()
+        finally:
+            state.connections.discard(connection)
+    return ws
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_get("/v1/stream", stream_handler)

@@ -1,0 +1,134 @@
+"""Every message on the /v1/stream WebSocket, defined once as tagged msgspec Structs.
+
+The names are a contract with independent clients: add fields (with defaults), never rename.
+Times on the wire are seconds from the first sample of the stream.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import msgspec
+
+PROTOCOL_VERSION = 1
+MAX_FRAME_BYTES = 1 << 20
+
+Encoding = Literal["pcm_s16le", "pcm_f32le"]
+
+
+class Word(msgspec.Struct, frozen=True):
+    """One recognised word; times in seconds from the first sample of the stream."""
+
+    text: str
+    start: float
+    end: float
+    confidence: float
+
+
+# ---- client to server ---------------------------------------------------------------------------
+
+
+class ClientMessage(msgspec.Struct, tag_field="type", forbid_unknown_fields=True, frozen=True):
+    """Base of every text frame a client may send."""
+
+
+class Start(ClientMessage, tag="start", frozen=True):
+    """Opens the stream; binary audio frames in this format follow."""
+
+    sample_rate: int = 16000
+    encoding: Encoding = "pcm_s16le"
+    channels: int = 1
+    language: str | None = None
+    model: str | None = None
+
+
+class Finalize(ClientMessage, tag="finalize", frozen=True):
+    """Commit everything heard so far now."""
+
+
+class Stop(ClientMessage, tag="stop", frozen=True):
+    """End of stream: the server flushes, sends the remaining finals, `closed`, then closes."""
+
+
+ClientUnion = Start | Finalize | Stop
+
+
+# ---- server to client ---------------------------------------------------------------------------
+
+
+class ServerMessage(msgspec.Struct, tag_field="type", frozen=True, kw_only=True):
+    """Base of every event the server sends; `seq` increases by one per event in a session."""
+
+    seq: int
+
+
+class Ready(ServerMessage, tag="ready", frozen=True):
+    session_id: str
+    protocol: int
+    model: str
+    sample_rate: int
+
+
+class SpeechStarted(ServerMessage, tag="speech_started", frozen=True):
+    at: float
+
+
+class Partial(ServerMessage, tag="partial", frozen=True):
+    """The whole current unstable tail; replaces the previous partial."""
+
+    words: list[Word]
+
+
+class Final(ServerMessage, tag="final", frozen=True):
+    """Newly committed words only; never revised or repeated later."""
+
+    words: list[Word]
+
+
+class UtteranceEnd(ServerMessage, tag="utterance_end", frozen=True):
+    at: float
+
+
+class Error(ServerMessage, tag="error", frozen=True):
+    code: str
+    message: str
+
+
+class Closed(ServerMessage, tag="closed", frozen=True):
+    audio_s: float
+    words: int
+
+
+ServerUnion = Ready | SpeechStarted | Partial | Final | UtteranceEnd | Error | Closed
+
+_client_decoder = msgspec.json.Decoder(ClientUnion)
+_server_decoder = msgspec.json.Decoder(ServerUnion)
+_encoder = msgspec.json.Encoder()
+
+
+def decode_client(data: str | bytes) -> ClientMessage:
+    """Parse one client text frame; raises msgspec.DecodeError / ValidationError on bad input."""
+    message: ClientMessage = _client_decoder.decode(data)
+    return message
+
+
+def decode_server(data: str | bytes) -> ServerMessage:
+    """Parse one server event (for clients written in Python)."""
+    message: ServerMessage = _server_decoder.decode(data)
+    return message
+
+
+def encode(message: msgspec.Struct) -> bytes:
+    return _encoder.encode(message)
+
+
+def json_schema() -> dict[str, Any]:
+    """The JSON schema of both directions, served at GET /v1/schema."""
+    (client, server), components = msgspec.json.schema_components([ClientUnion, ServerUnion])
+    return {
+        "protocol": PROTOCOL_VERSION,
+        "max_frame_bytes": MAX_FRAME_BYTES,
+        "client_to_server": client,
+        "server_to_client": server,
+        "$defs": components,
+    }
