@@ -7,6 +7,7 @@ it always covers the newest audio; a session never has more than one decode in f
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -16,6 +17,8 @@ from .asr.engine import AsrWord, Engine
 from .audio import SAMPLE_RATE
 from .stream.session import DecodeRequest
 
+log = logging.getLogger(__name__)
+
 
 class DecodeClient(Protocol):
     def take_decode_request(self) -> DecodeRequest | None: ...
@@ -23,6 +26,8 @@ class DecodeClient(Protocol):
     def deliver_result(self, request: DecodeRequest, words: list[AsrWord]) -> None: ...
 
     def deliver_error(self, request: DecodeRequest, reason: str) -> None: ...
+
+    def abort(self, reason: str) -> None: ...
 
 
 @dataclass(slots=True)
@@ -71,19 +76,26 @@ class DecodeScheduler:
                 continue
             client = next(iter(self._ready))
             del self._ready[client]
-            request = client.take_decode_request()
-            if request is None:
-                continue
-            began = time.perf_counter()
             try:
-                words = await loop.run_in_executor(
-                    self._executor, self.engine.transcribe, request.audio, request.options
-                )
-            except Exception as exc:  # a model failure ends that session, not the server
-                client.deliver_error(request, f"decoding failed: {type(exc).__name__}: {exc}")
-                continue
-            self.stats.decodes += 1
-            self.stats.busy_s += time.perf_counter() - began
-            self.stats.decoded_audio_s += request.audio.size / SAMPLE_RATE
-            client.deliver_result(request, words)
-            self.poke(client)
+                await self._decode_for(client, loop)
+            except Exception:  # a bug in one session must not stop decoding for all of them
+                log.exception("decoding for a session failed; that session is ended")
+                client.abort("internal error while decoding")
+
+    async def _decode_for(self, client: DecodeClient, loop: asyncio.AbstractEventLoop) -> None:
+        request = client.take_decode_request()
+        if request is None:
+            return
+        began = time.perf_counter()
+        try:
+            words = await loop.run_in_executor(
+                self._executor, self.engine.transcribe, request.audio, request.options
+            )
+        except Exception as exc:  # a model failure ends that session, not the server
+            client.deliver_error(request, f"decoding failed: {type(exc).__name__}: {exc}")
+            return
+        self.stats.decodes += 1
+        self.stats.busy_s += time.perf_counter() - began
+        self.stats.decoded_audio_s += request.audio.size / SAMPLE_RATE
+        client.deliver_result(request, words)
+        self.poke(client)

@@ -6,14 +6,12 @@ Times on the wire are seconds from the first sample of the stream.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
 import msgspec
 
 PROTOCOL_VERSION = 1
 MAX_FRAME_BYTES = 1 << 20
-
-Encoding = Literal["pcm_s16le", "pcm_f32le"]
 
 
 class Word(msgspec.Struct, frozen=True):
@@ -36,7 +34,8 @@ class Start(ClientMessage, tag="start", frozen=True):
     """Opens the stream; binary audio frames in this format follow."""
 
     sample_rate: int = 16000
-    encoding: Encoding = "pcm_s16le"
+    encoding: str = "pcm_s16le"
+    """pcm_s16le or pcm_f32le; others are refused with `unsupported_audio`."""
     channels: int = 1
     language: str | None = None
     model: str | None = None

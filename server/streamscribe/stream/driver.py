@@ -56,9 +56,9 @@ class SessionDriver:
     async def feed_audio(self, samples: Samples) -> None:
         """Feed converted audio; waits (so the caller stops reading) while decoding lags behind."""
         for offset in range(0, samples.size, FEED_SLICE_SAMPLES):
-            while not self.session.can_accept_audio() and not self.session.closed:
+            while not self.session.can_accept_audio() and not self.session.ended:
                 await self._changed.wait()
-            if self.session.closed:
+            if self.session.ended:
                 return
             self.session.receive_audio(samples[offset : offset + FEED_SLICE_SAMPLES])
             self._touch()
@@ -91,7 +91,9 @@ class SessionDriver:
             await self._changed.wait()
 
     def take_decode_request(self) -> DecodeRequest | None:
-        return self.session.take_decode_request()
+        request = self.session.take_decode_request()
+        self._wake()  # taking a request may itself commit a short tail or close the session
+        return request
 
     def deliver_result(self, request: DecodeRequest, words: list[AsrWord]) -> None:
         self.session.receive_decode_result(request, words)
@@ -101,10 +103,19 @@ class SessionDriver:
         self.session.receive_decode_error(request, reason)
         self._touch()
 
-    def _touch(self) -> None:
-        """Wake everyone waiting on this session and let the scheduler look for work."""
+    def abort(self, reason: str) -> None:
+        """An internal failure: end the session with an error; sent finals stay valid."""
+        self.session.receive_decode_error(None, reason)
+        self._touch()
+
+    def _wake(self) -> None:
+        """Wake everyone waiting on this session."""
         self._changed.set()
         self._changed = asyncio.Event()
+
+    def _touch(self) -> None:
+        """Wake the waiters and let the scheduler look for work."""
+        self._wake()
         if self.session.closed:
             self._scheduler.forget(self)
         else:

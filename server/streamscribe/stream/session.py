@@ -15,7 +15,6 @@ from typing import Any
 from ..asr.engine import AsrWord, DecodeOptions
 from ..audio import SAMPLE_RATE, Samples
 from ..config import StreamSettings
-from ..errors import ProtocolViolation
 from ..vad import SpeechEnd, SpeechStart, VoiceDetector
 from ..wire import (
     PROTOCOL_VERSION,
@@ -111,6 +110,11 @@ class LiveSession:
     def received_samples(self) -> int:
         return self._ring.end_samples
 
+    @property
+    def ended(self) -> bool:
+        """Stop or an error was received: audio is no longer taken."""
+        return self._stopping
+
     def can_accept_audio(self) -> bool:
         """False while undecoded speech is `max_lookahead_s` ahead: stop reading, wait for results."""
         if not self._regions:
@@ -120,7 +124,7 @@ class LiveSession:
     def receive_audio(self, samples: Samples) -> None:
         """The next samples of the stream (16 kHz mono), at most FEED_SLICE_SAMPLES at a time."""
         if self._stopping:
-            raise ProtocolViolation("audio after stop")
+            return  # the stream has ended (stop or error): later audio is dropped
         if samples.size > FEED_SLICE_SAMPLES:
             raise ValueError("feed audio in slices of at most FEED_SLICE_SAMPLES")
         if self.received_samples + samples.size > self._max_session_samples:
@@ -193,9 +197,8 @@ class LiveSession:
             self._emit_final(self._agreement.receive_hypothesis(words))
             self._trim_window(request.end_samples)
             self._emit_partial(self._agreement.tentative)
-        self._close_if_done()
 
-    def receive_decode_error(self, request: DecodeRequest, reason: str) -> None:
+    def receive_decode_error(self, request: DecodeRequest | None, reason: str) -> None:
         """The model failed: say so and close; finals already sent stay valid."""
         self._in_flight = None
         self._emit(Error, code="decode_failed", message=reason)
@@ -231,6 +234,7 @@ class LiveSession:
                 self._decoded_until = max(self._decoded_until, self._window_start)
         else:
             self._window_start = end
+        self._close_if_done()
 
     def _trim_window(self, decoded_end: int) -> None:
         committed_end = int(self._agreement.committed_end_s * SAMPLE_RATE)

@@ -14,6 +14,7 @@ from ..errors import (
     FrameTooLarge,
     Overloaded,
     ProtocolViolation,
+    SessionTooLong,
     ShuttingDown,
     SlowConsumer,
     StreamscribeError,
@@ -119,6 +120,8 @@ class StreamConnection:
                             f"audio frame of {len(message.data)} bytes exceeds {MAX_FRAME_BYTES} bytes"
                         )
                     await driver.feed_audio(converter.convert(message.data))
+                    if driver.session.ended:  # the session ended itself (too long)
+                        return SessionTooLong.close_code
                 elif message.type == WSMsgType.TEXT:
                     control = _parse(message.data)
                     if isinstance(control, Stop):

@@ -1,0 +1,68 @@
+"""Shared fixtures: the test speech in ../shared/testdata, the real model, a real server."""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from aiohttp import web
+
+from streamscribe.app import create_app
+from streamscribe.asr.engine import Engine
+from streamscribe.asr.models import load_engine
+from streamscribe.audio import read_file
+from streamscribe.config import ServerSettings, load_settings
+
+TESTDATA = Path(__file__).resolve().parents[2] / "shared" / "testdata"
+
+
+def testdata(relative: str) -> Path:
+    path = TESTDATA / relative
+    if not path.exists():
+        pytest.skip(f"test speech not found at {path} (../shared/testdata beside the repo)")
+    return path
+
+
+def librispeech_utterance(utterance_id: str) -> tuple[np.ndarray, str]:
+    """Audio and reference text of one LibriSpeech dev-clean utterance."""
+    speaker, chapter, _ = utterance_id.split("-")
+    folder = testdata(f"librispeech-dev-clean/{speaker}/{chapter}")
+    with (folder / f"{speaker}-{chapter}.trans.txt").open() as handle:
+        references = dict(line.rstrip("\n").split(" ", 1) for line in handle)
+    return read_file(folder / f"{utterance_id}.flac"), references[utterance_id]
+
+
+def conversation_reference() -> str:
+    with testdata("conversations/conv2spk_1272_84.transcript.tsv").open() as handle:
+        return " ".join(row["text"] for row in csv.DictReader(handle, delimiter="\t"))
+
+
+@pytest.fixture(scope="session")
+def settings(tmp_path_factory: pytest.TempPathFactory) -> ServerSettings:
+    cache = tmp_path_factory.mktemp("model-cache")
+    return load_settings({"port": 0, "model_cache_dir": cache, "max_sessions": 4}, environ={})
+
+
+@pytest.fixture(scope="session")
+def engine(settings: ServerSettings) -> Engine:
+    return load_engine("tiny.en", "cpu", "int8", 0, settings.model_cache_dir)
+
+
+@pytest.fixture(scope="session")
+def jfk() -> tuple[np.ndarray, str]:
+    return read_file(testdata("jfk/jfk.wav")), testdata("jfk/jfk.txt").read_text()
+
+
+@pytest.fixture(scope="session")
+async def server_url(settings: ServerSettings, engine: Engine) -> AsyncIterator[str]:
+    """A real server on a free loopback port; yields its base URL (http://...)."""
+    runner = web.AppRunner(create_app(settings, engine))
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    host, port = runner.addresses[0][:2]
+    yield f"http://{host}:{port}"
+    await runner.cleanup()
