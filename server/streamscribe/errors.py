@@ -35,6 +35,11 @@ class UnsupportedAudio(StreamscribeError):
     close_code = 1003  # unsupported data
 
 
+class UnsupportedLanguage(StreamscribeError):
+    code = "unsupported_language"
+    close_code = 1003
+
+
 class FrameTooLarge(StreamscribeError):
     code = "frame_too_large"
     close_code = 1009  # message too big

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 
 import msgspec
 from aiohttp import WSMsgType, web
@@ -19,7 +20,7 @@ from ..errors import (
     SlowConsumer,
     StreamscribeError,
     UnknownModel,
-    UnsupportedAudio,
+    UnsupportedLanguage,
 )
 from ..stream.driver import SessionDriver
 from ..wire import (
@@ -35,6 +36,8 @@ from ..wire import (
 )
 from .outbox import Outbox
 from .state import SERVER_STATE, ServerState
+
+log = logging.getLogger(__name__)
 
 TRANSPORT_MAX_FRAME_BYTES = 2 * MAX_FRAME_BYTES
 """aiohttp drops the connection (1009) past this; between the two the client gets an `error`."""
@@ -99,7 +102,7 @@ class StreamConnection:
             )
         language = start.language or self._state.settings.stream.language
         if not engine.multilingual and language not in (None, "en"):
-            raise UnsupportedAudio(
+            raise UnsupportedLanguage(
                 f"model {engine.name!r} is English-only; language {language!r} is not served"
             )
         return language
@@ -193,6 +196,10 @@ async def stream_handler(request: web.Request) -> web.WebSocketResponse:
         state.connections.add(connection)
         try:
             await connection.run()
+        except Exception:
+            log.exception("stream handler failed")
+            if not ws.closed:
+                await connection.refuse(StreamscribeError("internal error; the stream was ended"))
         finally:
             state.connections.discard(connection)
     return ws
