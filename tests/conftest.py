@@ -19,7 +19,7 @@ from streamscribe.config import ServerSettings, load_settings
 TESTDATA = Path(__file__).resolve().parents[2] / "shared" / "testdata"
 
 
-def testdata(relative: str) -> Path:
+def speech_file(relative: str) -> Path:
     path = TESTDATA / relative
     if not path.exists():
         pytest.skip(f"test speech not found at {path} (../shared/testdata beside the repo)")
@@ -29,14 +29,14 @@ def testdata(relative: str) -> Path:
 def librispeech_utterance(utterance_id: str) -> tuple[np.ndarray, str]:
     """Audio and reference text of one LibriSpeech dev-clean utterance."""
     speaker, chapter, _ = utterance_id.split("-")
-    folder = testdata(f"librispeech-dev-clean/{speaker}/{chapter}")
+    folder = speech_file(f"librispeech-dev-clean/{speaker}/{chapter}")
     with (folder / f"{speaker}-{chapter}.trans.txt").open() as handle:
         references = dict(line.rstrip("\n").split(" ", 1) for line in handle)
     return read_file(folder / f"{utterance_id}.flac"), references[utterance_id]
 
 
 def conversation_reference() -> str:
-    with testdata("conversations/conv2spk_1272_84.transcript.tsv").open() as handle:
+    with speech_file("conversations/conv2spk_1272_84.transcript.tsv").open() as handle:
         return " ".join(row["text"] for row in csv.DictReader(handle, delimiter="\t"))
 
 
@@ -53,7 +53,7 @@ def engine(settings: ServerSettings) -> Engine:
 
 @pytest.fixture(scope="session")
 def jfk() -> tuple[np.ndarray, str]:
-    return read_file(testdata("jfk/jfk.wav")), testdata("jfk/jfk.txt").read_text()
+    return read_file(speech_file("jfk/jfk.wav")), speech_file("jfk/jfk.txt").read_text()
 
 
 @pytest.fixture(scope="session")

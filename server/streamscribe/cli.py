@@ -81,15 +81,19 @@ def _cmd_transcribe(args: argparse.Namespace) -> int:
         )
 
         async def feed() -> None:
-            for chunk in iter_file(Path(args.file)):
-                await driver.feed_audio(chunk)
-            driver.stop()
+            try:
+                for chunk in iter_file(Path(args.file)):
+                    await driver.feed_audio(chunk)
+            finally:
+                driver.stop()
 
         feeder = asyncio.create_task(feed())
-        async for event in driver.events():
-            printer.show(event)
-        await feeder
-        await scheduler.close()
+        try:
+            async for event in driver.events():
+                printer.show(event)
+            await feeder
+        finally:
+            await scheduler.close()
 
     return _run(transcribe(), printer)
 
@@ -164,5 +168,5 @@ def main(argv: list[str] | None = None) -> int:
     return code
 
 
-if __name__ == "__main__":
+if __name__ == "__main__":  # python -m streamscribe.cli
     sys.exit(main())

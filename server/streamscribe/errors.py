@@ -75,3 +75,20 @@ class DecodeFailed(StreamscribeError):
 class ShuttingDown(StreamscribeError):
     code = "shutting_down"
     close_code = 1001  # going away
+
+
+def close_code_for(error_code: str | None) -> int:
+    """The WebSocket close code for a session that ended with this wire error code (None: normal)."""
+    if error_code is None:
+        return 1000
+    for kind in _all_errors(StreamscribeError):
+        if kind.code == error_code:
+            return kind.close_code
+    return StreamscribeError.close_code
+
+
+def _all_errors(root: type[StreamscribeError]) -> list[type[StreamscribeError]]:
+    kinds = [root]
+    for child in root.__subclasses__():
+        kinds.extend(_all_errors(child))
+    return kinds

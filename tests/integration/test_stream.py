@@ -27,7 +27,7 @@ def text_of(words: list) -> str:
 
 async def test_jfk_streams_to_accurate_final_words(server_url: str, jfk: tuple[np.ndarray, str]) -> None:
     audio, reference = jfk
-    result = await stream_samples(ws_url(server_url), audio, speed=0)
+    result = await stream_samples(ws_url(server_url), audio, speed=3)  # paced, so partials have time to show
     assert_well_formed(result, audio.size / SAMPLE_RATE)
     kinds = {type(timed.event) for timed in result.events}
     assert {SpeechStarted, Partial, Final, UtteranceEnd} <= kinds

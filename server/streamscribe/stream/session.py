@@ -93,6 +93,8 @@ class LiveSession:
         self._finalize_requested = False
         self._stopping = False
         self.closed = False
+        self.error_code: str | None = None
+        """The code of the first error that ended the session, if one did."""
         self._seq = 0
         self._events: list[ServerMessage] = []
         self._last_partial: list[Word] = []
@@ -145,6 +147,7 @@ class LiveSession:
 
     def receive_error(self, code: str, message: str) -> None:
         """Bad input from the client: report it, then stop (what was heard is still flushed)."""
+        self.error_code = self.error_code or code
         self._emit(Error, code=code, message=message)
         self.receive_stop()
 
@@ -201,6 +204,7 @@ class LiveSession:
     def receive_decode_error(self, request: DecodeRequest | None, reason: str) -> None:
         """The model failed: say so and close; finals already sent stay valid."""
         self._in_flight = None
+        self.error_code = self.error_code or "decode_failed"
         self._emit(Error, code="decode_failed", message=reason)
         self._regions.clear()
         self._stopping = True

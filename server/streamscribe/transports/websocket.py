@@ -15,12 +15,12 @@ from ..errors import (
     FrameTooLarge,
     Overloaded,
     ProtocolViolation,
-    SessionTooLong,
     ShuttingDown,
     SlowConsumer,
     StreamscribeError,
     UnknownModel,
     UnsupportedLanguage,
+    close_code_for,
 )
 from ..stream.driver import SessionDriver
 from ..wire import (
@@ -42,7 +42,6 @@ log = logging.getLogger(__name__)
 TRANSPORT_MAX_FRAME_BYTES = 2 * MAX_FRAME_BYTES
 """aiohttp drops the connection (1009) past this; between the two the client gets an `error`."""
 START_TIMEOUT_S = 10.0
-NORMAL_CLOSURE = 1000
 
 
 class StreamConnection:
@@ -68,16 +67,18 @@ class StreamConnection:
         outbox = Outbox(settings.outbox_max_messages)
         writer = asyncio.create_task(self._write(outbox))
         pump = asyncio.create_task(self._pump(driver, outbox))
-        close_code = await self._read(driver, converter)
-        await pump
+        reader = asyncio.create_task(self._read(driver, converter))
+        await pump  # ends once the session is closed, whoever ended it
+        reader.cancel()  # nothing more is read from a closed session (nor during server shutdown)
+        await asyncio.gather(reader, return_exceptions=True)
         await writer
         if not self._ws.closed:
-            await self._ws.close(code=close_code)
+            await self._ws.close(code=close_code_for(driver.session.error_code))
 
     def drain(self) -> None:
-        """Server shutdown: end the stream as if the client had sent `stop`."""
+        """Server shutdown: tell the client why, and flush its stream as if it had sent `stop`."""
         if self.driver is not None:
-            self.driver.stop()
+            self.driver.fail(ShuttingDown("the server is shutting down; the stream was ended"))
 
     async def _receive_start(self) -> Start:
         try:
@@ -113,8 +114,8 @@ class StreamConnection:
             await self._ws.send_str(_text(Error(seq=1, code=error.code, message=error.message)))
         await self._ws.close(code=error.close_code, message=_reason(error))
 
-    async def _read(self, driver: SessionDriver, converter: PcmConverter) -> int:
-        """Feed frames until stop, bad input or disconnect; returns the close code to use."""
+    async def _read(self, driver: SessionDriver, converter: PcmConverter) -> None:
+        """Feed frames until bad input or a disconnect; `run` cancels it once the session closed."""
         try:
             async for message in self._ws:
                 if message.type == WSMsgType.BINARY:
@@ -123,23 +124,19 @@ class StreamConnection:
                             f"audio frame of {len(message.data)} bytes exceeds {MAX_FRAME_BYTES} bytes"
                         )
                     await driver.feed_audio(converter.convert(message.data))
-                    if driver.session.ended:  # the session ended itself (too long)
-                        return SessionTooLong.close_code
                 elif message.type == WSMsgType.TEXT:
-                    control = _parse(message.data)
-                    if isinstance(control, Stop):
-                        await driver.feed_audio(converter.flush())
-                        driver.stop()
-                        return NORMAL_CLOSURE
-                    if isinstance(control, Finalize):
-                        driver.finalize()
-                    else:
-                        raise ProtocolViolation("the stream has already started")
+                    match _parse(message.data):
+                        case Stop():
+                            await driver.feed_audio(converter.flush())
+                            driver.stop()
+                        case Finalize():
+                            driver.finalize()
+                        case _:
+                            raise ProtocolViolation("the stream has already started")
         except StreamscribeError as exc:
             driver.fail(exc)
-            return exc.close_code
+            return
         driver.stop()  # the client vanished: flush what it sent
-        return NORMAL_CLOSURE
 
     async def _pump(self, driver: SessionDriver, outbox: Outbox) -> None:
         try:

@@ -1,0 +1,94 @@
+"""The console script as a user runs it: serve on a free port, stream, transcribe, SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from streamscribe.audio import SAMPLE_RATE
+from streamscribe.client import stream_samples
+from streamscribe.evaluation import normalise_text
+from streamscribe.wire import Closed, Error
+
+from ..conftest import speech_file
+
+CLI = [sys.executable, "-m", "streamscribe.cli"]
+
+
+@pytest.fixture(scope="module")
+async def served(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> AsyncIterator[tuple[asyncio.subprocess.Process, str]]:
+    env = os.environ | {"STREAMSCRIBE_MODEL_CACHE_DIR": str(tmp_path_factory.mktemp("cache"))}
+    process = await asyncio.create_subprocess_exec(
+        *CLI,
+        "serve",
+        "--port",
+        "0",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+        env=env,
+    )
+    assert process.stdout is not None
+    async with asyncio.timeout(60):
+        line = (await process.stdout.readline()).decode()
+    match = re.search(r"listening on (http://\S+)", line)
+    assert match, f"serve printed {line!r}"
+    yield process, match.group(1)
+    if process.returncode is None:
+        process.kill()
+        await process.wait()
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=120, check=False)
+
+
+async def test_stream_command_prints_the_words(served: tuple[asyncio.subprocess.Process, str]) -> None:
+    _, url = served
+    wav = str(speech_file("jfk/jfk.wav"))
+    done = await asyncio.to_thread(
+        run_cli, "stream", wav, "--url", url.replace("http", "ws") + "/v1/stream", "--speed", "0"
+    )
+    assert done.returncode == 0, done.stderr
+    assert "ask not what your country can do for you" in " ".join(normalise_text(done.stdout))
+
+
+def test_transcribe_command_runs_the_same_core_in_process() -> None:
+    done = run_cli("transcribe", str(speech_file("jfk/jfk.wav")))
+    assert done.returncode == 0, done.stderr
+    assert "ask what you can do for your country" in " ".join(normalise_text(done.stdout))
+
+
+def test_transcribe_reports_an_unreadable_file(tmp_path: Path) -> None:
+    broken = tmp_path / "broken.wav"
+    broken.write_bytes(b"RIFF not really a wave file")
+    done = run_cli("transcribe", str(broken))
+    assert done.returncode == 2 and "unsupported_audio" in done.stderr
+
+
+async def test_sigterm_flushes_live_streams_then_exits(
+    served: tuple[asyncio.subprocess.Process, str], jfk: tuple[np.ndarray, str]
+) -> None:
+    process, url = served
+    audio, _ = jfk
+    live = asyncio.create_task(stream_samples(url.replace("http", "ws") + "/v1/stream", audio, speed=1))
+    await asyncio.sleep(4.5)  # "And so my fellow Americans, ask not" has been said
+    process.send_signal(signal.SIGTERM)
+    result = await asyncio.wait_for(live, 30)
+    events = [timed.event for timed in result.events]
+    assert isinstance(events[-1], Closed)
+    assert [e.code for e in events if isinstance(e, Error)] == ["shutting_down"]
+    assert "americans" in " ".join(w.text for w in result.finals).lower(), "heard speech was flushed"
+    assert result.close_code == 1001
+    assert events[-1].audio_s < audio.size / SAMPLE_RATE
+    assert await asyncio.wait_for(process.wait(), 30) == 0
