@@ -158,6 +158,10 @@ def build_parser() -> argparse.ArgumentParser:
     stream.add_argument("--language")
     stream.set_defaults(handler=_cmd_stream)
 
+    from .bench import add_bench_parser
+
+    add_bench_parser(commands)
+
     return parser
 
 

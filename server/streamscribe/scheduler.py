@@ -10,8 +10,9 @@ import asyncio
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from typing import Protocol
+
+import msgspec
 
 from .asr.engine import AsrWord, Engine
 from .audio import SAMPLE_RATE
@@ -30,8 +31,9 @@ class DecodeClient(Protocol):
     def abort(self, reason: str) -> None: ...
 
 
-@dataclass(slots=True)
-class SchedulerStats:
+class SchedulerStats(msgspec.Struct):
+    """Totals since start: decodes run, seconds the model was busy, seconds of audio decoded."""
+
     decodes: int = 0
     busy_s: float = 0.0
     decoded_audio_s: float = 0.0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import msgspec
 from aiohttp import web
 
 from ..wire import json_schema
@@ -16,6 +17,7 @@ async def healthz(request: web.Request) -> web.Response:
             "model": state.scheduler.engine.name,
             "sessions": len(state.connections),
             "max_sessions": state.settings.max_sessions,
+            "decoder": msgspec.structs.asdict(state.scheduler.stats),
         }
     )
 

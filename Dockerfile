@@ -1,0 +1,21 @@
+# CPU image of the streamscribe server on the embedded default model (Whisper tiny.en).
+#   docker build -t streamscribe . && docker run --rm -p 8000:8000 streamscribe
+FROM python:3.11-slim
+
+ENV PIP_NO_CACHE_DIR=1 \
+    PYTHONUNBUFFERED=1 \
+    STREAMSCRIBE_MODEL_CACHE_DIR=/var/cache/streamscribe
+
+WORKDIR /app
+COPY pyproject.toml README.md ./
+COPY server ./server
+RUN pip install . \
+    && useradd --system --create-home streamscribe \
+    && mkdir -p /var/cache/streamscribe \
+    && chown streamscribe /var/cache/streamscribe
+
+USER streamscribe
+EXPOSE 8000
+HEALTHCHECK --interval=30s --timeout=5s --start-period=30s \
+    CMD python -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/healthz', timeout=4)"
+CMD ["streamscribe", "serve", "--host", "0.0.0.0", "--port", "8000"]
