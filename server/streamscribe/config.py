@@ -24,6 +24,8 @@ class StreamSettings(msgspec.Struct, frozen=True, kw_only=True):
     """Undecoded speech a session may hold before its transport stops reading (backpressure)."""
     trim_after_s: float = 10.0
     """Once the window is longer than this, drop its committed head."""
+    commit_margin_s: float = 0.5
+    """Agreement commits a word only once it ends this long before the newest audio."""
     min_context_s: float = 3.0
     """Each decode covers at least this much of the region (committed words included), so that
     Whisper never sees a short tail alone, which is where it hallucinates."""
@@ -37,6 +39,9 @@ class StreamSettings(msgspec.Struct, frozen=True, kw_only=True):
     speech_pad_ms: int = 200
     max_session_s: float = 4 * 3600.0
     beam_size: int = 1
+    """Beam width of the rolling decodes (latency-bound: greedy by default)."""
+    flush_beam_size: int = 5
+    """Beam width of the one decode that commits an utterance's end, where accuracy pays most."""
 
 
 class ServerSettings(msgspec.Struct, frozen=True, kw_only=True):

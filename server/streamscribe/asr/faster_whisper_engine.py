@@ -11,6 +11,7 @@ from .engine import AsrWord, DecodeOptions
 _MAX_COMPRESSION_RATIO = 2.4
 _NO_SPEECH_PROB = 0.6
 _MIN_AVG_LOGPROB = -1.0
+_MAX_TAIL_WORDS = 4
 _END_MARGIN_S = 0.05
 """Words Whisper places at the very end of the audio are squeezed-in guesses, not speech."""
 
@@ -54,13 +55,39 @@ class FasterWhisperEngine:
             temperature=0.0,
         )
         audio_s = audio.size / SAMPLE_RATE
-        return [
+        words = [
             AsrWord(word.word.strip(), float(word.start), float(word.end), float(word.probability))
             for segment in list(segments)
             if not _looks_hallucinated(segment)
             for word in (segment.words or [])
             if _has_letters(word.word) and word.start < audio_s - _END_MARGIN_S
         ]
+        return words[: _squeezed_tail_start(words)]
+
+
+def _anomaly(word: AsrWord) -> float:
+    """Whisper's word anomaly score: improbable, squeezed into almost no time, or stretched."""
+    duration = word.end_s - word.start_s
+    score = 1.0 if word.probability < 0.15 else 0.0
+    if duration < 0.133:
+        score += (0.133 - duration) * 15
+    if duration > 2.0:
+        score += duration - 2.0
+    return score
+
+
+def _squeezed_tail_start(words: list[AsrWord]) -> int:
+    """Where a trailing run of anomalous words begins (the "Thank you." Whisper appends to the
+    silence after speech), or len(words) when the hypothesis ends in real words. Every word of
+    the run must be anomalous itself, so one squeezed word does not take real ones with it."""
+    run = 0
+    while run < min(_MAX_TAIL_WORDS, len(words)) and _anomaly(words[-run - 1]) > 0:
+        run += 1
+    for length in range(run, 0, -1):
+        score = sum(_anomaly(word) for word in words[-length:])
+        if score >= 3 or score + 0.01 >= length:
+            return len(words) - length
+    return len(words)
 
 
 def _has_letters(text: str) -> bool:

@@ -1,8 +1,10 @@
 """LocalAgreement-n: commit the prefix that the last n hypotheses agree on.
 
 Better than the textbook LocalAgreement-2 in two ways: words are compared after normalising case
-and punctuation (so "Americans," agrees with "Americans"), and words the window still holds but
-that are already committed are removed by time and by n-gram overlap before comparing.
+and punctuation (so "Americans," agrees with "Americans"), and the committed words that the
+decoded audio still holds are found in a new hypothesis by aligning their text with its start
+(ties broken by time), not by a time threshold, so a repeated word ("gone and gone") is kept and
+a re-timed committed word is not emitted twice.
 """
 
 from __future__ import annotations
@@ -13,9 +15,9 @@ from collections import deque
 from ..wire import Word
 
 _PUNCTUATION = re.compile(r"[^\w']+")
-_OVERLAP_TOLERANCE_S = 0.1
-_MAX_OVERLAP_WORDS = 5
-_RECENT_WORDS = 64
+_EDGE_S = 0.05
+"""A committed word must reach this far into the decoded audio to count as inside it."""
+_RECENT_WORDS = 160
 
 
 def normalise(text: str) -> str:
@@ -29,21 +31,27 @@ class LocalAgreement:
     `tentative` is the unstable tail of the newest hypothesis (what a partial should show).
     """
 
-    def __init__(self, n: int = 2) -> None:
+    def __init__(self, n: int = 2, margin_s: float = 0.0) -> None:
+        """`margin_s`: a word is committed by agreement only once it ends this long before the
+        end of the decoded audio (Whisper guesses at words the audio cuts off)."""
         if n < 2:
             raise ValueError("agreement needs at least two hypotheses")
+        self._margin_s = margin_s
         self._history: deque[list[Word]] = deque(maxlen=n - 1)
         self._recent: deque[Word] = deque(maxlen=_RECENT_WORDS)
         self.tentative: list[Word] = []
         self.committed_end_s = 0.0
         self.committed_count = 0
 
-    def receive_hypothesis(self, words: list[Word]) -> list[Word]:
-        """A new hypothesis in stream time; returns the newly committed words."""
-        fresh = self._drop_committed(words)
+    def receive_hypothesis(self, words: list[Word], audio_start_s: float, audio_end_s: float) -> list[Word]:
+        """A hypothesis of the audio [audio_start_s, audio_end_s) in stream time; returns the
+        newly committed words."""
+        fresh = self._drop_committed(words, audio_start_s)
         agreed = 0
         if len(self._history) == self._history.maxlen:
             agreed = min(_common_prefix(previous, fresh) for previous in self._history)
+            while agreed and fresh[agreed - 1].end > audio_end_s - self._margin_s:
+                agreed -= 1
         committed = self._commit(fresh[:agreed])
         if agreed:
             self._history = deque(
@@ -53,9 +61,9 @@ class LocalAgreement:
         self._history.append(self.tentative)
         return committed
 
-    def flush(self, words: list[Word]) -> list[Word]:
+    def flush(self, words: list[Word], audio_start_s: float) -> list[Word]:
         """Commit all of this (last) hypothesis, e.g. at the end of an utterance."""
-        committed = self._commit(self._drop_committed(words))
+        committed = self._commit(self._drop_committed(words, audio_start_s))
         self.reset_hypotheses()
         return committed
 
@@ -76,15 +84,14 @@ class LocalAgreement:
         text = " ".join(word.text for word in self._recent if word.end <= before_s + 1e-6)
         return text[-max_chars:].lstrip()
 
-    def _drop_committed(self, words: list[Word]) -> list[Word]:
-        fresh = [word for word in words if word.start >= self.committed_end_s - _OVERLAP_TOLERANCE_S]
-        if not fresh or not self._recent:
-            return fresh
-        recent = [normalise(word.text) for word in self._recent]
-        for size in range(min(_MAX_OVERLAP_WORDS, len(fresh), len(recent)), 0, -1):
-            if recent[-size:] == [normalise(word.text) for word in fresh[:size]]:
-                return fresh[size:]
-        return fresh
+    def _drop_committed(self, words: list[Word], audio_start_s: float) -> list[Word]:
+        inside = [word for word in self._recent if word.end > audio_start_s + _EDGE_S]
+        if not inside:
+            return words
+        skip = _aligned_prefix(
+            [normalise(word.text) for word in inside], words, audio_start_s, self.committed_end_s
+        )
+        return words[skip:]
 
     def _commit(self, words: list[Word]) -> list[Word]:
         committed: list[Word] = []
@@ -108,3 +115,24 @@ def _common_prefix(first: list[Word], second: list[Word]) -> int:
             break
         count += 1
     return count
+
+
+def _aligned_prefix(
+    committed: list[str], words: list[Word], audio_start_s: float, committed_end_s: float
+) -> int:
+    """How many leading words of `words` re-state `committed`: the prefix with the least edit
+    distance to it; among equals, the one ending nearest the committed end time."""
+    texts = [normalise(word.text) for word in words]
+    previous = list(range(len(texts) + 1))
+    for index, token in enumerate(committed, start=1):
+        current = [index]
+        for column, text in enumerate(texts, start=1):
+            substitution = previous[column - 1] + (token != text)
+            current.append(min(substitution, previous[column] + 1, current[column - 1] + 1))
+        previous = current
+
+    def distance_from_end(prefix: int) -> float:
+        end = words[prefix - 1].end if prefix else audio_start_s
+        return abs(end - committed_end_s)
+
+    return min(range(len(texts) + 1), key=lambda prefix: (previous[prefix], distance_from_end(prefix)))

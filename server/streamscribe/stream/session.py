@@ -77,7 +77,7 @@ class LiveSession:
         self._settings = settings
         self._detector = detector
         self._language = language
-        self._agreement = LocalAgreement(settings.agreement_n)
+        self._agreement = LocalAgreement(settings.agreement_n, settings.commit_margin_s)
         self._step_samples = int(settings.decode_step_ms * SAMPLE_RATE / 1000)
         self._lookahead_samples = int(settings.max_lookahead_s * SAMPLE_RATE)
         self._max_window_samples = int(settings.max_window_s * SAMPLE_RATE)
@@ -174,15 +174,16 @@ class LiveSession:
             if end - self._window_start < _MIN_DECODE_SAMPLES:
                 if not flush:
                     return None
-                self._finish_flush(self._agreement.tentative, end, ends_region, self._finalize_requested)
+                self._finish_flush(self._agreement.tentative, end, ends_region, self._finalize_requested, end)
                 continue
             start = max(region.start, min(self._window_start, end - self._min_context_samples))
+            beam_size = self._settings.flush_beam_size if flush else self._settings.beam_size
             prompt = self._agreement.recent_text(start / SAMPLE_RATE, self._settings.prompt_chars)
             self._in_flight = DecodeRequest(
                 audio=self._ring.read(start, end),
                 start_samples=start,
                 end_samples=end,
-                options=DecodeOptions(self._language, prompt, self._settings.beam_size),
+                options=DecodeOptions(self._language, prompt, beam_size),
                 flush=flush,
                 ends_region=ends_region,
                 answers_finalize=self._finalize_requested,
@@ -195,9 +196,19 @@ class LiveSession:
         self._in_flight = None
         words = _to_stream_time(asr_words, request.start_samples, request.end_samples)
         if request.flush:
-            self._finish_flush(words, request.end_samples, request.ends_region, request.answers_finalize)
+            self._finish_flush(
+                words,
+                request.end_samples,
+                request.ends_region,
+                request.answers_finalize,
+                request.start_samples,
+            )
         else:
-            self._emit_final(self._agreement.receive_hypothesis(words))
+            self._emit_final(
+                self._agreement.receive_hypothesis(
+                    words, request.start_samples / SAMPLE_RATE, request.end_samples / SAMPLE_RATE
+                )
+            )
             self._trim_window(request.end_samples)
             self._emit_partial(self._agreement.tentative)
 
@@ -225,8 +236,10 @@ class LiveSession:
         self._regions.append(_Region(start))
         self._emit(SpeechStarted, at=round(start / SAMPLE_RATE, 3))
 
-    def _finish_flush(self, words: list[Word], end: int, ends_region: bool, answers_finalize: bool) -> None:
-        self._emit_final(self._agreement.flush(words))
+    def _finish_flush(
+        self, words: list[Word], end: int, ends_region: bool, answers_finalize: bool, audio_start: int
+    ) -> None:
+        self._emit_final(self._agreement.flush(words, audio_start / SAMPLE_RATE))
         self._emit_partial([])
         if answers_finalize:
             self._finalize_requested = False
