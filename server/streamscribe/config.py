@@ -31,7 +31,8 @@ class StreamSettings(msgspec.Struct, frozen=True, kw_only=True):
     Whisper never sees a short tail alone, which is where it hallucinates."""
     agreement_n: int = 2
     """LocalAgreement-n: a word is final once n consecutive hypotheses agree on it."""
-    prompt_chars: int = 200
+    prompt_chars: int = 80
+    """Committed text given to Whisper as the prompt; longer prompts measurably hurt tiny.en."""
     vad_threshold: float = 0.5
     vad_release: float = 0.35
     min_silence_ms: int = 500
@@ -39,9 +40,7 @@ class StreamSettings(msgspec.Struct, frozen=True, kw_only=True):
     speech_pad_ms: int = 200
     max_session_s: float = 4 * 3600.0
     beam_size: int = 1
-    """Beam width of the rolling decodes (latency-bound: greedy by default)."""
-    flush_beam_size: int = 5
-    """Beam width of the one decode that commits an utterance's end, where accuracy pays most."""
+    """Greedy by default: beam 5 cut tiny.en's streamed WER ~2 points but saturated 2 cores."""
 
 
 class ServerSettings(msgspec.Struct, frozen=True, kw_only=True):

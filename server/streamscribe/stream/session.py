@@ -177,13 +177,12 @@ class LiveSession:
                 self._finish_flush(self._agreement.tentative, end, ends_region, self._finalize_requested, end)
                 continue
             start = max(region.start, min(self._window_start, end - self._min_context_samples))
-            beam_size = self._settings.flush_beam_size if flush else self._settings.beam_size
             prompt = self._agreement.recent_text(start / SAMPLE_RATE, self._settings.prompt_chars)
             self._in_flight = DecodeRequest(
                 audio=self._ring.read(start, end),
                 start_samples=start,
                 end_samples=end,
-                options=DecodeOptions(self._language, prompt, beam_size),
+                options=DecodeOptions(self._language, prompt, self._settings.beam_size),
                 flush=flush,
                 ends_region=ends_region,
                 answers_finalize=self._finalize_requested,
