@@ -7,6 +7,10 @@ ENV PIP_NO_CACHE_DIR=1 \
     STREAMSCRIBE_MODEL_CACHE_DIR=/var/cache/streamscribe
 
 WORKDIR /app
+# silero-vad requires torch (only its ONNX model is used). PyPI's Linux torch is a CUDA build of
+# several GB; pass a CPU wheel index as TORCH_INDEX_URL to keep the image small.
+ARG TORCH_INDEX_URL=
+RUN if [ -n "$TORCH_INDEX_URL" ]; then pip install --index-url "$TORCH_INDEX_URL" torch==2.13.0; fi
 COPY pyproject.toml README.md ./
 COPY server ./server
 RUN pip install . \

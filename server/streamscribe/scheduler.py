@@ -26,9 +26,7 @@ class DecodeClient(Protocol):
 
     def deliver_result(self, request: DecodeRequest, words: list[AsrWord]) -> None: ...
 
-    def deliver_error(self, request: DecodeRequest, reason: str) -> None: ...
-
-    def abort(self, reason: str) -> None: ...
+    def deliver_error(self, reason: str) -> None: ...
 
 
 class SchedulerStats(msgspec.Struct):
@@ -82,7 +80,7 @@ class DecodeScheduler:
                 await self._decode_for(client, loop)
             except Exception:  # a bug in one session must not stop decoding for all of them
                 log.exception("decoding for a session failed; that session is ended")
-                client.abort("internal error while decoding")
+                client.deliver_error("internal error while decoding")
 
     async def _decode_for(self, client: DecodeClient, loop: asyncio.AbstractEventLoop) -> None:
         request = client.take_decode_request()
@@ -94,7 +92,7 @@ class DecodeScheduler:
                 self._executor, self.engine.transcribe, request.audio, request.options
             )
         except Exception as exc:  # a model failure ends that session, not the server
-            client.deliver_error(request, f"decoding failed: {type(exc).__name__}: {exc}")
+            client.deliver_error(f"decoding failed: {type(exc).__name__}: {exc}")
             return
         self.stats.decodes += 1
         self.stats.busy_s += time.perf_counter() - began

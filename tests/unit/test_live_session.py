@@ -102,7 +102,7 @@ def test_a_decode_failure_is_reported_and_keeps_earlier_finals() -> None:
     feed(live, 1)
     second = live.take_decode_request()
     assert second is not None
-    live.receive_decode_error(second, "decoding failed: boom")
+    live.receive_decode_error("decoding failed: boom")
     events = live.events_to_send()
     finals = [w.text for e in events if isinstance(e, Final) for w in e.words]
     assert finals == ["kept"]

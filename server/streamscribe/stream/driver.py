@@ -22,6 +22,8 @@ if TYPE_CHECKING:
 
 
 class SessionDriver:
+    """Feed it (`feed_audio`, `finalize`, `stop`, `fail`) and iterate `events()` until closed."""
+
     def __init__(self, session: LiveSession, scheduler: DecodeScheduler) -> None:
         self.session = session
         self._scheduler = scheduler
@@ -99,13 +101,9 @@ class SessionDriver:
         self.session.receive_decode_result(request, words)
         self._touch()
 
-    def deliver_error(self, request: DecodeRequest, reason: str) -> None:
-        self.session.receive_decode_error(request, reason)
-        self._touch()
-
-    def abort(self, reason: str) -> None:
-        """An internal failure: end the session with an error; sent finals stay valid."""
-        self.session.receive_decode_error(None, reason)
+    def deliver_error(self, reason: str) -> None:
+        """Decoding failed for this session: it ends with an error; sent finals stay valid."""
+        self.session.receive_decode_error(reason)
         self._touch()
 
     def _wake(self) -> None:

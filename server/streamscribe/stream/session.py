@@ -211,7 +211,7 @@ class LiveSession:
             self._trim_window(request.end_samples)
             self._emit_partial(self._agreement.tentative)
 
-    def receive_decode_error(self, request: DecodeRequest | None, reason: str) -> None:
+    def receive_decode_error(self, reason: str) -> None:
         """The model failed: say so and close; finals already sent stay valid."""
         self._in_flight = None
         self.error_code = self.error_code or "decode_failed"
