@@ -11,6 +11,7 @@ import argparse
 import asyncio
 import csv
 import json
+import math
 import os
 import re
 import statistics
@@ -161,7 +162,7 @@ def percentile(values: list[float], fraction: float) -> float:
     if not values:
         return float("nan")
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+    return ordered[max(0, math.ceil(fraction * len(ordered)) - 1)]  # nearest rank
 
 
 Latency = tuple[float, float]
