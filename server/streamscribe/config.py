@@ -29,9 +29,6 @@ class StreamSettings(msgspec.Struct, frozen=True, kw_only=True):
     min_context_s: float = 3.0
     """Each decode covers at least this much of the region (committed words included), so that
     Whisper never sees a short tail alone, which is where it hallucinates."""
-    speech_context_s: float = 4.0
-    """Earlier speech (never the silence between) decoded in front of a new utterance, so that
-    Whisper hears the context it has offline; its words are already final and are skipped."""
     agreement_n: int = 2
     """LocalAgreement-n: a word is final once n consecutive hypotheses agree on it."""
     prompt_chars: int = 80

@@ -129,34 +129,3 @@ def test_stop_right_after_finalize_closes_without_another_decode() -> None:
     assert live.take_decode_request() is None
     events = live.events_to_send()
     assert [type(e) for e in events][-3:] == [Final, UtteranceEnd, Closed] and live.closed
-
-
-class TwoUtterances(ScriptedVad):
-    """Speech in [0.5 s, 2 s) and [4 s, ...)."""
-
-    def __init__(self) -> None:
-        super().__init__(SECOND // 2, 2 * SECOND)
-        self._script.append((4 * SECOND, SpeechStart(4 * SECOND)))
-        self._script.sort(key=lambda item: item[0])
-
-
-def test_a_new_utterance_is_decoded_after_earlier_speech_but_not_the_silence_between() -> None:
-    live = LiveSession("s1", StreamSettings(speech_context_s=1.0), TwoUtterances(), "tiny.en", 16000, "en")  # type: ignore[arg-type]
-    feed(live, 3)
-    first = live.take_decode_request()
-    assert first is not None and first.pieces == ((SECOND // 2, 2 * SECOND),)
-    live.receive_decode_result(first, [word("hello", 0.8)])  # 1.3-1.6 s in the stream
-    feed(live, 2)
-    second = live.take_decode_request()
-    assert second is not None
-    assert second.pieces == ((SECOND, 2 * SECOND), (4 * SECOND, 5 * SECOND)), "1 s of earlier speech, no gap"
-    assert second.audio.size == 2 * SECOND
-    # Whisper re-hears "hello" in the context and then "again" 0.3 s into the new utterance.
-    live.receive_decode_result(second, [word("hello", 0.3), AsrWord("again", 1.3, 1.6, 0.9)])
-    live.receive_stop()
-    request = live.take_decode_request()
-    assert request is not None
-    live.receive_decode_result(request, [word("hello", 0.3), AsrWord("again", 1.3, 1.6, 0.9)])
-    finals = [w for e in live.events_to_send() if isinstance(e, Final) for w in e.words]
-    assert [w.text for w in finals] == ["hello", "again"]
-    assert finals[1].start == 4.3, "times map back across the left-out silence"

@@ -12,8 +12,6 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-
 from ..asr.engine import AsrWord, DecodeOptions
 from ..audio import SAMPLE_RATE, Samples
 from ..config import StreamSettings
@@ -37,15 +35,11 @@ FEED_SLICE_SAMPLES = SAMPLE_RATE // 2
 """Callers feed audio in slices of at most this many samples, checking `can_accept_audio`."""
 _MIN_DECODE_SAMPLES = SAMPLE_RATE // 10
 _RING_MARGIN_S = 2.0
-_PAST_SPEECH_REGIONS = 8
 
 
 @dataclass(frozen=True, slots=True)
 class DecodeRequest:
     audio: Samples
-    """The pieces below, joined: earlier speech as context, then the window."""
-    pieces: tuple[tuple[int, int], ...]
-    """(start, end) stream samples of each piece of `audio`, in order; silence between is left out."""
     start_samples: int
     end_samples: int
     options: DecodeOptions
@@ -89,13 +83,10 @@ class LiveSession:
         self._max_window_samples = int(settings.max_window_s * SAMPLE_RATE)
         self._trim_samples = int(settings.trim_after_s * SAMPLE_RATE)
         self._min_context_samples = int(settings.min_context_s * SAMPLE_RATE)
-        self._speech_context_samples = int(settings.speech_context_s * SAMPLE_RATE)
         self._max_session_samples = int(settings.max_session_s * SAMPLE_RATE)
         ring_s = settings.max_window_s + settings.max_lookahead_s + _RING_MARGIN_S
         self._ring = AudioRing(int(ring_s * SAMPLE_RATE) + FEED_SLICE_SAMPLES)
         self._regions: deque[_Region] = deque()
-        self._past_speech: deque[tuple[int, int]] = deque(maxlen=_PAST_SPEECH_REGIONS)
-        """Finished speech regions, whose audio gives the next decodes context."""
         self._window_start = 0
         self._decoded_until = 0
         self._in_flight: DecodeRequest | None = None
@@ -186,13 +177,10 @@ class LiveSession:
                 self._finish_flush(self._agreement.tentative, end, ends_region, self._finalize_requested, end)
                 continue
             start = max(region.start, min(self._window_start, end - self._min_context_samples))
-            context = self._context_pieces(self._speech_context_samples) if start == region.start else []
-            pieces = (*context, (start, end))
-            prompt = self._agreement.recent_text(pieces[0][0] / SAMPLE_RATE, self._settings.prompt_chars)
+            prompt = self._agreement.recent_text(start / SAMPLE_RATE, self._settings.prompt_chars)
             self._in_flight = DecodeRequest(
-                audio=np.concatenate([self._ring.read(a, b) for a, b in pieces]),
-                pieces=pieces,
-                start_samples=pieces[0][0],
+                audio=self._ring.read(start, end),
+                start_samples=start,
                 end_samples=end,
                 options=DecodeOptions(self._language, prompt, self._settings.beam_size),
                 flush=flush,
@@ -205,7 +193,7 @@ class LiveSession:
 
     def receive_decode_result(self, request: DecodeRequest, asr_words: list[AsrWord]) -> None:
         self._in_flight = None
-        words = _to_stream_time(asr_words, request.pieces)
+        words = _to_stream_time(asr_words, request.start_samples, request.end_samples)
         if request.flush:
             self._finish_flush(
                 words,
@@ -255,8 +243,7 @@ class LiveSession:
         if answers_finalize:
             self._finalize_requested = False
         if ends_region:
-            finished = self._regions.popleft()
-            self._past_speech.append((finished.start, end))
+            self._regions.popleft()
             self._emit(UtteranceEnd, at=round(end / SAMPLE_RATE, 3))
             if self._regions:
                 self._window_start = self._regions[0].start
@@ -264,19 +251,6 @@ class LiveSession:
         else:
             self._window_start = end
         self._close_if_done()
-
-    def _context_pieces(self, wanted: int) -> list[tuple[int, int]]:
-        """Up to `wanted` samples of the latest earlier speech still held, oldest first."""
-        pieces: list[tuple[int, int]] = []
-        for start, end in reversed(self._past_speech):
-            if wanted <= 0:
-                break
-            start = max(start, end - wanted, self._ring.start_samples)
-            if start >= end:
-                break
-            pieces.insert(0, (start, end))
-            wanted -= end - start
-        return pieces
 
     def _trim_window(self, decoded_end: int) -> None:
         committed_end = int(self._agreement.committed_end_s * SAMPLE_RATE)
@@ -310,22 +284,14 @@ class LiveSession:
         self._events.append(kind(seq=self._seq, **fields))
 
 
-def _to_stream_time(words: list[AsrWord], pieces: tuple[tuple[int, int], ...]) -> list[Word]:
-    """Word times in the joined decode audio -> seconds in the stream, piece by piece."""
-
-    def stream_s(audio_s: float) -> float:
-        offset = int(audio_s * SAMPLE_RATE)
-        for start, end in pieces:
-            if offset <= end - start:
-                return (start + max(0, offset)) / SAMPLE_RATE
-            offset -= end - start
-        return pieces[-1][1] / SAMPLE_RATE
-
+def _to_stream_time(words: list[AsrWord], start_samples: int, end_samples: int) -> list[Word]:
+    offset_s = start_samples / SAMPLE_RATE
+    limit_s = end_samples / SAMPLE_RATE
     return [
         Word(
             text=word.text,
-            start=stream_s(word.start_s),
-            end=stream_s(word.end_s),
+            start=min(offset_s + word.start_s, limit_s),
+            end=min(offset_s + word.end_s, limit_s),
             confidence=word.probability,
         )
         for word in words
