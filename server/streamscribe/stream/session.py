@@ -15,6 +15,7 @@ from typing import Any
 from ..asr.engine import AsrWord, DecodeOptions
 from ..audio import SAMPLE_RATE, Samples
 from ..config import StreamSettings
+from ..errors import DecodeFailed, SessionTooLong
 from ..vad import SpeechEnd, SpeechStart, VoiceDetector
 from ..wire import (
     PROTOCOL_VERSION,
@@ -131,7 +132,7 @@ class LiveSession:
             raise ValueError("feed audio in slices of at most FEED_SLICE_SAMPLES")
         if self.received_samples + samples.size > self._max_session_samples:
             limit_s = self._settings.max_session_s
-            self.receive_error("session_too_long", f"the stream is longer than the {limit_s:.0f} s limit")
+            self.receive_error(SessionTooLong.code, f"the stream is longer than the {limit_s:.0f} s limit")
             return
         self._ring.write(samples)
         for event in self._detector.receive_audio(samples):
@@ -153,11 +154,10 @@ class LiveSession:
 
     def receive_stop(self) -> None:
         """End of stream: flush what is left, then `closed`."""
-        if self._stopping:
-            return
-        self._stopping = True
-        if self._regions and self._regions[-1].end is None:
-            self._regions[-1].end = self.received_samples
+        if not self._stopping:
+            self._stopping = True
+            if self._regions and self._regions[-1].end is None:
+                self._regions[-1].end = self.received_samples
         self._close_if_done()
 
     # ---- decoding -------------------------------------------------------------------------------
@@ -214,11 +214,8 @@ class LiveSession:
     def receive_decode_error(self, reason: str) -> None:
         """The model failed: say so and close; finals already sent stay valid."""
         self._in_flight = None
-        self.error_code = self.error_code or "decode_failed"
-        self._emit(Error, code="decode_failed", message=reason)
-        self._regions.clear()
-        self._stopping = True
-        self._close_if_done()
+        self._regions.clear()  # nothing more can be decoded
+        self.receive_error(DecodeFailed.code, reason)
 
     # ---- outputs --------------------------------------------------------------------------------
 
