@@ -42,8 +42,18 @@ def conversation_reference() -> str:
 
 @pytest.fixture(scope="session")
 def settings(tmp_path_factory: pytest.TempPathFactory) -> ServerSettings:
+    """Second pass off: streams store v1 and close at once (tests/integration/test_transcripts.py
+    runs servers with it on)."""
     cache = tmp_path_factory.mktemp("model-cache")
-    return load_settings({"port": 0, "model_cache_dir": cache, "max_sessions": 4}, environ={})
+    data = tmp_path_factory.mktemp("data")
+    overrides = {
+        "port": 0,
+        "model_cache_dir": cache,
+        "data_dir": data,
+        "max_sessions": 4,
+        "finalize": {"enabled": False},
+    }
+    return load_settings(overrides, environ={})
 
 
 @pytest.fixture(scope="session")

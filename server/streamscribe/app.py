@@ -5,13 +5,17 @@ from __future__ import annotations
 import asyncio
 import logging
 
+import msgspec
 from aiohttp import web
 
 from .asr.engine import Engine
 from .asr.models import load_engine
 from .config import ServerSettings
+from .finalize.pipeline import SecondPass
+from .finalize.service import FinalizeService
 from .scheduler import DecodeScheduler
-from .transports import http, websocket
+from .store.sqlite import SqliteTranscriptStore
+from .transports import http, transcripts, websocket
 from .transports.state import SERVER_STATE, ServerState
 
 log = logging.getLogger("streamscribe")
@@ -23,18 +27,32 @@ def load_model(settings: ServerSettings) -> Engine:
     )
 
 
-def create_app(settings: ServerSettings, engine: Engine) -> web.Application:
+def create_finalizer(settings: ServerSettings) -> FinalizeService:
+    """The transcript store in settings.data_dir and the second pass that fills it."""
+
+    def load_second_pass_model(name: str) -> Engine:
+        return load_model(msgspec.structs.replace(settings, model=name))
+
+    store = SqliteTranscriptStore(settings.data_dir / "transcripts.sqlite3")
+    return FinalizeService(store, settings, SecondPass(load_second_pass_model, settings.rewrite_api_key))
+
+
+def create_app(settings: ServerSettings, engine: Engine, keep_transcripts: bool = True) -> web.Application:
     """The aiohttp application; the scheduler starts with the app and stops after the sessions.
 
-    Shutdown order: refuse new streams, stop every live session (their finals are flushed and
-    `closed` is sent), wait up to shutdown_timeout_s, then stop the decoder threads.
+    Shutdown order: refuse new streams, stop every live session (their finals are flushed, their
+    transcripts stored and `closed` is sent), wait up to shutdown_timeout_s, then stop the
+    second-pass worker (a running job is redone at the next start) and the decoder threads.
     """
     app = web.Application()
-    state = ServerState(settings=settings, scheduler=DecodeScheduler(engine))
+    finalizer = create_finalizer(settings) if keep_transcripts else None
+    state = ServerState(settings=settings, scheduler=DecodeScheduler(engine), finalizer=finalizer)
     app[SERVER_STATE] = state
 
     async def start_scheduler(app: web.Application) -> None:
         state.scheduler.start()
+        if finalizer is not None:
+            await finalizer.start()
 
     async def drain_sessions(app: web.Application) -> None:
         state.draining = True
@@ -47,6 +65,8 @@ def create_app(settings: ServerSettings, engine: Engine) -> web.Application:
             log.warning("sessions still open after %.0f s of shutdown", settings.shutdown_timeout_s)
 
     async def stop_scheduler(app: web.Application) -> None:
+        if finalizer is not None:
+            await finalizer.close()
         await state.scheduler.close()
 
     app.on_startup.append(start_scheduler)
@@ -54,6 +74,7 @@ def create_app(settings: ServerSettings, engine: Engine) -> web.Application:
     app.on_cleanup.append(stop_scheduler)
     http.add_routes(app)
     websocket.add_routes(app)
+    transcripts.add_routes(app)
     return app
 
 

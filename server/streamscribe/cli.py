@@ -7,18 +7,25 @@ import asyncio
 import sys
 from collections.abc import Coroutine
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TextIO
+
+import msgspec
 
 from .audio import SAMPLE_RATE, iter_file, read_file
 from .errors import StreamscribeError
 from .wire import Closed, Error, Final, Partial, ServerMessage, Start, UtteranceEnd, Word
 
+if TYPE_CHECKING:
+    from .asr.engine import Engine
+    from .config import ServerSettings
+
 
 class LivePrinter:
     """Shows finals as they are committed; on a terminal the partial tail is redrawn in place."""
 
-    def __init__(self, interactive: bool) -> None:
+    def __init__(self, interactive: bool, out: TextIO = sys.stdout) -> None:
         self._interactive = interactive
+        self._out = out
         self._line: list[str] = []
         self.failed = False
 
@@ -31,9 +38,9 @@ class LivePrinter:
         elif isinstance(event, UtteranceEnd | Closed) and self._line:
             self._redraw([])
             if not self._interactive:
-                print(" ".join(self._line), flush=True)
+                print(" ".join(self._line), file=self._out, flush=True)
             else:
-                print(flush=True)
+                print(file=self._out, flush=True)
             self._line = []
         elif isinstance(event, Error):
             self.failed = True
@@ -44,13 +51,24 @@ class LivePrinter:
             return
         tail = " ".join(word.text for word in partial)
         text = " ".join(self._line)
-        sys.stdout.write(f"\r\x1b[K{text}" + (f" \x1b[2m{tail}\x1b[0m" if tail else ""))
-        sys.stdout.flush()
+        self._out.write(f"\r\x1b[K{text}" + (f" \x1b[2m{tail}\x1b[0m" if tail else ""))
+        self._out.flush()
 
 
 def _settings_overrides(args: argparse.Namespace) -> dict[str, Any]:
-    keys = ("host", "port", "model", "device", "compute_type", "cpu_threads", "max_sessions")
-    return {key: getattr(args, key, None) for key in keys}
+    keys = (
+        "host", "port", "model", "device", "compute_type", "cpu_threads", "max_sessions", "data_dir",
+        "audio_retention_h",
+    )  # fmt: skip
+    overrides: dict[str, Any] = {key: getattr(args, key, None) for key in keys}
+    finalize: dict[str, Any] = {key: getattr(args, key, None) for key in ("num_speakers", "min_speakers", "max_speakers")}
+    finalize["model"] = getattr(args, "second_pass_model", None)
+    if getattr(args, "no_second_pass", False):
+        finalize["enabled"] = False
+    if getattr(args, "no_diarize", False):
+        finalize["diarize"] = False
+    overrides["finalize"] = finalize
+    return overrides
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
@@ -63,39 +81,94 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
 
 def _cmd_transcribe(args: argparse.Namespace) -> int:
+    """The live pass in-process (shown on stderr when a second pass follows), then the second
+    pass; prints the final version as text and writes the --output files."""
     from .app import load_model
     from .config import load_settings
+    from .transcript import FORMATS
 
     settings = load_settings(_settings_overrides(args))
+    outputs = [Path(path) for path in args.output or []]
+    for path in outputs:
+        if path.suffix.lstrip(".") not in FORMATS:
+            print(f"error: {path}: the extension must be one of {', '.join(FORMATS)}", file=sys.stderr)
+            return 2
+    second_pass = settings.finalize.enabled
     engine = load_model(settings)
-    printer = LivePrinter(sys.stdout.isatty())
+    printer = LivePrinter(sys.stderr.isatty() if second_pass else sys.stdout.isatty(),
+                          sys.stderr if second_pass else sys.stdout)  # fmt: skip
+    language = args.language or settings.stream.language
 
     async def transcribe() -> None:
-        from .scheduler import DecodeScheduler
-        from .stream.driver import SessionDriver
-
-        scheduler = DecodeScheduler(engine)
-        scheduler.start()
-        driver = SessionDriver.open(
-            scheduler, settings.stream, language=args.language or settings.stream.language
-        )
-
-        async def feed() -> None:
-            try:
-                for chunk in iter_file(Path(args.file)):
-                    await driver.feed_audio(chunk)
-            finally:
-                driver.stop()
-
-        feeder = asyncio.create_task(feed())
-        try:
-            async for event in driver.events():
-                printer.show(event)
-            await feeder
-        finally:
-            await scheduler.close()
+        finals = await _live_pass(engine, settings, Path(args.file), language, printer)
+        if second_pass or outputs:
+            await _second_pass(settings, engine.name, Path(args.file), finals, language, outputs, second_pass)
 
     return _run(transcribe(), printer)
+
+
+async def _live_pass(
+    engine: Engine, settings: ServerSettings, file: Path, language: str | None, printer: LivePrinter
+) -> list[Word]:
+    from .scheduler import DecodeScheduler
+    from .stream.driver import SessionDriver
+
+    scheduler = DecodeScheduler(engine)
+    scheduler.start()
+    driver = SessionDriver.open(scheduler, settings.stream, language=language)
+
+    async def feed() -> None:
+        try:
+            for chunk in iter_file(file):
+                await driver.feed_audio(chunk)
+        finally:
+            driver.stop()
+
+    feeder = asyncio.create_task(feed())
+    try:
+        async for event in driver.events():
+            printer.show(event)
+        await feeder
+    finally:
+        await scheduler.close()
+    return driver.session.finals
+
+
+async def _second_pass(
+    settings: ServerSettings,
+    live_model: str,
+    file: Path,
+    finals: list[Word],
+    language: str | None,
+    outputs: list[Path],
+    enabled: bool,
+) -> None:
+    from .app import load_model
+    from .finalize.pipeline import SecondPass, first_version
+    from .transcript import render, to_txt
+
+    audio = read_file(file)
+    transcript = first_version(
+        file.stem, finals, language=language, duration_s=audio.size / SAMPLE_RATE,
+        live_model=live_model, settings=settings.finalize,
+    )  # fmt: skip
+    if enabled:
+        interactive = sys.stderr.isatty()
+
+        def show_progress(progress: float) -> None:
+            if interactive:
+                print(f"\rsecond pass {progress:4.0%}", end="", file=sys.stderr, flush=True)
+
+        second = SecondPass(lambda name: load_model(msgspec.structs.replace(settings, model=name)))
+        transcript = await asyncio.to_thread(second.run, audio, transcript, settings.finalize, show_progress)
+        if interactive:
+            print(file=sys.stderr)
+        for warning in transcript.info.warnings:
+            print(f"warning: {warning}", file=sys.stderr)
+        print(to_txt(transcript), end="", flush=True)
+    for path in outputs:
+        body, _content_type = render(transcript, path.suffix.lstrip("."))
+        path.write_bytes(body)
 
 
 def _cmd_stream(args: argparse.Namespace) -> int:
@@ -125,6 +198,15 @@ def _run(work: Coroutine[Any, Any, Any], printer: LivePrinter | None = None) -> 
     return 1 if printer is not None and printer.failed else 0
 
 
+def _add_second_pass_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--second-pass-model", dest="second_pass_model", help="default: base")
+    parser.add_argument("--no-second-pass", dest="no_second_pass", action="store_true")
+    parser.add_argument("--no-diarize", dest="no_diarize", action="store_true")
+    parser.add_argument("--num-speakers", dest="num_speakers", type=int)
+    parser.add_argument("--min-speakers", dest="min_speakers", type=int)
+    parser.add_argument("--max-speakers", dest="max_speakers", type=int)
+
+
 def _add_model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", help="tiny.en (embedded default), base (embedded), a path, or a name")
     parser.add_argument("--device", choices=["cpu", "cuda", "auto"])
@@ -142,13 +224,24 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host")
     serve.add_argument("--port", type=int)
     serve.add_argument("--max-sessions", dest="max_sessions", type=int)
+    serve.add_argument("--data-dir", dest="data_dir", help="transcripts and recorded audio")
+    serve.add_argument(
+        "--audio-retention-h", dest="audio_retention_h", type=float,
+        help="hours recorded audio is kept after its second pass (0: delete at once, inf: keep)",
+    )  # fmt: skip
     _add_model_options(serve)
+    _add_second_pass_options(serve)
     serve.set_defaults(handler=_cmd_serve)
 
     transcribe = commands.add_parser("transcribe", help="transcribe a file in-process, no server")
     transcribe.add_argument("file")
     transcribe.add_argument("--language")
+    transcribe.add_argument(
+        "-o", "--output", action="append",
+        help="write the final version here; .srt .vtt .json or .txt (repeatable)",
+    )  # fmt: skip
     _add_model_options(transcribe)
+    _add_second_pass_options(transcribe)
     transcribe.set_defaults(handler=_cmd_transcribe)
 
     stream = commands.add_parser("stream", help="stream a file to a server and print the words")

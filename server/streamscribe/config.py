@@ -43,6 +43,30 @@ class StreamSettings(msgspec.Struct, frozen=True, kw_only=True):
     """Greedy by default: beam 5 cut tiny.en's streamed WER ~2 points but saturated 2 cores."""
 
 
+class FinalizeSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """The second pass at end of stream; POST /v1/transcripts/{id}/finalize may override any field."""
+
+    enabled: bool = True
+    model: str = "base"
+    beam_size: int = 5
+    language: str | None = None
+    """None: the language the live stream used."""
+    diarize: bool = True
+    diarizer: Literal["resemblyzer", "pyannote"] = "resemblyzer"
+    pyannote_checkpoint: str | None = None
+    """A local pyannote.audio pipeline (config.yaml or directory); used with diarizer "pyannote"."""
+    num_speakers: int | None = None
+    min_speakers: int | None = None
+    max_speakers: int | None = None
+    paragraph_pause_s: float = 2.0
+    caption_max_chars: int = 42
+    caption_max_lines: int = 2
+    rewrite_url: str | None = None
+    """An OpenAI-compatible API base (e.g. http://localhost:11434/v1): optional punctuation rewrite."""
+    rewrite_model: str = "gpt-4o-mini"
+    rewrite_timeout_s: float = 30.0
+
+
 class ServerSettings(msgspec.Struct, frozen=True, kw_only=True):
     host: str = "127.0.0.1"
     port: int = 8000
@@ -56,10 +80,17 @@ class ServerSettings(msgspec.Struct, frozen=True, kw_only=True):
     max_sessions: int = 32
     outbox_max_messages: int = 512
     shutdown_timeout_s: float = 10.0
+    data_dir: Path = Path.home() / ".local" / "share" / "streamscribe"
+    """Transcripts (SQLite) and recorded audio."""
+    audio_retention_h: float = 168.0
+    """Recorded audio is deleted this long after its second pass; 0 = right after it; inf = never."""
+    rewrite_api_key: str | None = None
+    """Bearer token for FinalizeSettings.rewrite_url; kept out of the stored version settings."""
     stream: StreamSettings = msgspec.field(default_factory=StreamSettings)
+    finalize: FinalizeSettings = msgspec.field(default_factory=FinalizeSettings)
 
 
-SettingsT = TypeVar("SettingsT", StreamSettings, ServerSettings)
+SettingsT = TypeVar("SettingsT", StreamSettings, FinalizeSettings, ServerSettings)
 
 
 def _from_env(cls: type[SettingsT], environ: Mapping[str, str], prefix: str) -> dict[str, Any]:
@@ -76,14 +107,20 @@ def load_settings(
 ) -> ServerSettings:
     """Defaults, then STREAMSCRIBE_* variables, then explicit overrides (from the command line).
 
-    Stream settings read STREAMSCRIBE_STREAM_*; raises msgspec.ValidationError on a bad value.
+    Stream settings read STREAMSCRIBE_STREAM_*, second-pass settings STREAMSCRIBE_FINALIZE_*;
+    overrides may hold a "finalize" mapping. Raises msgspec.ValidationError on a bad value.
     """
     environ = os.environ if environ is None else environ
+    overrides = {key: value for key, value in (overrides or {}).items() if value is not None}
     stream_values = _from_env(StreamSettings, environ, "STREAMSCRIBE_STREAM_")
+    finalize_values = _from_env(FinalizeSettings, environ, "STREAMSCRIBE_FINALIZE_")
+    finalize_values.update({k: v for k, v in overrides.pop("finalize", {}).items() if v is not None})
     server_values = _from_env(ServerSettings, environ, "STREAMSCRIBE_")
     server_values.pop("stream", None)
-    server_values.update({key: value for key, value in (overrides or {}).items() if value is not None})
+    server_values.pop("finalize", None)
+    server_values.update(overrides)
     server_values["stream"] = msgspec.convert(stream_values, StreamSettings, strict=False)
+    server_values["finalize"] = msgspec.convert(finalize_values, FinalizeSettings, strict=False)
     return msgspec.convert(
         server_values, ServerSettings, strict=False, dec_hook=_decode_path, from_attributes=True
     )

@@ -8,6 +8,7 @@ class StreamscribeError(Exception):
 
     code = "internal_error"
     close_code = 1011  # WebSocket: internal error
+    http_status = 500
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -75,6 +76,38 @@ class DecodeFailed(StreamscribeError):
 class ShuttingDown(StreamscribeError):
     code = "shutting_down"
     close_code = 1001  # going away
+
+
+class FinalizeFailed(StreamscribeError):
+    """The second pass failed; the versions stored before it stay."""
+
+    code = "finalize_failed"
+
+
+class DiarizationUnavailable(StreamscribeError):
+    code = "diarization_unavailable"
+
+
+class TranscriptNotFound(StreamscribeError):
+    code = "transcript_not_found"
+    http_status = 404
+
+
+class AudioNotRetained(StreamscribeError):
+    code = "audio_not_retained"
+    http_status = 409
+
+
+class TranscriptBusy(StreamscribeError):
+    code = "transcript_busy"
+    http_status = 409
+
+
+class InvalidRequest(StreamscribeError):
+    """A REST request with bad parameters or body."""
+
+    code = "invalid_request"
+    http_status = 400
 
 
 def close_code_for(error_code: str | None) -> int:

@@ -46,7 +46,11 @@ class Finalize(ClientMessage, tag="finalize", frozen=True):
 
 
 class Stop(ClientMessage, tag="stop", frozen=True):
-    """End of stream: the server flushes, sends the remaining finals, `closed`, then closes."""
+    """End of stream: the server flushes and sends the remaining finals; where it keeps transcripts
+    it then sends `finalizing` and `transcript_ready` (unless `wait_for_transcript` is false: the
+    second pass still runs), then `closed`, then closes."""
+
+    wait_for_transcript: bool = True
 
 
 ClientUnion = Start | Finalize | Stop
@@ -66,6 +70,8 @@ class Ready(ServerMessage, tag="ready", frozen=True):
     protocol: int
     model: str
     sample_rate: int
+    transcript_id: str | None = None
+    """Where the stored transcript will be (GET /v1/transcripts/{id}); None if none is kept."""
 
 
 class SpeechStarted(ServerMessage, tag="speech_started", frozen=True):
@@ -93,12 +99,27 @@ class Error(ServerMessage, tag="error", frozen=True):
     message: str
 
 
+class Finalizing(ServerMessage, tag="finalizing", frozen=True):
+    """The second pass is running: `progress` goes from 0 to 1."""
+
+    progress: float
+
+
+class TranscriptReady(ServerMessage, tag="transcript_ready", frozen=True):
+    """A new version of the transcript is stored: GET /v1/transcripts/{id}/versions/{version}."""
+
+    transcript_id: str
+    version: int
+
+
 class Closed(ServerMessage, tag="closed", frozen=True):
     audio_s: float
     words: int
 
 
-ServerUnion = Ready | SpeechStarted | Partial | Final | UtteranceEnd | Error | Closed
+ServerUnion = (
+    Ready | SpeechStarted | Partial | Final | UtteranceEnd | Error | Finalizing | TranscriptReady | Closed
+)
 
 _client_decoder = msgspec.json.Decoder(ClientUnion)
 _server_decoder = msgspec.json.Decoder(ServerUnion)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -23,6 +24,12 @@ class DecodeOptions:
     language: str | None = None
     prompt: str | None = None
     beam_size: int = 1
+    whole_recording: bool = False
+    """A whole recording (second pass): cut at silences by Whisper's own VAD and decoded with the
+    previous text as context; otherwise one live window, decoded without either."""
+
+
+Progress = Callable[[float], None]
 
 
 class Engine(Protocol):
@@ -31,4 +38,8 @@ class Engine(Protocol):
     name: str
     multilingual: bool
 
-    def transcribe(self, audio: Samples, options: DecodeOptions) -> list[AsrWord]: ...
+    def transcribe(
+        self, audio: Samples, options: DecodeOptions, on_progress: Progress | None = None
+    ) -> list[AsrWord]:
+        """Words in audio time; `on_progress` gets the fraction of the audio decoded so far."""
+        ...

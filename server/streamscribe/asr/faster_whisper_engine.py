@@ -6,7 +6,7 @@ from typing import Any
 
 from ..audio import SAMPLE_RATE, Samples
 from ..errors import UnknownModel
-from .engine import AsrWord, DecodeOptions
+from .engine import AsrWord, DecodeOptions, Progress
 
 _MAX_COMPRESSION_RATIO = 2.4
 _NO_SPEECH_PROB = 0.6
@@ -43,25 +43,31 @@ class FasterWhisperEngine:
             raise UnknownModel(f"cannot load model {name!r} ({model_path}): {exc}") from exc
         self.multilingual = bool(self._model.model.is_multilingual)
 
-    def transcribe(self, audio: Samples, options: DecodeOptions) -> list[AsrWord]:
+    def transcribe(
+        self, audio: Samples, options: DecodeOptions, on_progress: Progress | None = None
+    ) -> list[AsrWord]:
         segments, _info = self._model.transcribe(
             audio,
             language=options.language,
             initial_prompt=options.prompt or None,
             beam_size=options.beam_size,
             word_timestamps=True,
-            condition_on_previous_text=False,
-            vad_filter=False,
+            condition_on_previous_text=options.whole_recording,
+            vad_filter=options.whole_recording,
             temperature=0.0,
         )
         audio_s = audio.size / SAMPLE_RATE
-        words = [
-            AsrWord(word.word.strip(), float(word.start), float(word.end), float(word.probability))
-            for segment in list(segments)
-            if not _looks_hallucinated(segment)
-            for word in (segment.words or [])
-            if _has_letters(word.word) and word.start < audio_s - _END_MARGIN_S
-        ]
+        words: list[AsrWord] = []
+        for segment in segments:  # the generator decodes as it is consumed: in this thread
+            if on_progress is not None and audio_s > 0:
+                on_progress(min(1.0, float(segment.end) / audio_s))
+            if _looks_hallucinated(segment):
+                continue
+            words.extend(
+                AsrWord(word.word.strip(), float(word.start), float(word.end), float(word.probability))
+                for word in segment.words or []
+                if _has_letters(word.word) and word.start < audio_s - _END_MARGIN_S
+            )
         return words[: _squeezed_tail_start(words)]
 
 

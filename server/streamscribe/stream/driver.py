@@ -13,6 +13,8 @@ from ..asr.engine import AsrWord
 from ..audio import SAMPLE_RATE, Samples
 from ..config import StreamSettings
 from ..errors import StreamscribeError
+from ..finalize.service import FinalizeService, JobDone, JobEvent, JobProgress, LiveEnd
+from ..store.recording import AudioRecorder
 from ..vad import SpeechGate, VoiceDetector
 from ..wire import ServerMessage
 from .session import FEED_SLICE_SAMPLES, DecodeRequest, LiveSession
@@ -22,11 +24,24 @@ if TYPE_CHECKING:
 
 
 class SessionDriver:
-    """Feed it (`feed_audio`, `finalize`, `stop`, `fail`) and iterate `events()` until closed."""
+    """Feed it (`feed_audio`, `finalize`, `stop`, `fail`) and iterate `events()` until closed.
 
-    def __init__(self, session: LiveSession, scheduler: DecodeScheduler) -> None:
+    With a FinalizeService the stream's audio is recorded, and once its last final is out the
+    session is handed over for the second pass; `closed` then waits for the new version.
+    """
+
+    def __init__(
+        self,
+        session: LiveSession,
+        scheduler: DecodeScheduler,
+        finalizer: FinalizeService | None = None,
+        recorder: AudioRecorder | None = None,
+    ) -> None:
         self.session = session
         self._scheduler = scheduler
+        self._finalizer = finalizer
+        self._recorder = recorder
+        self._handed_over = False
         self._changed = asyncio.Event()
 
     @classmethod
@@ -37,23 +52,29 @@ class SessionDriver:
         *,
         language: str | None,
         input_sample_rate: int = SAMPLE_RATE,
+        session_id: str | None = None,
+        finalizer: FinalizeService | None = None,
+        recorder: AudioRecorder | None = None,
     ) -> SessionDriver:
-        """A new session with its own VAD state; its `ready` event is already queued."""
+        """A new session with its own VAD state; its `ready` event is already queued.
+        Pass a finalizer and the recorder it opened to keep the transcript (its id is session_id)."""
         gate = SpeechGate(
             threshold=settings.vad_threshold,
             release=settings.vad_release,
             min_silence_samples=settings.min_silence_ms * SAMPLE_RATE // 1000,
             pad_samples=settings.speech_pad_ms * SAMPLE_RATE // 1000,
         )
+        session_id = session_id or uuid.uuid4().hex
         session = LiveSession(
-            session_id=uuid.uuid4().hex,
+            session_id=session_id,
             settings=settings,
             detector=VoiceDetector(gate),
             model_name=scheduler.engine.name,
             input_sample_rate=input_sample_rate,
             language=language,
+            transcript_id=session_id if finalizer is not None else None,
         )
-        return cls(session, scheduler)
+        return cls(session, scheduler, finalizer, recorder)
 
     async def feed_audio(self, samples: Samples) -> None:
         """Feed converted audio; waits (so the caller stops reading) while decoding lags behind."""
@@ -62,15 +83,19 @@ class SessionDriver:
                 await self._changed.wait()
             if self.session.ended:
                 return
-            self.session.receive_audio(samples[offset : offset + FEED_SLICE_SAMPLES])
+            piece = samples[offset : offset + FEED_SLICE_SAMPLES]
+            before = self.session.received_samples
+            self.session.receive_audio(piece)
+            if self._recorder is not None and self.session.received_samples > before:
+                self._recorder.write(piece)
             self._touch()
 
     def finalize(self) -> None:
         self.session.receive_finalize()
         self._touch()
 
-    def stop(self) -> None:
-        self.session.receive_stop()
+    def stop(self, wait_for_transcript: bool = True) -> None:
+        self.session.receive_stop(wait_for_transcript)
         self._touch()
 
     def fail(self, error: StreamscribeError) -> None:
@@ -107,9 +132,36 @@ class SessionDriver:
         self._touch()
 
     def _wake(self) -> None:
-        """Wake everyone waiting on this session."""
+        """Wake everyone waiting on this session; hand it over once its live part is done."""
+        if self.session.live_finished and not self._handed_over:
+            self._hand_over()
         self._changed.set()
         self._changed = asyncio.Event()
+
+    def _hand_over(self) -> None:
+        self._handed_over = True
+        if self._finalizer is None or self._recorder is None:
+            return
+        self._finalizer.live_ended(
+            LiveEnd(
+                transcript_id=self.session.session_id,
+                finals=self.session.finals,
+                language=self.session.language,
+                duration_s=self.session.received_samples / SAMPLE_RATE,
+                live_model=self._scheduler.engine.name,
+                recorder=self._recorder,
+            ),
+            self._on_job_event,
+        )
+
+    def _on_job_event(self, event: JobEvent) -> None:
+        if isinstance(event, JobProgress):
+            self.session.receive_transcript_progress(event.progress)
+        elif isinstance(event, JobDone):
+            self.session.receive_transcript_ready(event.version)
+        else:
+            self.session.receive_transcript_failed(event.message)
+        self._touch()
 
     def _touch(self) -> None:
         """Wake the waiters and let the scheduler look for work."""

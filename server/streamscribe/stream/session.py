@@ -15,17 +15,19 @@ from typing import Any
 from ..asr.engine import AsrWord, DecodeOptions
 from ..audio import SAMPLE_RATE, Samples
 from ..config import StreamSettings
-from ..errors import DecodeFailed, SessionTooLong
+from ..errors import DecodeFailed, FinalizeFailed, SessionTooLong
 from ..vad import SpeechEnd, SpeechStart, VoiceDetector
 from ..wire import (
     PROTOCOL_VERSION,
     Closed,
     Error,
     Final,
+    Finalizing,
     Partial,
     Ready,
     ServerMessage,
     SpeechStarted,
+    TranscriptReady,
     UtteranceEnd,
     Word,
 )
@@ -73,11 +75,18 @@ class LiveSession:
         model_name: str,
         input_sample_rate: int,
         language: str | None,
+        transcript_id: str | None = None,
     ) -> None:
+        """With a `transcript_id`, `closed` waits for `receive_transcript_*` after the last final
+        (unless the client asked not to wait, or the stream ended with an error)."""
         self.session_id = session_id
+        self.language = language
+        self.transcript_id = transcript_id
+        self._await_transcript = transcript_id is not None
+        self.finals: list[Word] = []
+        """Every final word sent, in order: the live version of the transcript."""
         self._settings = settings
         self._detector = detector
-        self._language = language
         self._agreement = LocalAgreement(settings.agreement_n, settings.commit_margin_s)
         self._step_samples = int(settings.decode_step_ms * SAMPLE_RATE / 1000)
         self._lookahead_samples = int(settings.max_lookahead_s * SAMPLE_RATE)
@@ -105,6 +114,7 @@ class LiveSession:
             protocol=PROTOCOL_VERSION,
             model=model_name,
             sample_rate=input_sample_rate,
+            transcript_id=transcript_id,
         )
 
     # ---- inputs ---------------------------------------------------------------------------------
@@ -150,10 +160,12 @@ class LiveSession:
         """Bad input from the client: report it, then stop (what was heard is still flushed)."""
         self.error_code = self.error_code or code
         self._emit(Error, code=code, message=message)
-        self.receive_stop()
+        self.receive_stop(wait_for_transcript=False)
 
-    def receive_stop(self) -> None:
-        """End of stream: flush what is left, then `closed`."""
+    def receive_stop(self, wait_for_transcript: bool = True) -> None:
+        """End of stream: flush what is left, then `closed` (after the transcript, if waiting)."""
+        if not wait_for_transcript:
+            self._await_transcript = False
         if not self._stopping:
             self._stopping = True
             if self._regions and self._regions[-1].end is None:
@@ -182,7 +194,7 @@ class LiveSession:
                 audio=self._ring.read(start, end),
                 start_samples=start,
                 end_samples=end,
-                options=DecodeOptions(self._language, prompt, self._settings.beam_size),
+                options=DecodeOptions(self.language, prompt, self._settings.beam_size),
                 flush=flush,
                 ends_region=ends_region,
                 answers_finalize=self._finalize_requested,
@@ -216,6 +228,23 @@ class LiveSession:
         self._in_flight = None
         self._regions.clear()  # nothing more can be decoded
         self.receive_error(DecodeFailed.code, reason)
+
+    def receive_transcript_progress(self, progress: float) -> None:
+        if self._await_transcript and not self.closed:
+            self._emit(Finalizing, progress=progress)
+
+    def receive_transcript_ready(self, version: int) -> None:
+        if self._await_transcript and not self.closed and self.transcript_id is not None:
+            self._emit(TranscriptReady, transcript_id=self.transcript_id, version=version)
+        self._await_transcript = False
+        self._close_if_done()
+
+    def receive_transcript_failed(self, message: str) -> None:
+        """The second pass failed: say so; the live finals already sent are stored as version 1."""
+        if self._await_transcript and not self.closed:
+            self._emit(Error, code=FinalizeFailed.code, message=message)
+        self._await_transcript = False
+        self._close_if_done()
 
     # ---- outputs --------------------------------------------------------------------------------
 
@@ -258,8 +287,13 @@ class LiveSession:
             self._emit_final(self._agreement.commit_until(cut / SAMPLE_RATE))
             self._window_start = cut
 
+    @property
+    def live_finished(self) -> bool:
+        """The stream has ended and every final has been emitted."""
+        return self._stopping and not self._regions and self._in_flight is None
+
     def _close_if_done(self) -> None:
-        if self._stopping and not self._regions and self._in_flight is None and not self.closed:
+        if self.live_finished and not self.closed and not self._await_transcript:
             self.closed = True
             self._emit(
                 Closed,
@@ -269,6 +303,7 @@ class LiveSession:
 
     def _emit_final(self, words: list[Word]) -> None:
         if words:
+            self.finals.extend(words)
             self._emit(Final, words=words)
 
     def _emit_partial(self, words: list[Word]) -> None:

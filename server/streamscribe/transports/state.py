@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 from ..config import ServerSettings
+from ..finalize.service import FinalizeService
 from ..scheduler import DecodeScheduler
 
 if TYPE_CHECKING:
@@ -18,6 +19,8 @@ if TYPE_CHECKING:
 class ServerState:
     settings: ServerSettings
     scheduler: DecodeScheduler
+    finalizer: FinalizeService | None = None
+    """Keeps transcripts and runs second passes; None when the server keeps nothing."""
     connections: set[StreamConnection] = field(default_factory=set)
     draining: bool = False
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import uuid
 
 import msgspec
 from aiohttp import WSMsgType, web
@@ -61,8 +62,19 @@ class StreamConnection:
             await self.refuse(exc)
             return
         settings = self._state.settings
+        finalizer = self._state.finalizer
+        session_id = uuid.uuid4().hex
+        recorder = None
+        if finalizer is not None:
+            recorder = await finalizer.open_recording(session_id, language, self._state.scheduler.engine.name)
         self.driver = driver = SessionDriver.open(
-            self._state.scheduler, settings.stream, language=language, input_sample_rate=start.sample_rate
+            self._state.scheduler,
+            settings.stream,
+            language=language,
+            input_sample_rate=start.sample_rate,
+            session_id=session_id,
+            finalizer=finalizer,
+            recorder=recorder,
         )
         outbox = Outbox(settings.outbox_max_messages)
         writer = asyncio.create_task(self._write(outbox))
@@ -126,9 +138,9 @@ class StreamConnection:
                     await driver.feed_audio(converter.convert(message.data))
                 elif message.type == WSMsgType.TEXT:
                     match _parse(message.data):
-                        case Stop():
+                        case Stop(wait_for_transcript=wait):
                             await driver.feed_audio(converter.flush())
-                            driver.stop()
+                            driver.stop(wait)
                         case Finalize():
                             driver.finalize()
                         case _:
@@ -136,14 +148,14 @@ class StreamConnection:
         except StreamscribeError as exc:
             driver.fail(exc)
             return
-        driver.stop()  # the client vanished: flush what it sent
+        driver.stop(wait_for_transcript=False)  # the client vanished: flush and keep what it sent
 
     async def _pump(self, driver: SessionDriver, outbox: Outbox) -> None:
         try:
             async for event in driver.events():
                 outbox.push(event)
         except SlowConsumer as exc:
-            driver.stop()
+            driver.stop(wait_for_transcript=False)
             await self._ws.close(code=exc.close_code, message=_reason(exc))
             await driver.wait_closed()
         finally:

@@ -1,0 +1,1 @@
+"""Where transcripts, their versions and recorded audio are kept."""

@@ -1,0 +1,168 @@
+"""The embedded TranscriptStore: one SQLite file (WAL) in the data directory."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from ..transcript import Transcript, VersionSummary, from_json, summarise, to_json
+from .base import TranscriptRecord
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS transcripts (
+    id TEXT PRIMARY KEY,
+    created_at REAL NOT NULL,
+    language TEXT,
+    live_model TEXT NOT NULL,
+    audio_path TEXT,
+    state TEXT NOT NULL,
+    job_settings BLOB,
+    error TEXT,
+    finalized_at REAL
+);
+CREATE TABLE IF NOT EXISTS versions (
+    transcript_id TEXT NOT NULL REFERENCES transcripts(id) ON DELETE CASCADE,
+    version INTEGER NOT NULL,
+    summary BLOB NOT NULL,
+    body BLOB NOT NULL,
+    PRIMARY KEY (transcript_id, version)
+);
+CREATE TRIGGER IF NOT EXISTS versions_are_immutable BEFORE UPDATE ON versions
+BEGIN
+    SELECT RAISE(ABORT, 'transcript versions are immutable');
+END;
+CREATE INDEX IF NOT EXISTS transcripts_state ON transcripts(state, created_at);
+"""
+_summary_decoder = msgspec.json.Decoder(VersionSummary)
+
+
+class SqliteTranscriptStore:
+    """One connection shared under a lock (SQLite serialises writers anyway)."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self._lock = threading.Lock()
+        with self._lock:
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.execute("PRAGMA foreign_keys=ON")
+            self._db.executescript(_SCHEMA)
+
+    def create(self, transcript_id: str, language: str | None, live_model: str, audio_path: str) -> None:
+        self._write(
+            "INSERT INTO transcripts (id, created_at, language, live_model, audio_path, state) "
+            "VALUES (?, ?, ?, ?, ?, 'live')",
+            (transcript_id, time.time(), language, live_model, audio_path),
+        )
+
+    def get(self, transcript_id: str) -> TranscriptRecord | None:
+        rows = self._read("SELECT * FROM transcripts WHERE id = ?", (transcript_id,))
+        return _record(rows[0]) if rows else None
+
+    def add_version(self, transcript: Transcript) -> Transcript:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                (latest,) = self._db.execute(
+                    "SELECT COALESCE(MAX(version), 0) FROM versions WHERE transcript_id = ?", (transcript.id,)
+                ).fetchone()
+                stored = msgspec.structs.replace(transcript, version=latest + 1)
+                self._db.execute(
+                    "INSERT INTO versions (transcript_id, version, summary, body) VALUES (?, ?, ?, ?)",
+                    (transcript.id, stored.version, msgspec.json.encode(summarise(stored)), to_json(stored)),
+                )
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        return stored
+
+    def version(self, transcript_id: str, version: int | None = None) -> Transcript | None:
+        if version is None:
+            rows = self._read(
+                "SELECT body FROM versions WHERE transcript_id = ? ORDER BY version DESC LIMIT 1",
+                (transcript_id,),
+            )
+        else:
+            rows = self._read(
+                "SELECT body FROM versions WHERE transcript_id = ? AND version = ?", (transcript_id, version)
+            )
+        return from_json(rows[0][0]) if rows else None
+
+    def versions(self, transcript_id: str) -> list[VersionSummary]:
+        rows = self._read(
+            "SELECT summary FROM versions WHERE transcript_id = ? ORDER BY version", (transcript_id,)
+        )
+        return [_summary_decoder.decode(row[0]) for row in rows]
+
+    def enqueue(self, transcript_id: str, job_settings: bytes) -> bool:
+        with self._lock:
+            cursor = self._db.execute(
+                "UPDATE transcripts SET state = 'queued', job_settings = ?, error = NULL "
+                "WHERE id = ? AND state NOT IN ('queued', 'running')",
+                (job_settings, transcript_id),
+            )
+            return cursor.rowcount == 1
+
+    def claim_next_job(self) -> TranscriptRecord | None:
+        with self._lock:
+            row = self._db.execute(
+                "UPDATE transcripts SET state = 'running' WHERE id = (SELECT id FROM transcripts "
+                "WHERE state = 'queued' ORDER BY created_at LIMIT 1) RETURNING *"
+            ).fetchone()
+        return _record(row) if row else None
+
+    def finish_job(self, transcript_id: str, error: str | None) -> None:
+        self._write(
+            "UPDATE transcripts SET state = ?, error = ?, finalized_at = ?, job_settings = NULL WHERE id = ?",
+            ("failed" if error else "done", error, time.time(), transcript_id),
+        )
+
+    def recover(self) -> list[str]:
+        with self._lock:
+            cut_off = [row[0] for row in self._db.execute("SELECT id FROM transcripts WHERE state = 'live'")]
+            self._db.execute(
+                "UPDATE transcripts SET state = 'queued', job_settings = COALESCE(job_settings, '{}') "
+                "WHERE state IN ('running', 'live')"
+            )
+        return cut_off
+
+    def audio_expired(self, finalized_before: float) -> list[TranscriptRecord]:
+        rows = self._read(
+            "SELECT * FROM transcripts WHERE audio_path IS NOT NULL AND state IN ('done', 'failed') "
+            "AND finalized_at <= ?",
+            (finalized_before,),
+        )
+        return [_record(row) for row in rows]
+
+    def forget_audio(self, transcript_id: str) -> None:
+        self._write("UPDATE transcripts SET audio_path = NULL WHERE id = ?", (transcript_id,))
+
+    def delete(self, transcript_id: str) -> TranscriptRecord | None:
+        with self._lock:
+            row = self._db.execute("DELETE FROM transcripts WHERE id = ? RETURNING *", (transcript_id,)).fetchone()
+        return _record(row) if row else None
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def _write(self, sql: str, parameters: tuple[Any, ...]) -> None:
+        with self._lock:
+            self._db.execute(sql, parameters)
+
+    def _read(self, sql: str, parameters: tuple[Any, ...]) -> list[Any]:
+        with self._lock:
+            return self._db.execute(sql, parameters).fetchall()
+
+
+def _record(row: tuple[Any, ...]) -> TranscriptRecord:
+    names = ("id", "created_at", "language", "live_model", "audio_path", "state", "job_settings", "error")
+    values = dict(zip(names, row, strict=False))
+    return TranscriptRecord(**values, finalized_at=row[8])

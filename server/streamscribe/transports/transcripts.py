@@ -1,0 +1,125 @@
+"""REST for stored transcripts: /v1/transcripts/{id}[/versions[/{n}]], finalize, delete."""
+
+from __future__ import annotations
+
+import asyncio
+
+import msgspec
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+from ..errors import FinalizeFailed, InvalidRequest, StreamscribeError, TranscriptNotFound
+from ..finalize.service import FinalizeService, JobDone, JobEvent, JobFailed
+from ..transcript import FORMATS, Transcript, render
+from .state import SERVER_STATE
+
+_WAIT_TIMEOUT_S = 3600.0
+
+
+def _finalizer(request: web.Request) -> FinalizeService:
+    finalizer = request.app[SERVER_STATE].finalizer
+    if finalizer is None:
+        raise TranscriptNotFound("this server keeps no transcripts")
+    return finalizer
+
+
+def _respond(transcript: Transcript | None, request: web.Request) -> web.Response:
+    if transcript is None:
+        raise TranscriptNotFound(f"no such transcript or version: {request.path}")
+    format = request.query.get("format", "json")
+    if format not in FORMATS:
+        raise InvalidRequest(f"unknown format {format!r}; use one of {', '.join(FORMATS)}")
+    body, content_type = render(transcript, format)
+    response = web.Response(body=body, headers={"Content-Type": content_type})
+    if format != "json":
+        response.headers["Content-Disposition"] = (
+            f'inline; filename="{transcript.id}.v{transcript.version}.{format}"'
+        )
+    return response
+
+
+async def latest(request: web.Request) -> web.Response:
+    store = _finalizer(request).store
+    transcript_id = request.match_info["transcript_id"]
+    return _respond(await asyncio.to_thread(store.version, transcript_id), request)
+
+
+async def one_version(request: web.Request) -> web.Response:
+    store = _finalizer(request).store
+    try:
+        number = int(request.match_info["version"])
+    except ValueError as exc:
+        raise InvalidRequest("a version is a whole number") from exc
+    return _respond(await asyncio.to_thread(store.version, request.match_info["transcript_id"], number), request)
+
+
+async def versions(request: web.Request) -> web.Response:
+    store = _finalizer(request).store
+    transcript_id = request.match_info["transcript_id"]
+    record = await asyncio.to_thread(store.get, transcript_id)
+    if record is None:
+        raise TranscriptNotFound(f"no transcript {transcript_id}")
+    summaries = await asyncio.to_thread(store.versions, transcript_id)
+    body = {
+        "transcript_id": transcript_id,
+        "state": record.state,
+        "error": record.error,
+        "audio_kept": record.audio_path is not None,
+        "versions": msgspec.to_builtins(summaries),
+    }
+    return web.json_response(body)
+
+
+async def finalize(request: web.Request) -> web.Response:
+    """Queue a re-run with new settings (JSON body: FinalizeSettings fields). 202 at once, or with
+    ?wait=1 the new version's summary once it is stored."""
+    finalizer = _finalizer(request)
+    transcript_id = request.match_info["transcript_id"]
+    wait = request.query.get("wait", "0") not in ("0", "false", "")
+    done: asyncio.Future[JobEvent] = asyncio.get_running_loop().create_future()
+
+    def settle(event: JobEvent) -> None:
+        if isinstance(event, JobDone | JobFailed) and not done.done():
+            done.set_result(event)
+
+    if wait:
+        finalizer.listen(transcript_id, settle)
+    try:
+        await finalizer.request(transcript_id, await request.read())
+        if not wait:
+            location = f"/v1/transcripts/{transcript_id}/versions"
+            return web.json_response(
+                {"transcript_id": transcript_id, "state": "queued"}, status=202, headers={"Location": location}
+            )
+        event = await asyncio.wait_for(done, _WAIT_TIMEOUT_S)
+    finally:
+        if wait:
+            finalizer.unlisten(transcript_id, settle)
+    if not isinstance(event, JobDone):
+        raise FinalizeFailed(f"the second pass failed: {getattr(event, 'message', event)}")
+    return web.json_response({"transcript_id": transcript_id, "state": "done", "version": event.version})
+
+
+async def delete(request: web.Request) -> web.Response:
+    await _finalizer(request).delete(request.match_info["transcript_id"])
+    return web.Response(status=204)
+
+
+@web.middleware
+async def json_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every StreamscribeError becomes {"error": {"code", "message"}} with its HTTP status."""
+    try:
+        response: web.StreamResponse = await handler(request)
+        return response
+    except StreamscribeError as exc:
+        return web.json_response({"error": {"code": exc.code, "message": exc.message}}, status=exc.http_status)
+
+
+def add_routes(app: web.Application) -> None:
+    app.middlewares.append(json_errors)
+    base = "/v1/transcripts/{transcript_id}"
+    app.router.add_get(base, latest)
+    app.router.add_delete(base, delete)
+    app.router.add_get(base + "/versions", versions)
+    app.router.add_get(base + "/versions/{version}", one_version)
+    app.router.add_post(base + "/finalize", finalize)
