@@ -32,6 +32,9 @@ _MIN_SILHOUETTE = 0.25
 _SILHOUETTE_TOLERANCE = 0.1
 """Take the fewest speakers whose score is this close to the best: extra clusters of a few windows
 score a little higher without being new voices."""
+_MIN_SPEAKER_WINDOWS = 4 * _WINDOWS_PER_S
+"""Without a speaker-count hint, each speaker must have ~4 s of speech: on short single-voice clips
+(one LibriSpeech sentence, the JFK quote) smaller clusters split one voice in two."""
 _DEFAULT_MAX_SPEAKERS = 8
 
 
@@ -182,18 +185,21 @@ def cluster(embeddings: np.ndarray, hints: SpeakerHints) -> np.ndarray:
     subset = embeddings
     if len(embeddings) > _MAX_CLUSTERED_WINDOWS:
         subset = embeddings[np.linspace(0, len(embeddings) - 1, _MAX_CLUSTERED_WINDOWS).astype(int)]
-    scored: list[tuple[int, float, np.ndarray]] = [(1, _MIN_SILHOUETTE, np.zeros(len(subset), dtype=int))]
+    scored: list[tuple[float, np.ndarray]] = []
     candidates = hints.candidates(len(subset))
     for count in candidates:
         if count < 2:
             continue
         labels = AgglomerativeClustering(n_clusters=count, linkage="ward").fit_predict(subset)
+        if hints.num_speakers is None and np.bincount(labels).min() < _MIN_SPEAKER_WINDOWS:
+            continue  # a "speaker" heard for a couple of seconds is one voice's variation
         score = float(silhouette_score(subset, labels, metric="cosine")) if count < len(subset) else 0.0
-        scored.append((count, score, labels))
-    if candidates.start >= 2:
-        scored = scored[1:]
-    best_score = max(score for _count, score, _labels in scored)
-    best_labels = next(labels for _count, score, labels in scored if score >= best_score - _SILHOUETTE_TOLERANCE)
+        scored.append((score, labels))
+    best_score = max((score for score, _labels in scored), default=0.0)
+    if not scored or (candidates.start < 2 and best_score < _MIN_SILHOUETTE):
+        best_labels = np.zeros(len(subset), dtype=int)
+    else:
+        best_labels = next(labels for score, labels in scored if score >= best_score - _SILHOUETTE_TOLERANCE)
     if subset is embeddings:
         return best_labels
     centroids = np.stack([subset[best_labels == label].mean(axis=0) for label in range(best_labels.max() + 1)])

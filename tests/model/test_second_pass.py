@@ -1,0 +1,166 @@
+"""The second pass on real speech: better words than the live pass, the right speakers, and a
+version even when a backend fails. Live pass: tiny.en streamed in-process; second pass: base."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+from pathlib import Path
+
+import msgspec
+import numpy as np
+import pytest
+from pyannote.core import Annotation
+from pyannote.core import Segment as Span
+from pyannote.metrics.diarization import DiarizationErrorRate
+
+from streamscribe.asr.engine import Engine
+from streamscribe.asr.models import load_engine
+from streamscribe.audio import SAMPLE_RATE, read_file
+from streamscribe.config import FinalizeSettings, ServerSettings
+from streamscribe.evaluation import word_error_rate
+from streamscribe.finalize.pipeline import SecondPass, first_version
+from streamscribe.scheduler import DecodeScheduler
+from streamscribe.stream.driver import SessionDriver
+from streamscribe.transcript import Transcript
+
+from ..conftest import speech_file
+
+pytestmark = pytest.mark.model
+
+
+def reference_turns(rttm: Path) -> Annotation:
+    annotation = Annotation()
+    for line in rttm.read_text().splitlines():
+        fields = line.split()
+        start, duration = float(fields[3]), float(fields[4])
+        annotation[Span(start, start + duration)] = fields[7]
+    return annotation
+
+
+def diarization_error(transcript: Transcript, rttm: Path) -> float:
+    """DER (collar 0.25 s) of the speaker turns the words imply: one turn per caption line."""
+    hypothesis = Annotation()
+    for segment in transcript.segments:
+        for line in segment.lines:
+            hypothesis[Span(line.start, max(line.end, line.start + 0.01))] = segment.speaker or "?"
+    metric = DiarizationErrorRate(collar=0.25, skip_overlap=False)
+    return float(metric(reference_turns(rttm), hypothesis))
+
+
+async def live_version(engine: Engine, settings: ServerSettings, audio: np.ndarray, name: str) -> Transcript:
+    scheduler = DecodeScheduler(engine)
+    scheduler.start()
+    driver = SessionDriver.open(scheduler, settings.stream, language="en")
+    try:
+        await driver.feed_audio(audio)
+        driver.stop()
+        await driver.wait_closed()
+    finally:
+        await scheduler.close()
+    return first_version(
+        name,
+        driver.session.finals,
+        language="en",
+        duration_s=audio.size / SAMPLE_RATE,
+        live_model=engine.name,
+        settings=settings.finalize,
+    )
+
+
+@pytest.fixture(scope="module")
+def second_pass(settings: ServerSettings) -> SecondPass:
+    return SecondPass(lambda name: load_engine(name, "cpu", "int8", 0, settings.model_cache_dir))
+
+
+@pytest.fixture(scope="module")
+async def conversation(engine: Engine, settings: ServerSettings, second_pass: SecondPass) -> tuple[Transcript, Transcript]:
+    audio = read_file(speech_file("conversations/conv2spk_1272_84.wav"))
+    first = await live_version(engine, settings, audio, "conv2spk")
+    second = await asyncio.to_thread(second_pass.run, audio, first, FinalizeSettings(), lambda _p: None)
+    return first, second
+
+
+@pytest.fixture(scope="module")
+async def meeting(engine: Engine, settings: ServerSettings) -> tuple[np.ndarray, Transcript]:
+    audio = read_file(speech_file("pyannote/sample.wav"))
+    return audio, await live_version(engine, settings, audio, "sample")
+
+
+def conversation_text() -> str:
+    with speech_file("conversations/conv2spk_1272_84.transcript.tsv").open() as handle:
+        return " ".join(row["text"] for row in csv.DictReader(handle, delimiter="\t"))
+
+
+def text_of(transcript: Transcript) -> str:
+    return " ".join(word.text for word in transcript.words)
+
+
+def test_second_pass_words_beat_the_live_words(conversation: tuple[Transcript, Transcript]) -> None:
+    first, second = conversation
+    live_wer = word_error_rate(conversation_text(), text_of(first))
+    final_wer = word_error_rate(conversation_text(), text_of(second))
+    assert final_wer <= live_wer, f"v2 WER {final_wer:.3f} > v1 WER {live_wer:.3f}"
+    assert final_wer < 0.12
+
+
+def test_agreeing_words_keep_their_live_ids(conversation: tuple[Transcript, Transcript]) -> None:
+    first, second = conversation
+    live_ids = {word.id: word for word in first.words}
+    both = [word for word in second.words if word.source == "both"]
+    assert len(both) > 0.7 * len(second.words)
+    assert all(word.id in live_ids for word in both)
+    new_ids = [word.id for word in second.words if word.source == "second_pass"]
+    assert not set(new_ids) & set(live_ids), "a replaced word reused a live id"
+    assert len({word.id for word in second.words}) == len(second.words)
+
+
+def test_two_speakers_found_with_low_der(conversation: tuple[Transcript, Transcript]) -> None:
+    _first, second = conversation
+    assert second.speakers == ["Speaker 1", "Speaker 2"]
+    der = diarization_error(second, speech_file("conversations/conv2spk_1272_84.rttm"))
+    assert der <= 0.15, f"DER {der:.3f}"
+    assert all(word.speaker is not None for word in second.words)
+
+
+def test_version_records_parent_models_and_timings(conversation: tuple[Transcript, Transcript]) -> None:
+    _first, second = conversation
+    assert second.version == 2 and second.info.parent == 1
+    assert second.info.models == {"second_pass": "base", "diarizer": "resemblyzer"}
+    assert second.info.settings == msgspec.structs.asdict(FinalizeSettings())
+    assert set(second.info.timings_s) >= {"redecode_s", "diarize_s", "enhance_s", "total_s"}
+    assert second.info.warnings == []
+
+
+async def test_real_meeting_finds_two_speakers(meeting: tuple[np.ndarray, Transcript], second_pass: SecondPass) -> None:
+    audio, first = meeting
+    second = await asyncio.to_thread(second_pass.run, audio, first, FinalizeSettings(), lambda _p: None)
+    assert len(second.speakers) == 2
+    der = diarization_error(second, speech_file("pyannote/sample.rttm"))
+    assert der <= 0.35, f"DER {der:.3f}"
+
+
+async def test_speaker_count_hint_is_obeyed(meeting: tuple[np.ndarray, Transcript], second_pass: SecondPass) -> None:
+    audio, first = meeting
+    settings = FinalizeSettings(num_speakers=3)
+    second = await asyncio.to_thread(second_pass.run, audio, first, settings, lambda _p: None)
+    assert len(second.speakers) == 3
+
+
+async def test_failing_backends_still_yield_a_version(
+    meeting: tuple[np.ndarray, Transcript], second_pass: SecondPass, tmp_path: Path
+) -> None:
+    """pyannote pointed at a missing checkpoint, and a rewrite endpoint that refuses connections."""
+    audio, first = meeting
+    settings = FinalizeSettings(
+        diarizer="pyannote",
+        pyannote_checkpoint=str(tmp_path / "missing.yaml"),
+        rewrite_url="http://127.0.0.1:9/v1",
+        rewrite_timeout_s=2.0,
+    )
+    second = await asyncio.to_thread(second_pass.run, audio, first, settings, lambda _p: None)
+    assert len(second.words) > 20
+    assert second.speakers == []
+    assert any("diarization (pyannote) failed" in warning for warning in second.info.warnings)
+    assert any("rewrite failed" in warning for warning in second.info.warnings)
+    assert second.info.models["diarizer"] == "none"
