@@ -40,6 +40,9 @@ class Corpus:
     name: str
     audio: Samples
     reference: str
+    """Empty where only speaker turns are known."""
+    rttm: Path | None = None
+    """The reference speaker turns, where known."""
 
     @property
     def duration_s(self) -> float:
@@ -76,7 +79,23 @@ def conversation(testdata: Path) -> Corpus:
     base = testdata / "conversations" / "conv2spk_1272_84"
     with base.with_suffix(".transcript.tsv").open() as handle:
         reference = " ".join(row["text"] for row in csv.DictReader(handle, delimiter="\t"))
-    return Corpus("conversation-2spk", read_file(base.with_suffix(".wav")), reference)
+    return Corpus("conversation-2spk", read_file(base.with_suffix(".wav")), reference, base.with_suffix(".rttm"))
+
+
+def meeting(testdata: Path) -> Corpus:
+    """pyannote's 30 s two-person sample: real conversation with overlap; speaker turns only."""
+    base = testdata / "pyannote" / "sample"
+    return Corpus("meeting-pyannote-sample", read_file(base.with_suffix(".wav")), "", base.with_suffix(".rttm"))
+
+
+def load_corpus(name: str, testdata: Path, minutes: float) -> Corpus:
+    loaders = {
+        "librispeech": lambda: librispeech_stream(testdata, minutes),
+        "conversation": lambda: conversation(testdata),
+        "jfk": lambda: jfk(testdata),
+        "meeting": lambda: meeting(testdata),
+    }
+    return loaders[name]()
 
 
 def jfk(testdata: Path) -> Corpus:
@@ -335,11 +354,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     if not testdata.is_dir():
         print(f"no test speech at {testdata}; pass --testdata", file=sys.stderr)
         return 2
-    corpus = {
-        "librispeech": lambda: librispeech_stream(testdata, args.minutes),
-        "conversation": lambda: conversation(testdata),
-        "jfk": lambda: jfk(testdata),
-    }[args.corpus]()
+    corpus = load_corpus(args.corpus, testdata, args.minutes)
     offline = offline_decode(corpus, args.model, load_settings().model_cache_dir)
     results, decoder, rss, wall_s = asyncio.run(run_streams(corpus, args))
     figures = measure(corpus, offline, results, decoder, rss, wall_s, args)

@@ -5,13 +5,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 import msgspec
 
-from .audio import SAMPLE_RATE, iter_file, read_file
+from .audio import SAMPLE_RATE, Samples, iter_file, read_file
 from .errors import StreamscribeError
 from .wire import Closed, Error, Final, Partial, ServerMessage, Start, UtteranceEnd, Word
 
@@ -100,16 +100,17 @@ def _cmd_transcribe(args: argparse.Namespace) -> int:
     language = args.language or settings.stream.language
 
     async def transcribe() -> None:
-        finals = await _live_pass(engine, settings, Path(args.file), language, printer)
+        finals = await live_pass(engine, settings, iter_file(Path(args.file)), language, printer)
         if second_pass or outputs:
             await _second_pass(settings, engine.name, Path(args.file), finals, language, outputs, second_pass)
 
     return _run(transcribe(), printer)
 
 
-async def _live_pass(
-    engine: Engine, settings: ServerSettings, file: Path, language: str | None, printer: LivePrinter
+async def live_pass(
+    engine: Engine, settings: ServerSettings, chunks: Iterable[Samples], language: str | None, printer: LivePrinter
 ) -> list[Word]:
+    """Stream the chunks through a live session in-process, as fast as it decodes; its finals."""
     from .scheduler import DecodeScheduler
     from .stream.driver import SessionDriver
 
@@ -119,7 +120,7 @@ async def _live_pass(
 
     async def feed() -> None:
         try:
-            for chunk in iter_file(file):
+            for chunk in chunks:
                 await driver.feed_audio(chunk)
         finally:
             driver.stop()
@@ -252,8 +253,10 @@ def build_parser() -> argparse.ArgumentParser:
     stream.set_defaults(handler=_cmd_stream)
 
     from .bench import add_bench_parser
+    from .bench_second_pass import add_bench_second_pass_parser
 
     add_bench_parser(commands)
+    add_bench_second_pass_parser(commands)
 
     return parser
 

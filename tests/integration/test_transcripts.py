@@ -95,6 +95,16 @@ async def post(url: str, path: str, body: dict) -> tuple[int, dict]:
         return response.status, await response.json()
 
 
+async def wait_until_done(url: str, transcript_id: str, timeout_s: float) -> dict:
+    """Poll the versions listing: a client without a socket has nothing else to wait on."""
+    for _attempt in range(int(timeout_s / 0.2)):
+        listing = await get_json(url, f"/v1/transcripts/{transcript_id}/versions")
+        if listing["state"] == "done":
+            return listing
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"the second pass of {transcript_id} did not finish in {timeout_s} s")
+
+
 @pytest.fixture(scope="module")
 async def streamed(base_url: str, jfk: tuple[np.ndarray, str]) -> tuple[str, list[dict]]:
     audio, _text = jfk
@@ -185,9 +195,7 @@ async def test_client_that_does_not_wait_gets_closed_first(base_url: str, jfk: t
     assert events[-1]["type"] == "closed"
     assert not [event for event in events if event["type"] in ("finalizing", "transcript_ready")]
     transcript_id = events[0]["transcript_id"]
-    async with asyncio.timeout(60):
-        while (await get_json(base_url, f"/v1/transcripts/{transcript_id}/versions"))["state"] != "done":
-            await asyncio.sleep(0.2)
+    await wait_until_done(base_url, transcript_id, 60)
     latest = await get_json(base_url, f"/v1/transcripts/{transcript_id}")
     assert latest["version"] == 2
 
@@ -246,9 +254,7 @@ async def test_crash_during_second_pass_keeps_v1_and_reruns(tmp_path: Path, jfk:
     transcript_id = events[0]["transcript_id"]
     process, url = await serve()
     try:
-        async with asyncio.timeout(120):
-            while (listing := await get_json(url, f"/v1/transcripts/{transcript_id}/versions"))["state"] != "done":
-                await asyncio.sleep(0.2)
+        listing = await wait_until_done(url, transcript_id, 120)
         assert [v["version"] for v in listing["versions"]] == [1, 2]
         first = await get_json(url, f"/v1/transcripts/{transcript_id}/versions/1")
         assert [w["text"] for s in first["segments"] for line in s["lines"] for w in line["words"]] == streamed_words(events)
