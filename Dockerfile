@@ -4,7 +4,9 @@ FROM python:3.11-slim
 
 ENV PIP_NO_CACHE_DIR=1 \
     PYTHONUNBUFFERED=1 \
-    STREAMSCRIBE_MODEL_CACHE_DIR=/var/cache/streamscribe
+    STREAMSCRIBE_MODEL_CACHE_DIR=/var/cache/streamscribe \
+    STREAMSCRIBE_DATA_DIR=/var/lib/streamscribe \
+    NUMBA_CACHE_DIR=/tmp/numba
 
 WORKDIR /app
 # silero-vad requires torch (only its ONNX model is used). PyPI's Linux torch is a CUDA build of
@@ -13,10 +15,15 @@ ARG TORCH_INDEX_URL=
 RUN if [ -n "$TORCH_INDEX_URL" ]; then pip install --index-url "$TORCH_INDEX_URL" torch==2.13.0; fi
 COPY pyproject.toml README.md ./
 COPY server ./server
-RUN pip install . \
+# webrtcvad (a dependency of resemblyzer) is a source package: compile it, then drop the compiler.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends gcc libc6-dev \
+    && pip install . \
+    && apt-get purge -y gcc libc6-dev && apt-get autoremove -y && rm -rf /var/lib/apt/lists/* \
     && useradd --system --create-home streamscribe \
-    && mkdir -p /var/cache/streamscribe \
-    && chown streamscribe /var/cache/streamscribe
+    && mkdir -p /var/cache/streamscribe /var/lib/streamscribe \
+    && chown streamscribe /var/cache/streamscribe /var/lib/streamscribe
+VOLUME /var/lib/streamscribe
 
 USER streamscribe
 EXPOSE 8000

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import srt
+import webvtt
 
 from streamscribe.audio import SAMPLE_RATE
 from streamscribe.client import stream_samples
@@ -28,7 +30,10 @@ CLI = [sys.executable, "-m", "streamscribe.cli"]
 async def served(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> AsyncIterator[tuple[asyncio.subprocess.Process, str]]:
-    env = os.environ | {"STREAMSCRIBE_MODEL_CACHE_DIR": str(tmp_path_factory.mktemp("cache"))}
+    env = os.environ | {
+        "STREAMSCRIBE_MODEL_CACHE_DIR": str(tmp_path_factory.mktemp("cache")),
+        "STREAMSCRIBE_DATA_DIR": str(tmp_path_factory.mktemp("data")),
+    }
     process = await asyncio.create_subprocess_exec(
         *CLI,
         "serve",
@@ -63,10 +68,21 @@ async def test_stream_command_prints_the_words(served: tuple[asyncio.subprocess.
     assert "ask not what your country can do for you" in " ".join(normalise_text(done.stdout))
 
 
-def test_transcribe_command_runs_the_same_core_in_process() -> None:
-    done = run_cli("transcribe", str(speech_file("jfk/jfk.wav")))
+def test_transcribe_runs_the_live_core_then_the_second_pass(tmp_path: Path) -> None:
+    captions, web_captions = tmp_path / "jfk.srt", tmp_path / "jfk.vtt"
+    done = run_cli("transcribe", str(speech_file("jfk/jfk.wav")), "-o", str(captions), "-o", str(web_captions))
     assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("Speaker 1: And so") and "Speaker 2" not in done.stdout
     assert "ask what you can do for your country" in " ".join(normalise_text(done.stdout))
+    assert "ask not what" in " ".join(normalise_text(done.stderr)), "the live pass is shown on stderr"
+    cues = list(srt.parse(captions.read_text()))
+    assert cues and all(len(line) <= 42 for cue in cues for line in cue.content.split("\n"))
+    assert len(webvtt.from_string(web_captions.read_text())) == len(cues)
+
+
+def test_transcribe_refuses_an_unknown_output_format(tmp_path: Path) -> None:
+    done = run_cli("transcribe", str(speech_file("jfk/jfk.wav")), "-o", str(tmp_path / "out.doc"))
+    assert done.returncode == 2 and "extension must be one of" in done.stderr
 
 
 def test_transcribe_reports_an_unreadable_file(tmp_path: Path) -> None:

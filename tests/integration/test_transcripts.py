@@ -213,6 +213,23 @@ async def test_delete_removes_transcript_and_audio(
     await get_json(base_url, f"/v1/transcripts/{transcript_id}", expect=404)
 
 
+async def test_audio_retention_zero_deletes_audio_after_the_second_pass(
+    finalize_settings: ServerSettings, engine: Engine, jfk: tuple[np.ndarray, str], tmp_path: Path
+) -> None:
+    settings = msgspec.structs.replace(finalize_settings, data_dir=tmp_path, audio_retention_h=0.0)
+    runner, url = await start_server(settings, engine)
+    try:
+        events = await stream(url, jfk[0])
+        transcript_id = events[0]["transcript_id"]
+        listing = await get_json(url, f"/v1/transcripts/{transcript_id}/versions")
+        assert listing["state"] == "done" and not listing["audio_kept"]
+        assert not (tmp_path / "audio" / f"{transcript_id}.wav").exists()
+        status, body = await post(url, f"/v1/transcripts/{transcript_id}/finalize", {})
+        assert status == 409 and body["error"]["code"] == "audio_not_retained"
+    finally:
+        await runner.cleanup()
+
+
 async def test_restart_keeps_transcripts(
     finalize_settings: ServerSettings, engine: Engine, streamed: tuple[str, list[dict]], base_url: str
 ) -> None:

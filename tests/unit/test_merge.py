@@ -38,9 +38,7 @@ def test_words_only_one_pass_heard() -> None:
 
 
 def test_long_recordings_are_merged_in_chunks_in_time_order() -> None:
-    previous = live("one two", 0.5) + [
-        Word(id="w3", text="three", start=10.0, end=10.3, confidence=0.5),
-    ]
+    previous = [*live("one two", 0.5), Word(id="w3", text="three", start=10.0, end=10.3, confidence=0.5)]
     merged = merge(previous, decoded("one two", 0.9) + decoded("three four", 0.9, start=10.0))
     assert [w.text for w in merged] == ["one", "two", "three", "four"]
     assert [w.id for w in merged[:3]] == ["w1", "w2", "w3"] and merged[3].id == "w4"

@@ -217,7 +217,6 @@ def _vote_turns(
         votes[label, start // hop : end // hop + 1] += 1
     winner = np.argmax(votes, axis=0)
     turns: list[SpeakerTurn] = []
-    names: dict[int, str] = {}
     for start, end in regions:
         frame = start // hop
         while frame < end // hop:
@@ -225,8 +224,7 @@ def _vote_turns(
             run_end = frame
             while run_end < end // hop and winner[run_end] == label:
                 run_end += 1
-            speaker = names.setdefault(label, f"Speaker {len(names) + 1}")
-            turns.append(SpeakerTurn(frame * _FRAME_S, run_end * _FRAME_S, speaker))
+            turns.append(SpeakerTurn(frame * _FRAME_S, run_end * _FRAME_S, f"cluster-{label}"))
             frame = run_end
     return turns
 
@@ -257,10 +255,3 @@ def _speaker_names(turns: list[SpeakerTurn]) -> dict[str, str]:
         names.setdefault(turn.speaker, f"Speaker {len(names) + 1}")
     return names
 
-
-def rttm_lines(turns: list[SpeakerTurn], file_id: str) -> list[str]:
-    return [
-        f"SPEAKER {file_id} 1 {turn.start_s:.3f} {turn.end_s - turn.start_s:.3f} <NA> <NA> "
-        f"{turn.speaker.replace(' ', '_')} <NA> <NA>"
-        for turn in turns
-    ]
