@@ -350,19 +350,31 @@ def report(figures: dict[str, Any]) -> None:
 def _cmd_bench(args: argparse.Namespace) -> int:
     from .config import load_settings
 
-    testdata = Path(args.testdata)
-    if not testdata.is_dir():
-        print(f"no test speech at {testdata}; pass --testdata", file=sys.stderr)
+    corpus = corpus_from_args(args)
+    if corpus is None:
         return 2
-    corpus = load_corpus(args.corpus, testdata, args.minutes)
     offline = offline_decode(corpus, args.model, load_settings().model_cache_dir)
     results, decoder, rss, wall_s = asyncio.run(run_streams(corpus, args))
     figures = measure(corpus, offline, results, decoder, rss, wall_s, args)
     report(figures)
-    if args.json:
-        with open(args.json, "a") as handle:
-            handle.write(json.dumps(figures) + "\n")
+    append_json(args.json, figures)
     return 0
+
+
+def corpus_from_args(args: argparse.Namespace) -> Corpus | None:
+    """The corpus named by --corpus/--minutes from --testdata; None (and why on stderr) without it."""
+    testdata = Path(args.testdata)
+    if not testdata.is_dir():
+        print(f"no test speech at {testdata}; pass --testdata", file=sys.stderr)
+        return None
+    return load_corpus(args.corpus, testdata, args.minutes)
+
+
+def append_json(path: str | None, figures: dict[str, Any]) -> None:
+    """Append the figures as one JSON line (--json), if a path was given."""
+    if path:
+        with open(path, "a") as handle:
+            handle.write(json.dumps(figures) + "\n")
 
 
 def add_bench_parser(commands: Any) -> None:

@@ -12,7 +12,6 @@ import asyncio
 import io
 import json
 import os
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,7 @@ from typing import Any
 import msgspec
 
 from .audio import SAMPLE_RATE
-from .bench import DEFAULT_TESTDATA, Corpus, load_corpus
+from .bench import DEFAULT_TESTDATA, Corpus, append_json, corpus_from_args
 from .evaluation import word_error_rate
 from .transcript import Transcript
 
@@ -85,15 +84,12 @@ async def measure(corpus: Corpus, args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _cmd_bench_second_pass(args: argparse.Namespace) -> int:
-    testdata = Path(args.testdata)
-    if not testdata.is_dir():
-        print(f"no test speech at {testdata}; pass --testdata", file=sys.stderr)
+    corpus = corpus_from_args(args)
+    if corpus is None:
         return 2
-    figures = asyncio.run(measure(load_corpus(args.corpus, testdata, args.minutes), args))
+    figures = asyncio.run(measure(corpus, args))
     print(json.dumps(figures, indent=2))
-    if args.json:
-        with open(args.json, "a") as handle:
-            handle.write(json.dumps(figures) + "\n")
+    append_json(args.json, figures)
     return 0
 
 

@@ -183,6 +183,8 @@ async def test_bad_requests_get_codes(base_url: str, streamed: tuple[str, list[d
     assert status == 400 and body["error"]["code"] == "invalid_request"
     status, body = await post(base_url, f"{path}/finalize", {"no_such_setting": 1})
     assert status == 400 and body["error"]["code"] == "invalid_request"
+    status, body = await post(base_url, f"{path}/finalize", {"pyannote_checkpoint": "/etc/passwd"})
+    assert status == 400 and "operator" in body["error"]["message"]
     missing = await get_json(base_url, "/v1/transcripts/nope", expect=404)
     assert missing["error"]["code"] == "transcript_not_found"
     await get_json(base_url, f"{path}/versions/99", expect=404)

@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 
 EngineLoader = Callable[[str], Engine]
 
+_KEPT_ENGINES = 2
 # Share of the progress bar each stage gets.
 _DECODE_SHARE = 0.7
 _DIARIZE_SHARE = 0.25
@@ -138,7 +139,10 @@ class SecondPass:
         )
 
     def _engine(self, name: str) -> Engine:
+        """Loaded models are kept for the next job, at most _KEPT_ENGINES of them."""
         if name not in self._engines:
+            if len(self._engines) >= _KEPT_ENGINES:
+                del self._engines[next(iter(self._engines))]
             self._engines[name] = self._load_engine(name)
         return self._engines[name]
 

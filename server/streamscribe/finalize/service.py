@@ -30,6 +30,11 @@ from .pipeline import SecondPass, first_version
 
 log = logging.getLogger(__name__)
 
+OPERATOR_ONLY_SETTINGS = frozenset(
+    {"enabled", "pyannote_checkpoint", "rewrite_url", "rewrite_model", "rewrite_timeout_s"}
+)
+"""Not accepted from POST .../finalize: a checkpoint path is code the server would load, and a
+URL is a place the server would send the transcript."""
 _PROGRESS_STEP = 0.05
 _RETENTION_SWEEP_S = 600.0
 ResultT = TypeVar("ResultT")
@@ -113,11 +118,16 @@ class FinalizeService:
         self._spawn(self._store_live(end), name="live-ended")
 
     async def request(self, transcript_id: str, overrides: bytes) -> None:
-        """Queue a re-run with these FinalizeSettings overrides (JSON object)."""
+        """Queue a re-run with these FinalizeSettings overrides (JSON object). Settings that name
+        files or endpoints on the server's side are the operator's, not a client's."""
         try:
             self.settings_for(overrides)
+            fields = set(msgspec.json.decode(overrides or b"{}", type=dict[str, Any]))
         except (msgspec.ValidationError, msgspec.DecodeError) as exc:
             raise InvalidRequest(f"bad finalize settings: {exc}") from exc
+        if fields & OPERATOR_ONLY_SETTINGS:
+            names = ", ".join(sorted(fields & OPERATOR_ONLY_SETTINGS))
+            raise InvalidRequest(f"{names} can only be set by the server's operator")
         record = await asyncio.to_thread(self.store.get, transcript_id)
         if record is None:
             raise TranscriptNotFound(f"no transcript {transcript_id}")
