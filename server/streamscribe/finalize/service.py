@@ -230,8 +230,8 @@ class FinalizeService:
                 log.exception("second pass of %s failed", job.id)
                 error = f"{type(exc).__name__}: {exc}"
             await asyncio.to_thread(self.store.finish_job, job.id, error)
+            await self._sweep_audio()  # before announcing: with retention 0 the audio is gone by then
             self._notify(job.id, JobFailed(error) if error else JobDone(stored.version))
-            await self._sweep_audio()
 
     async def _run_job(self, transcript_id: str, audio_path: str | None, overrides: bytes | None) -> Transcript:
         if audio_path is None:
