@@ -163,6 +163,16 @@ class SqliteTranscriptStore:
 
 
 def _record(row: tuple[Any, ...]) -> TranscriptRecord:
-    names = ("id", "created_at", "language", "live_model", "audio_path", "state", "job_settings", "error")
-    values = dict(zip(names, row, strict=False))
-    return TranscriptRecord(**values, finalized_at=row[8])
+    """A transcripts row, its columns in the order of _SCHEMA."""
+    transcript_id, created_at, language, live_model, audio_path, state, job_settings, error, finalized_at = row
+    return TranscriptRecord(
+        id=transcript_id,
+        created_at=created_at,
+        language=language,
+        live_model=live_model,
+        audio_path=audio_path,
+        state=state,
+        job_settings=job_settings,
+        error=error,
+        finalized_at=finalized_at,
+    )

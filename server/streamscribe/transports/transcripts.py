@@ -72,11 +72,11 @@ async def versions(request: web.Request) -> web.Response:
 
 async def finalize(request: web.Request) -> web.Response:
     """Queue a re-run with new settings (JSON body: FinalizeSettings fields). 202 at once, or with
-    ?wait=1 the new version's summary once it is stored."""
+    ?wait=1 the new version's number once it is stored."""
     finalizer = _finalizer(request)
     transcript_id = request.match_info["transcript_id"]
     wait = request.query.get("wait", "0") not in ("0", "false", "")
-    done: asyncio.Future[JobEvent] = asyncio.get_running_loop().create_future()
+    done: asyncio.Future[JobDone | JobFailed] = asyncio.get_running_loop().create_future()
 
     def settle(event: JobEvent) -> None:
         if isinstance(event, JobDone | JobFailed) and not done.done():
@@ -95,8 +95,8 @@ async def finalize(request: web.Request) -> web.Response:
     finally:
         if wait:
             finalizer.unlisten(transcript_id, settle)
-    if not isinstance(event, JobDone):
-        raise FinalizeFailed(f"the second pass failed: {getattr(event, 'message', event)}")
+    if isinstance(event, JobFailed):
+        raise FinalizeFailed(f"the second pass failed: {event.message}")
     return web.json_response({"transcript_id": transcript_id, "state": "done", "version": event.version})
 
 
