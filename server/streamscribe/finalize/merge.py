@@ -43,7 +43,6 @@ def _merge_chunk(old: list[Word], new: list[Word], ids: _IdAllocator) -> Iterato
                 yield replace(
                     after,
                     id=before.id,
-                    speaker=before.speaker,
                     confidence=round(1 - (1 - before.confidence) * (1 - after.confidence), 4),
                     source="both",
                 )

@@ -103,7 +103,8 @@ class SecondPass:
                 lambda done: on_progress(_DECODE_SHARE * done),
             )
         ]
-        words = merge(parent.words, decoded)
+        # Speaker labels belong to this version's diarization: none carry over from the parent.
+        words = [replace(word, speaker=None) for word in merge(parent.words, decoded)]
         timings["redecode_s"] = _lap(began)
 
         diarizer_name = "none"
@@ -167,7 +168,7 @@ class SecondPass:
         except Exception as exc:  # any backend failure: the version is still made, without speakers
             log.warning("diarization with %s failed: %s", settings.diarizer, exc)
             warnings.append(f"diarization ({settings.diarizer}) failed, no speaker labels: {exc}")
-            return [replace(word, speaker=None) for word in words], "none"
+            return words, "none"
         return assign_speakers(words, turns), diarizer.name
 
     def _enhance(self, words: list[Word], settings: FinalizeSettings, warnings: list[str]) -> list[Segment]:
