@@ -178,22 +178,28 @@ def speech_regions(audio: Samples) -> list[tuple[int, int]]:
 
 
 def cluster(embeddings: np.ndarray, hints: SpeakerHints) -> np.ndarray:
-    """A speaker index per embedding: Ward clustering, the count chosen by silhouette score."""
-    from sklearn.cluster import AgglomerativeClustering
-    from sklearn.metrics import silhouette_score
+    """A speaker index per embedding: Ward clustering, the count chosen by silhouette score.
+    The tree and the distances are computed once; each candidate count is a cut of the tree."""
+    from scipy.cluster.hierarchy import fcluster, linkage
+    from sklearn.metrics import pairwise_distances, silhouette_score
 
     subset = embeddings
     if len(embeddings) > _MAX_CLUSTERED_WINDOWS:
         subset = embeddings[np.linspace(0, len(embeddings) - 1, _MAX_CLUSTERED_WINDOWS).astype(int)]
+    if len(embeddings) < 2:
+        return np.zeros(len(embeddings), dtype=int)
     scored: list[tuple[float, np.ndarray]] = []
     candidates = hints.candidates(len(subset))
+    tree = linkage(subset, method="ward")
+    distances = pairwise_distances(subset, metric="cosine")
     for count in candidates:
         if count < 2:
             continue
-        labels = AgglomerativeClustering(n_clusters=count, linkage="ward").fit_predict(subset)
+        labels = fcluster(tree, count, criterion="maxclust") - 1
         if hints.num_speakers is None and np.bincount(labels).min() < _MIN_SPEAKER_WINDOWS:
             continue  # a "speaker" heard for a couple of seconds is one voice's variation
-        score = float(silhouette_score(subset, labels, metric="cosine")) if count < len(subset) else 0.0
+        clusters = int(labels.max()) + 1
+        score = float(silhouette_score(distances, labels, metric="precomputed")) if 1 < clusters < len(subset) else 0.0
         scored.append((score, labels))
     best_score = max((score for score, _labels in scored), default=0.0)
     if not scored or (candidates.start < 2 and best_score < _MIN_SILHOUETTE):
