@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from pathlib import Path
 
 import msgspec
 from aiohttp import web
@@ -15,7 +16,8 @@ from .finalize.pipeline import SecondPass
 from .finalize.service import FinalizeService
 from .scheduler import DecodeScheduler
 from .store.sqlite import SqliteTranscriptStore
-from .transports import http, transcripts, websocket
+from .stream.event_log import EventLogs
+from .transports import events, http, openai_audio, transcripts, uploads, websocket
 from .transports.state import SERVER_STATE, ServerState
 
 log = logging.getLogger("streamscribe")
@@ -37,7 +39,7 @@ def create_finalizer(settings: ServerSettings) -> FinalizeService:
     return FinalizeService(store, settings, SecondPass(load_second_pass_model, settings.rewrite_api_key))
 
 
-def create_app(settings: ServerSettings, engine: Engine, keep_transcripts: bool = True) -> web.Application:
+def create_app(settings: ServerSettings, engine: Engine) -> web.Application:
     """The aiohttp application; the scheduler starts with the app and stops after the sessions.
 
     Shutdown order: refuse new streams, stop every live session (their finals are flushed, their
@@ -45,28 +47,32 @@ def create_app(settings: ServerSettings, engine: Engine, keep_transcripts: bool 
     second-pass worker (a running job is redone at the next start) and the decoder threads.
     """
     app = web.Application()
-    finalizer = create_finalizer(settings) if keep_transcripts else None
-    state = ServerState(settings=settings, scheduler=DecodeScheduler(engine), finalizer=finalizer)
+    finalizer = create_finalizer(settings)
+    state = ServerState(
+        settings=settings,
+        scheduler=DecodeScheduler(engine),
+        event_logs=EventLogs(settings.event_log_max_events, settings.event_log_linger_s),
+        finalizer=finalizer,
+    )
     app[SERVER_STATE] = state
 
     async def start_scheduler(app: web.Application) -> None:
+        await asyncio.to_thread(_remove_spooled_uploads, settings.data_dir / "uploads")
         state.scheduler.start()
-        if finalizer is not None:
-            await finalizer.start()
+        await finalizer.start()
 
     async def drain_sessions(app: web.Application) -> None:
         state.draining = True
-        for connection in list(state.connections):
-            connection.drain()
-        drivers = [c.driver.wait_closed() for c in state.connections if c.driver is not None]
+        for session in list(state.sessions):
+            session.drain()
+        drivers = [s.driver.wait_closed() for s in state.sessions if s.driver is not None]
         try:
             await asyncio.wait_for(asyncio.gather(*drivers), settings.shutdown_timeout_s)
         except TimeoutError:
             log.warning("sessions still open after %.0f s of shutdown", settings.shutdown_timeout_s)
 
     async def stop_scheduler(app: web.Application) -> None:
-        if finalizer is not None:
-            await finalizer.close()
+        await finalizer.close()
         await state.scheduler.close()
 
     app.on_startup.append(start_scheduler)
@@ -75,7 +81,16 @@ def create_app(settings: ServerSettings, engine: Engine, keep_transcripts: bool 
     http.add_routes(app)
     websocket.add_routes(app)
     transcripts.add_routes(app)
+    uploads.add_routes(app)
+    openai_audio.add_routes(app)
+    events.add_routes(app)
     return app
+
+
+def _remove_spooled_uploads(spool: Path) -> None:
+    """Uploads left by a server that stopped mid-upload or mid-replay: nothing will read them."""
+    for leftover in spool.glob("*.upload"):
+        leftover.unlink(missing_ok=True)
 
 
 async def serve(settings: ServerSettings, engine: Engine) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +11,7 @@ import av
 import numpy as np
 import numpy.typing as npt
 
-from .errors import UnsupportedAudio
+from .errors import NoAudioStream, UnsupportedAudio
 
 SAMPLE_RATE = 16000
 MIN_INPUT_RATE = 8000
@@ -83,33 +84,97 @@ def _frames_to_samples(frames: list[av.AudioFrame]) -> Samples:
     return np.concatenate([frame.to_ndarray().reshape(-1) for frame in frames]).astype(np.float32)
 
 
-def iter_file(path: Path, chunk_samples: int = SAMPLE_RATE // 10) -> Iterator[Samples]:
-    """Decode any file PyAV/ffmpeg reads, incrementally, as 16 kHz mono chunks of `chunk_samples`.
+@dataclass(frozen=True, slots=True)
+class FileInfo:
+    format: str
+    codec: str
+    duration_s: float | None
+    """What the file declares (None if nothing); decoding may find less in a damaged file."""
 
-    Raises UnsupportedAudio when the file cannot be opened or has no audio stream.
+
+_TRUNCATED_FRACTION = 0.9
+_TRUNCATED_MIN_S = 1.0
+
+
+class AudioFile:
+    """An audio or video file that PyAV/ffmpeg reads, decoded as it is read: `chunks()` yields
+    16 kHz mono float32, never the whole file at once. Use it as a context manager.
+
+    Raises UnsupportedAudio when the file cannot be opened or decoded (including a file that stops
+    decoding well before the length it declares) and NoAudioStream when it has no audio.
     """
-    try:
-        container = av.open(str(path))
-    except (av.error.FFmpegError, OSError) as exc:
-        raise UnsupportedAudio(f"cannot open {path.name}: {exc}") from exc
-    with container:
-        if not container.streams.audio:
-            raise UnsupportedAudio(f"{path.name} has no audio stream")
+
+    def __init__(self, path: Path, name: str | None = None) -> None:
+        """`name`: how errors call the file (default: its file name)."""
+        self._name = name or path.name
+        try:
+            self._container: Any = av.open(str(path))
+        except (av.error.FFmpegError, OSError, UnicodeDecodeError) as exc:
+            reason = getattr(exc, "strerror", None) or type(exc).__name__  # not str(exc): it holds our path
+            raise UnsupportedAudio(
+                f"{self._name} is not an audio or video file that can be decoded ({reason})"
+            ) from exc
+        format_name = self._container.format.name
+        if not self._container.streams.audio:
+            self._container.close()
+            raise NoAudioStream(f"{self._name} (format {format_name}) has no audio stream")
+        stream = self._container.streams.audio[0]
+        duration_s: float | None = None
+        if stream.duration is not None and stream.time_base is not None:
+            duration_s = float(stream.duration * stream.time_base)
+        elif self._container.duration is not None:
+            duration_s = self._container.duration / av.time_base
+        self.info = FileInfo(format_name, stream.codec_context.name, duration_s)
+
+    def __enter__(self) -> AudioFile:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._container.close()
+
+    def chunks(self, chunk_samples: int = SAMPLE_RATE // 10) -> Iterator[Samples]:
+        """The audio in chunks of `chunk_samples` (the last may be shorter)."""
         resampler = av.AudioResampler(format="flt", layout="mono", rate=SAMPLE_RATE)
         buffered: list[Samples] = []
-        held = 0
-        for frame in container.decode(audio=0):
-            for piece in resampler.resample(frame):
-                samples = piece.to_ndarray().reshape(-1).astype(np.float32)
-                buffered.append(samples)
-                held += samples.size
-            while held >= chunk_samples:
-                joined = np.concatenate(buffered)
-                yield joined[:chunk_samples]
-                buffered, held = [joined[chunk_samples:]], joined.size - chunk_samples
+        held = decoded = 0
+        try:
+            for frame in self._container.decode(audio=0):
+                for piece in resampler.resample(frame):
+                    samples = piece.to_ndarray().reshape(-1).astype(np.float32)
+                    buffered.append(samples)
+                    held += samples.size
+                while held >= chunk_samples:
+                    joined = np.concatenate(buffered)
+                    yield joined[:chunk_samples]
+                    decoded += chunk_samples
+                    buffered, held = [joined[chunk_samples:]], joined.size - chunk_samples
+        except av.error.FFmpegError as exc:
+            raise UnsupportedAudio(
+                f"{self._name} is damaged after {decoded / SAMPLE_RATE:.1f} s ({exc.strerror})"
+            ) from exc
         tail = np.concatenate([*buffered, _frames_to_samples(resampler.resample(None))])
         if tail.size:
             yield tail
+        self._check_complete((decoded + tail.size) / SAMPLE_RATE)
+
+    def _check_complete(self, decoded_s: float) -> None:
+        declared_s = self.info.duration_s
+        if decoded_s == 0:
+            raise NoAudioStream(f"{self._name} holds no audio samples")
+        if declared_s and decoded_s < declared_s * _TRUNCATED_FRACTION - _TRUNCATED_MIN_S:
+            raise UnsupportedAudio(
+                f"{self._name} is damaged or truncated: it stopped decoding at {decoded_s:.1f} s of the "
+                f"{declared_s:.1f} s it declares"
+            )
+
+
+def iter_file(path: Path, chunk_samples: int = SAMPLE_RATE // 10) -> Iterator[Samples]:
+    """Decode a whole file incrementally (see AudioFile), as 16 kHz mono chunks."""
+    with AudioFile(path) as audio:
+        yield from audio.chunks(chunk_samples)
 
 
 def read_file(path: Path) -> Samples:

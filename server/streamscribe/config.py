@@ -5,9 +5,11 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal
 
 import msgspec
+
+from .wire import Prompt
 
 Device = Literal["cpu", "cuda", "auto"]
 
@@ -43,6 +45,21 @@ class StreamSettings(msgspec.Struct, frozen=True, kw_only=True):
     """Greedy by default: beam 5 cut tiny.en's streamed WER ~2 points but saturated 2 cores."""
 
 
+def max_speed_replay() -> StreamSettings:
+    """Replays of a file at `max` speed: the audio is all there, so each decode takes a long
+    window and commits what one hypothesis says, as an offline decode does. Whisper pays for 30 s
+    of audio per decode whatever it is given, so fewer, longer decodes are what makes it fast."""
+    return StreamSettings(
+        decode_step_ms=20000,
+        max_lookahead_s=24.0,
+        max_window_s=28.0,
+        trim_after_s=14.0,
+        agreement_n=1,
+        commit_margin_s=3.0,
+        min_silence_ms=2000,
+    )
+
+
 class FinalizeSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """The second pass at end of stream; POST /v1/transcripts/{id}/finalize may override any field."""
 
@@ -50,6 +67,8 @@ class FinalizeSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown
     model: str = "base"
     beam_size: int = 5
     language: str | None = None
+    prompt: Prompt | None = None
+    """Text that sets the vocabulary and style of the redecode (Whisper's initial prompt)."""
     """None: the language the live stream used."""
     diarize: bool = True
     diarizer: Literal["resemblyzer", "pyannote"] = "resemblyzer"
@@ -78,6 +97,18 @@ class ServerSettings(msgspec.Struct, frozen=True, kw_only=True):
     """Threads for one decode on CPU; 0 = all cores."""
     model_cache_dir: Path = Path.home() / ".cache" / "streamscribe"
     max_sessions: int = 32
+    """Live streams and file replays together."""
+    max_uploads: int = 4
+    """File replays at a time (each counts as a session too); more are refused with 429."""
+    max_upload_mb: float = 2048.0
+    allowed_models: tuple[str, ...] = ()
+    """Models a client may name for its second pass, besides the embedded ones and the server's
+    own; a name is loaded (or downloaded, where a network exists) on the first request."""
+    event_log_max_events: int = 10000
+    """Events kept per session for followers of /v1/sessions/{id}/events (a newer partial
+    replaces the one before it); older ones are dropped."""
+    event_log_linger_s: float = 600.0
+    """How long a finished session's events can still be followed."""
     outbox_max_messages: int = 512
     shutdown_timeout_s: float = 10.0
     data_dir: Path = Path.home() / ".local" / "share" / "streamscribe"
@@ -87,13 +118,12 @@ class ServerSettings(msgspec.Struct, frozen=True, kw_only=True):
     rewrite_api_key: str | None = None
     """Bearer token for FinalizeSettings.rewrite_url; kept out of the stored version settings."""
     stream: StreamSettings = msgspec.field(default_factory=StreamSettings)
+    replay: StreamSettings = msgspec.field(default_factory=max_speed_replay)
+    """Stream settings of file replays at `max` speed; `realtime` replays use `stream`."""
     finalize: FinalizeSettings = msgspec.field(default_factory=FinalizeSettings)
 
 
-SettingsT = TypeVar("SettingsT", StreamSettings, FinalizeSettings, ServerSettings)
-
-
-def _from_env(cls: type[SettingsT], environ: Mapping[str, str], prefix: str) -> dict[str, Any]:
+def _from_env(cls: type[msgspec.Struct], environ: Mapping[str, str], prefix: str) -> dict[str, Any]:
     values: dict[str, Any] = {}
     for name in cls.__struct_fields__:
         raw = environ.get(f"{prefix}{name.upper()}")
@@ -107,23 +137,32 @@ def load_settings(
 ) -> ServerSettings:
     """Defaults, then STREAMSCRIBE_* variables, then explicit overrides (from the command line).
 
-    Stream settings read STREAMSCRIBE_STREAM_*, second-pass settings STREAMSCRIBE_FINALIZE_*;
-    overrides may hold a "finalize" mapping. Raises msgspec.ValidationError on a bad value.
+    Stream settings read STREAMSCRIBE_STREAM_*, max-speed replays STREAMSCRIBE_REPLAY_*, second-pass
+    settings STREAMSCRIBE_FINALIZE_*; overrides may hold "stream", "replay" and "finalize" mappings.
+    Raises msgspec.ValidationError on a bad value.
     """
     environ = os.environ if environ is None else environ
     overrides = {key: value for key, value in (overrides or {}).items() if value is not None}
-    stream_values = _from_env(StreamSettings, environ, "STREAMSCRIBE_STREAM_")
-    finalize_values = _from_env(FinalizeSettings, environ, "STREAMSCRIBE_FINALIZE_")
-    finalize_values.update({k: v for k, v in overrides.pop("finalize", {}).items() if v is not None})
     server_values = _from_env(ServerSettings, environ, "STREAMSCRIBE_")
-    server_values.pop("stream", None)
-    server_values.pop("finalize", None)
+    nested: dict[str, Any] = {}
+    defaults: msgspec.Struct
+    for name, prefix, defaults in (
+        ("stream", "STREAMSCRIBE_STREAM_", StreamSettings()),
+        ("replay", "STREAMSCRIBE_REPLAY_", max_speed_replay()),
+        ("finalize", "STREAMSCRIBE_FINALIZE_", FinalizeSettings()),
+    ):
+        values = msgspec.structs.asdict(defaults)
+        values.update(_from_env(type(defaults), environ, prefix))
+        values.update({k: v for k, v in overrides.pop(name, {}).items() if v is not None})
+        server_values.pop(name, None)
+        nested[name] = msgspec.convert(values, type(defaults), strict=False)
+    if isinstance(server_values.get("allowed_models"), str):
+        server_values["allowed_models"] = [m for m in server_values["allowed_models"].split(",") if m]
     server_values.update(overrides)
-    server_values["stream"] = msgspec.convert(stream_values, StreamSettings, strict=False)
-    server_values["finalize"] = msgspec.convert(finalize_values, FinalizeSettings, strict=False)
-    return msgspec.convert(
+    settings = msgspec.convert(
         server_values, ServerSettings, strict=False, dec_hook=_decode_path, from_attributes=True
     )
+    return msgspec.structs.replace(settings, **nested)
 
 
 def _decode_path(kind: type, value: Any) -> Any:

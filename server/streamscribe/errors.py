@@ -30,15 +30,18 @@ class ProtocolViolation(StreamscribeError):
 
 
 class UnsupportedAudio(StreamscribeError):
-    """An audio format the server cannot convert (encoding, rate, channels)."""
+    """An audio format the server cannot convert (encoding, rate, channels), or a file it cannot
+    decode."""
 
     code = "unsupported_audio"
     close_code = 1003  # unsupported data
+    http_status = 415
 
 
 class UnsupportedLanguage(StreamscribeError):
     code = "unsupported_language"
     close_code = 1003
+    http_status = 400
 
 
 class FrameTooLarge(StreamscribeError):
@@ -49,16 +52,19 @@ class FrameTooLarge(StreamscribeError):
 class SessionTooLong(StreamscribeError):
     code = "session_too_long"
     close_code = 1009
+    http_status = 413
 
 
 class UnknownModel(StreamscribeError):
     code = "unknown_model"
     close_code = 1008  # policy violation
+    http_status = 400
 
 
 class Overloaded(StreamscribeError):
     code = "overloaded"
     close_code = 1013  # try again later
+    http_status = 429
 
 
 class SlowConsumer(StreamscribeError):
@@ -76,6 +82,7 @@ class DecodeFailed(StreamscribeError):
 class ShuttingDown(StreamscribeError):
     code = "shutting_down"
     close_code = 1001  # going away
+    http_status = 503
 
 
 class FinalizeFailed(StreamscribeError):
@@ -103,6 +110,43 @@ class TranscriptBusy(StreamscribeError):
     http_status = 409
 
 
+class UploadTooLarge(StreamscribeError):
+    code = "upload_too_large"
+    http_status = 413
+
+
+class EmptyUpload(StreamscribeError):
+    code = "empty_upload"
+    http_status = 400
+
+
+class NoAudioStream(StreamscribeError):
+    """A file that decodes, but holds no audio (a video without sound, an image, a document)."""
+
+    code = "no_audio_stream"
+    http_status = 422
+
+
+class UploadInterrupted(StreamscribeError):
+    """The client went away before the whole file arrived; nothing was kept."""
+
+    code = "upload_interrupted"
+    http_status = 400
+
+
+class SessionNotFound(StreamscribeError):
+    code = "session_not_found"
+    http_status = 404
+
+
+class EventsExpired(StreamscribeError):
+    """A follower asked for events older than the session's event log still keeps."""
+
+    code = "events_expired"
+    close_code = 1008
+    http_status = 410
+
+
 class InvalidRequest(StreamscribeError):
     """A REST request with bad parameters or body."""
 
@@ -114,10 +158,15 @@ def close_code_for(error_code: str | None) -> int:
     """The WebSocket close code for a session that ended with this wire error code (None: normal)."""
     if error_code is None:
         return 1000
+    return error_for(error_code, "").close_code
+
+
+def error_for(error_code: str, message: str) -> StreamscribeError:
+    """The error with this wire code (the root error for an unknown code)."""
     for kind in _all_errors(StreamscribeError):
         if kind.code == error_code:
-            return kind.close_code
-    return StreamscribeError.close_code
+            return kind(message)
+    return StreamscribeError(message)
 
 
 def _all_errors(root: type[StreamscribeError]) -> list[type[StreamscribeError]]:

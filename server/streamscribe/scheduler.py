@@ -1,6 +1,8 @@
 """One shared model per process, decoding for all sessions in a bounded pool of worker threads.
 
-Sessions are served round-robin. A session's request is built only when a worker is free, so
+Sessions are served round-robin, live sessions before background ones (files replayed at max
+speed), so an upload never delays live captions; a background session takes the decoder whenever
+no live session is waiting. A session's request is built only when a worker is free, so
 it always covers the newest audio; a session never has more than one decode in flight.
 """
 
@@ -22,6 +24,8 @@ log = logging.getLogger(__name__)
 
 
 class DecodeClient(Protocol):
+    background: bool
+
     def take_decode_request(self) -> DecodeRequest | None: ...
 
     def deliver_result(self, request: DecodeRequest, words: list[AsrWord]) -> None: ...
@@ -74,13 +78,20 @@ class DecodeScheduler:
                 self._wakeup.clear()
                 await self._wakeup.wait()
                 continue
-            client = next(iter(self._ready))
-            del self._ready[client]
+            client = self._next_client()
             try:
                 await self._decode_for(client, loop)
             except Exception:  # a bug in one session must not stop decoding for all of them
                 log.exception("decoding for a session failed; that session is ended")
                 client.deliver_error("internal error while decoding")
+
+    def _next_client(self) -> DecodeClient:
+        """The longest-waiting live client, else the longest-waiting background one."""
+        chosen = next((client for client in self._ready if not client.background), None)
+        if chosen is None:
+            chosen = next(iter(self._ready))
+        del self._ready[chosen]
+        return chosen
 
     async def _decode_for(self, client: DecodeClient, loop: asyncio.AbstractEventLoop) -> None:
         request = client.take_decode_request()

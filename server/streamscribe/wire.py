@@ -6,12 +6,14 @@ Times on the wire are seconds from the first sample of the stream.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 
 PROTOCOL_VERSION = 1
 MAX_FRAME_BYTES = 1 << 20
+Prompt = Annotated[str, msgspec.Meta(max_length=1000)]
+"""A decode prompt a client may give: at most 1,000 characters."""
 
 
 class Word(msgspec.Struct, frozen=True):
@@ -39,6 +41,8 @@ class Start(ClientMessage, tag="start", frozen=True):
     channels: int = 1
     language: str | None = None
     model: str | None = None
+    prompt: Prompt | None = None
+    """Words and spelling to expect (names, jargon): the prompt of decodes until text is committed."""
 
 
 class Finalize(ClientMessage, tag="finalize", frozen=True):
@@ -99,10 +103,21 @@ class Error(ServerMessage, tag="error", frozen=True):
     message: str
 
 
+class Progress(ServerMessage, tag="progress", frozen=True):
+    """How far the live pass of a replayed file has got: seconds of audio processed, of
+    `total_s` (None where the file does not say how long it is)."""
+
+    processed_s: float
+    total_s: float | None = None
+
+
 class Finalizing(ServerMessage, tag="finalizing", frozen=True):
-    """The second pass is running: `progress` goes from 0 to 1."""
+    """The second pass is running: `progress` goes from 0 to 1, `processed_s` of `total_s`
+    seconds of audio."""
 
     progress: float
+    processed_s: float | None = None
+    total_s: float | None = None
 
 
 class TranscriptReady(ServerMessage, tag="transcript_ready", frozen=True):
@@ -118,7 +133,16 @@ class Closed(ServerMessage, tag="closed", frozen=True):
 
 
 ServerUnion = (
-    Ready | SpeechStarted | Partial | Final | UtteranceEnd | Error | Finalizing | TranscriptReady | Closed
+    Ready
+    | SpeechStarted
+    | Partial
+    | Final
+    | UtteranceEnd
+    | Error
+    | Progress
+    | Finalizing
+    | TranscriptReady
+    | Closed
 )
 
 _client_decoder = msgspec.json.Decoder(ClientUnion)

@@ -96,10 +96,17 @@ class SecondPass:
         language = settings.language or parent.language
         engine = self._engine(settings.model)
         decoded = [
-            Word(id="", text=w.text, start=w.start_s, end=w.end_s, confidence=w.probability, source="second_pass")
+            Word(
+                id="",
+                text=w.text,
+                start=w.start_s,
+                end=w.end_s,
+                confidence=w.probability,
+                source="second_pass",
+            )
             for w in engine.transcribe(
                 audio,
-                DecodeOptions(language=language, beam_size=settings.beam_size, whole_recording=True),
+                DecodeOptions(language, settings.prompt, settings.beam_size, whole_recording=True),
                 lambda done: on_progress(_DECODE_SHARE * done),
             )
         ]
@@ -181,7 +188,10 @@ class SecondPass:
             groups = paragraphs(words, settings.paragraph_pause_s)
         if settings.rewrite_url:
             client = RewriteClient(
-                settings.rewrite_url, settings.rewrite_model, self._rewrite_api_key, settings.rewrite_timeout_s
+                settings.rewrite_url,
+                settings.rewrite_model,
+                self._rewrite_api_key,
+                settings.rewrite_timeout_s,
             )
             groups, rewrite_warnings = client.rewrite(groups)
             warnings.extend(rewrite_warnings)

@@ -20,8 +20,9 @@ from typing import Any, TypeVar
 
 import msgspec
 
+from ..asr.models import EMBEDDED
 from ..config import FinalizeSettings, ServerSettings
-from ..errors import AudioNotRetained, InvalidRequest, TranscriptBusy, TranscriptNotFound
+from ..errors import AudioNotRetained, InvalidRequest, TranscriptBusy, TranscriptNotFound, UnknownModel
 from ..store.base import TranscriptStore
 from ..store.recording import AudioRecorder, read_recording, recording_duration_s
 from ..transcript import Transcript
@@ -69,6 +70,8 @@ class LiveEnd:
     duration_s: float
     live_model: str
     recorder: AudioRecorder
+    finalize_overrides: bytes = b"{}"
+    """FinalizeSettings fields (JSON) the stream asked for; already checked by `check_overrides`."""
 
 
 class FinalizeService:
@@ -105,7 +108,9 @@ class FinalizeService:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await asyncio.to_thread(self.store.close)
 
-    async def open_recording(self, transcript_id: str, language: str | None, live_model: str) -> AudioRecorder:
+    async def open_recording(
+        self, transcript_id: str, language: str | None, live_model: str
+    ) -> AudioRecorder:
         path = self._settings.data_dir / "audio" / f"{transcript_id}.wav"
         recorder = await asyncio.to_thread(AudioRecorder, path)
         await asyncio.to_thread(self.store.create, transcript_id, language, live_model, str(path))
@@ -118,16 +123,8 @@ class FinalizeService:
         self._spawn(self._store_live(end), name="live-ended")
 
     async def request(self, transcript_id: str, overrides: bytes) -> None:
-        """Queue a re-run with these FinalizeSettings overrides (JSON object). Settings that name
-        files or endpoints on the server's side are the operator's, not a client's."""
-        try:
-            self.settings_for(overrides)
-            fields = set(msgspec.json.decode(overrides or b"{}", type=dict[str, Any]))
-        except (msgspec.ValidationError, msgspec.DecodeError) as exc:
-            raise InvalidRequest(f"bad finalize settings: {exc}") from exc
-        if fields & OPERATOR_ONLY_SETTINGS:
-            names = ", ".join(sorted(fields & OPERATOR_ONLY_SETTINGS))
-            raise InvalidRequest(f"{names} can only be set by the server's operator")
+        """Queue a re-run with these FinalizeSettings overrides (JSON object, see `check_overrides`)."""
+        self.check_overrides(overrides)
         record = await asyncio.to_thread(self.store.get, transcript_id)
         if record is None:
             raise TranscriptNotFound(f"no transcript {transcript_id}")
@@ -138,6 +135,30 @@ class FinalizeService:
         if not await asyncio.to_thread(self.store.enqueue, transcript_id, overrides or b"{}"):
             raise TranscriptBusy(f"a second pass of {transcript_id} is already queued or running")
         self._wakeup.set()
+
+    def check_overrides(self, overrides: bytes) -> FinalizeSettings:
+        """A client's FinalizeSettings overrides, checked: settings that name files or endpoints on
+        the server's side are the operator's, and a model must be one the server offers."""
+        try:
+            settings = self.settings_for(overrides)
+            fields = set(msgspec.json.decode(overrides or b"{}", type=dict[str, Any]))
+        except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+            raise InvalidRequest(f"bad finalize settings: {exc}") from exc
+        if fields & OPERATOR_ONLY_SETTINGS:
+            names = ", ".join(sorted(fields & OPERATOR_ONLY_SETTINGS))
+            raise InvalidRequest(f"{names} can only be set by the server's operator")
+        offered = self.offered_models
+        if "model" in fields and settings.model not in offered:
+            raise UnknownModel(
+                f"model {settings.model!r} is not offered here; choose one of {', '.join(offered)}"
+            )
+        return settings
+
+    @property
+    def offered_models(self) -> tuple[str, ...]:
+        """Second-pass models a client may ask for: embedded, the server's own, and allowed ones."""
+        names = (*EMBEDDED, self._settings.model, self.defaults.model, *self._settings.allowed_models)
+        return tuple(dict.fromkeys(names))
 
     def settings_for(self, overrides: bytes | None) -> FinalizeSettings:
         """The server defaults with a job's overrides applied; raises on unknown or bad fields."""
@@ -183,12 +204,12 @@ class FinalizeService:
             language=end.language,
             duration_s=end.duration_s,
             live_model=end.live_model,
-            settings=self.defaults,
+            settings=self.settings_for(end.finalize_overrides),
         )
         try:
             await asyncio.to_thread(self.store.add_version, first)
             if self.defaults.enabled:
-                await asyncio.to_thread(self.store.enqueue, end.transcript_id, b"{}")
+                await asyncio.to_thread(self.store.enqueue, end.transcript_id, end.finalize_overrides)
                 self._wakeup.set()
             else:
                 await asyncio.to_thread(self.store.finish_job, end.transcript_id, None)
@@ -233,7 +254,9 @@ class FinalizeService:
             await self._sweep_audio()  # before announcing: with retention 0 the audio is gone by then
             self._notify(job.id, JobFailed(error) if error else JobDone(stored.version))
 
-    async def _run_job(self, transcript_id: str, audio_path: str | None, overrides: bytes | None) -> Transcript:
+    async def _run_job(
+        self, transcript_id: str, audio_path: str | None, overrides: bytes | None
+    ) -> Transcript:
         if audio_path is None:
             raise AudioNotRetained("the audio is no longer kept")
         settings = self.settings_for(overrides)
@@ -242,7 +265,9 @@ class FinalizeService:
             raise TranscriptNotFound(f"no version of {transcript_id} to start from")
         self._notify(transcript_id, JobProgress(0.0))
         audio = await asyncio.to_thread(read_recording, Path(audio_path))
-        progress = _ThrottledProgress(self._loop_or_raise(), lambda p: self._notify(transcript_id, JobProgress(p)))
+        progress = _ThrottledProgress(
+            self._loop_or_raise(), lambda p: self._notify(transcript_id, JobProgress(p))
+        )
         result = await _in_daemon_thread(self._second_pass.run, audio, parent, settings, progress)
         return await asyncio.to_thread(self.store.add_version, result)
 

@@ -34,8 +34,8 @@ class LocalAgreement:
     def __init__(self, n: int = 2, margin_s: float = 0.0) -> None:
         """`margin_s`: a word is committed by agreement only once it ends this long before the
         end of the decoded audio (Whisper guesses at words the audio cuts off)."""
-        if n < 2:
-            raise ValueError("agreement needs at least two hypotheses")
+        if n < 1:
+            raise ValueError("agreement needs at least one hypothesis")
         self._margin_s = margin_s
         self._history: deque[list[Word]] = deque(maxlen=n - 1)
         self._recent: deque[Word] = deque(maxlen=_RECENT_WORDS)
@@ -49,7 +49,7 @@ class LocalAgreement:
         fresh = self._drop_committed(words, audio_start_s)
         agreed = 0
         if len(self._history) == self._history.maxlen:
-            agreed = min(_common_prefix(previous, fresh) for previous in self._history)
+            agreed = min((_common_prefix(previous, fresh) for previous in self._history), default=len(fresh))
             while agreed and fresh[agreed - 1].end > audio_end_s - self._margin_s:
                 agreed -= 1
         committed = self._commit(fresh[:agreed])

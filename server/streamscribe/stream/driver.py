@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ..asr.engine import AsrWord
@@ -23,6 +24,16 @@ if TYPE_CHECKING:
     from ..scheduler import DecodeScheduler
 
 
+@dataclass(frozen=True, slots=True)
+class ReplayOptions:
+    """A file replayed into a session: its length (if known), the second-pass settings it asked
+    for (FinalizeSettings fields as JSON) and whether it yields the decoder to live sessions."""
+
+    total_s: float | None
+    finalize_overrides: bytes = b"{}"
+    background: bool = False
+
+
 class SessionDriver:
     """Feed it (`feed_audio`, `finalize`, `stop`, `fail`) and iterate `events()` until closed.
 
@@ -36,8 +47,13 @@ class SessionDriver:
         scheduler: DecodeScheduler,
         finalizer: FinalizeService | None = None,
         recorder: AudioRecorder | None = None,
+        finalize_overrides: bytes = b"{}",
+        background: bool = False,
     ) -> None:
         self.session = session
+        self.background = background
+        """Decoded only when no foreground (live) session is waiting: a file replayed at max speed."""
+        self._finalize_overrides = finalize_overrides
         self._scheduler = scheduler
         self._finalizer = finalizer
         self._recorder = recorder
@@ -55,9 +71,12 @@ class SessionDriver:
         session_id: str | None = None,
         finalizer: FinalizeService | None = None,
         recorder: AudioRecorder | None = None,
+        prompt: str | None = None,
+        replay: ReplayOptions | None = None,
     ) -> SessionDriver:
         """A new session with its own VAD state; its `ready` event is already queued.
-        Pass a finalizer and the recorder it opened to keep the transcript (its id is session_id)."""
+        Pass a finalizer and the recorder it opened to keep the transcript (its id is session_id);
+        `replay` for a file replayed into the session."""
         gate = SpeechGate(
             threshold=settings.vad_threshold,
             release=settings.vad_release,
@@ -73,8 +92,13 @@ class SessionDriver:
             input_sample_rate=input_sample_rate,
             language=language,
             transcript_id=session_id if finalizer is not None else None,
+            prompt=prompt,
+            progress_total_s=replay.total_s if replay else None,
+            reports_progress=replay is not None,
         )
-        return cls(session, scheduler, finalizer, recorder)
+        if replay is None:
+            return cls(session, scheduler, finalizer, recorder)
+        return cls(session, scheduler, finalizer, recorder, replay.finalize_overrides, replay.background)
 
     async def feed_audio(self, samples: Samples) -> None:
         """Feed converted audio; waits (so the caller stops reading) while decoding lags behind."""
@@ -98,9 +122,9 @@ class SessionDriver:
         self.session.receive_stop(wait_for_transcript)
         self._touch()
 
-    def fail(self, error: StreamscribeError) -> None:
+    def fail(self, error: StreamscribeError, wait_for_transcript: bool = False) -> None:
         """Bad input: report it, then stop cleanly (what was heard is still flushed)."""
-        self.session.receive_error(error.code, error.message)
+        self.session.receive_error(error.code, error.message, wait_for_transcript)
         self._touch()
 
     async def events(self) -> AsyncIterator[ServerMessage]:
@@ -150,6 +174,7 @@ class SessionDriver:
                 duration_s=self.session.received_samples / SAMPLE_RATE,
                 live_model=self._scheduler.engine.name,
                 recorder=self._recorder,
+                finalize_overrides=self._finalize_overrides,
             ),
             self._on_job_event,
         )

@@ -24,6 +24,7 @@ from ..wire import (
     Final,
     Finalizing,
     Partial,
+    Progress,
     Ready,
     ServerMessage,
     SpeechStarted,
@@ -38,6 +39,9 @@ FEED_SLICE_SAMPLES = SAMPLE_RATE // 2
 """Callers feed audio in slices of at most this many samples, checking `can_accept_audio`."""
 _MIN_DECODE_SAMPLES = SAMPLE_RATE // 10
 _RING_MARGIN_S = 2.0
+_PROGRESS_STEPS = 100
+_MIN_PROGRESS_STEP_S = 1.0
+_UNKNOWN_TOTAL_STEP_S = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,12 +80,24 @@ class LiveSession:
         input_sample_rate: int,
         language: str | None,
         transcript_id: str | None = None,
+        prompt: str | None = None,
+        progress_total_s: float | None = None,
+        reports_progress: bool = False,
     ) -> None:
         """With a `transcript_id`, `closed` waits for `receive_transcript_*` after the last final
-        (unless the client asked not to wait, or the stream ended with an error)."""
+        (unless the client asked not to wait, or the stream ended with an error). `prompt` is the
+        decode prompt until words are committed. With `reports_progress` (file replays), `progress`
+        events say how much of `progress_total_s` seconds has been processed."""
         self.session_id = session_id
         self.language = language
         self.transcript_id = transcript_id
+        self._prompt = prompt
+        self._reports_progress = reports_progress
+        self._progress_total_s = progress_total_s
+        step_s = _UNKNOWN_TOTAL_STEP_S if progress_total_s is None else progress_total_s / _PROGRESS_STEPS
+        self._progress_step_samples = int(max(step_s, _MIN_PROGRESS_STEP_S) * SAMPLE_RATE)
+        self._reported_samples = 0
+        self._progress_done = False
         self._await_transcript = transcript_id is not None
         self.finals: list[Word] = []
         """Every final word sent, in order: the live version of the transcript."""
@@ -105,6 +121,10 @@ class LiveSession:
         self.closed = False
         self.error_code: str | None = None
         """The code of the first error that ended the session, if one did."""
+        self.error_message = ""
+        self.transcript_version: int | None = None
+        """The version the second pass stored, once it has."""
+        self.transcript_failure: str | None = None
         self._seq = 0
         self._events: list[ServerMessage] = []
         self._last_partial: list[Word] = []
@@ -150,17 +170,20 @@ class LiveSession:
                 self._open_region(max(event.at_samples, self._ring.start_samples))
             elif isinstance(event, SpeechEnd) and self._regions and self._regions[-1].end is None:
                 self._regions[-1].end = min(event.at_samples, self.received_samples)
+        self._report_progress()
 
     def receive_finalize(self) -> None:
         """Commit everything heard so far, without waiting for agreement or silence."""
         if self._regions:
             self._finalize_requested = True
 
-    def receive_error(self, code: str, message: str) -> None:
-        """Bad input from the client: report it, then stop (what was heard is still flushed)."""
-        self.error_code = self.error_code or code
+    def receive_error(self, code: str, message: str, wait_for_transcript: bool = False) -> None:
+        """Bad input: report it, then stop (what was heard is still flushed and stored); `closed`
+        waits for the transcript only if asked (a file damaged part-way still gets one)."""
+        if self.error_code is None:
+            self.error_code, self.error_message = code, message
         self._emit(Error, code=code, message=message)
-        self.receive_stop(wait_for_transcript=False)
+        self.receive_stop(wait_for_transcript)
 
     def receive_stop(self, wait_for_transcript: bool = True) -> None:
         """End of stream: flush what is left, then `closed` (after the transcript, if waiting)."""
@@ -189,7 +212,8 @@ class LiveSession:
                 self._finish_flush(self._agreement.tentative, end, ends_region, self._finalize_requested, end)
                 continue
             start = max(region.start, min(self._window_start, end - self._min_context_samples))
-            prompt = self._agreement.recent_text(start / SAMPLE_RATE, self._settings.prompt_chars)
+            recent = self._agreement.recent_text(start / SAMPLE_RATE, self._settings.prompt_chars)
+            prompt = recent or self._prompt
             self._in_flight = DecodeRequest(
                 audio=self._ring.read(start, end),
                 start_samples=start,
@@ -222,6 +246,7 @@ class LiveSession:
             )
             self._trim_window(request.end_samples)
             self._emit_partial(self._agreement.tentative)
+            self._report_progress()
 
     def receive_decode_error(self, reason: str) -> None:
         """The model failed: say so and close; finals already sent stay valid."""
@@ -231,9 +256,13 @@ class LiveSession:
 
     def receive_transcript_progress(self, progress: float) -> None:
         if self._await_transcript and not self.closed:
-            self._emit(Finalizing, progress=progress)
+            total_s = round(self.received_samples / SAMPLE_RATE, 3)
+            self._emit(
+                Finalizing, progress=progress, processed_s=round(progress * total_s, 3), total_s=total_s
+            )
 
     def receive_transcript_ready(self, version: int) -> None:
+        self.transcript_version = version
         if self._await_transcript and not self.closed and self.transcript_id is not None:
             self._emit(TranscriptReady, transcript_id=self.transcript_id, version=version)
         self._await_transcript = False
@@ -241,6 +270,7 @@ class LiveSession:
 
     def receive_transcript_failed(self, message: str) -> None:
         """The second pass failed: say so; the live finals already sent are stored as version 1."""
+        self.transcript_failure = message
         if self._await_transcript and not self.closed:
             self._emit(Error, code=FinalizeFailed.code, message=message)
         self._await_transcript = False
@@ -292,7 +322,31 @@ class LiveSession:
         """The stream has ended and every final has been emitted."""
         return self._stopping and not self._regions and self._in_flight is None
 
+    @property
+    def processed_samples(self) -> int:
+        """Audio the live pass is done with: all received, less speech still waiting for a decode."""
+        if not self._regions:
+            return self.received_samples
+        return min(self.received_samples, max(self._regions[0].start, self._decoded_until))
+
+    def _report_progress(self) -> None:
+        """A `progress` event per step of processed audio, and a last one once the live pass ends."""
+        if not self._reports_progress or self._progress_done:
+            return
+        if self.live_finished:
+            self._progress_done = True
+            processed_s = round(self.received_samples / SAMPLE_RATE, 3)
+            self._emit(Progress, processed_s=processed_s, total_s=processed_s)
+        elif self.processed_samples - self._reported_samples >= self._progress_step_samples:
+            self._reported_samples = self.processed_samples
+            total_s = self._progress_total_s
+            processed_s = self._reported_samples / SAMPLE_RATE
+            if total_s is not None:
+                processed_s = min(processed_s, total_s)
+            self._emit(Progress, processed_s=round(processed_s, 3), total_s=total_s)
+
     def _close_if_done(self) -> None:
+        self._report_progress()
         if self.live_finished and not self.closed and not self._await_transcript:
             self.closed = True
             self._emit(

@@ -15,8 +15,10 @@ async def healthz(request: web.Request) -> web.Response:
         {
             "status": "draining" if state.draining else "ok",
             "model": state.scheduler.engine.name,
-            "sessions": len(state.connections),
+            "sessions": len(state.sessions),
             "max_sessions": state.settings.max_sessions,
+            "uploads": sum(1 for session in state.sessions if session.replays_file),
+            "max_uploads": state.settings.max_uploads,
             "decoder": msgspec.structs.asdict(state.scheduler.stats),
         }
     )

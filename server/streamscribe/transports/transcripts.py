@@ -17,16 +17,17 @@ _WAIT_TIMEOUT_S = 3600.0
 
 
 def _finalizer(request: web.Request) -> FinalizeService:
-    finalizer = request.app[SERVER_STATE].finalizer
-    if finalizer is None:
-        raise TranscriptNotFound("this server keeps no transcripts")
-    return finalizer
+    return request.app[SERVER_STATE].finalizer
 
 
 def _respond(transcript: Transcript | None, request: web.Request) -> web.Response:
     if transcript is None:
         raise TranscriptNotFound(f"no such transcript or version: {request.path}")
-    format = request.query.get("format", "json")
+    return transcript_response(transcript, request.query.get("format", "json"))
+
+
+def transcript_response(transcript: Transcript, format: str) -> web.Response:
+    """One version in `format` (json, txt, srt, vtt); raises InvalidRequest for another format."""
     if format not in FORMATS:
         raise InvalidRequest(f"unknown format {format!r}; use one of {', '.join(FORMATS)}")
     body, content_type = render(transcript, format)
@@ -50,7 +51,9 @@ async def one_version(request: web.Request) -> web.Response:
         number = int(request.match_info["version"])
     except ValueError as exc:
         raise InvalidRequest("a version is a whole number") from exc
-    return _respond(await asyncio.to_thread(store.version, request.match_info["transcript_id"], number), request)
+    return _respond(
+        await asyncio.to_thread(store.version, request.match_info["transcript_id"], number), request
+    )
 
 
 async def versions(request: web.Request) -> web.Response:
@@ -89,7 +92,9 @@ async def finalize(request: web.Request) -> web.Response:
         if not wait:
             location = f"/v1/transcripts/{transcript_id}/versions"
             return web.json_response(
-                {"transcript_id": transcript_id, "state": "queued"}, status=202, headers={"Location": location}
+                {"transcript_id": transcript_id, "state": "queued"},
+                status=202,
+                headers={"Location": location},
             )
         event = await asyncio.wait_for(done, _WAIT_TIMEOUT_S)
     finally:
@@ -107,12 +112,15 @@ async def delete(request: web.Request) -> web.Response:
 
 @web.middleware
 async def json_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Every StreamscribeError becomes {"error": {"code", "message"}} with its HTTP status."""
+    """Every StreamscribeError becomes {"error": {"code", "message", "type"}} with its HTTP status
+    (`type` as OpenAI's API has it, so its SDKs raise the matching exception)."""
     try:
         response: web.StreamResponse = await handler(request)
         return response
     except StreamscribeError as exc:
-        return web.json_response({"error": {"code": exc.code, "message": exc.message}}, status=exc.http_status)
+        kind = "invalid_request_error" if exc.http_status < 500 else "server_error"
+        body = {"error": {"code": exc.code, "message": exc.message, "type": kind}}
+        return web.json_response(body, status=exc.http_status)
 
 
 def add_routes(app: web.Application) -> None:

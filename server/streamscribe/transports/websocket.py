@@ -14,16 +14,15 @@ from ..audio import PcmConverter
 from ..errors import (
     BadMessage,
     FrameTooLarge,
-    Overloaded,
     ProtocolViolation,
     ShuttingDown,
     SlowConsumer,
     StreamscribeError,
     UnknownModel,
-    UnsupportedLanguage,
     close_code_for,
 )
 from ..stream.driver import SessionDriver
+from ..stream.event_log import EventLog
 from ..wire import (
     MAX_FRAME_BYTES,
     ClientMessage,
@@ -48,6 +47,8 @@ START_TIMEOUT_S = 10.0
 class StreamConnection:
     """One client's WebSocket: reads frames into a session, writes its events back."""
 
+    replays_file = False
+
     def __init__(self, ws: web.WebSocketResponse, state: ServerState) -> None:
         self._ws = ws
         self._state = state
@@ -64,9 +65,7 @@ class StreamConnection:
         settings = self._state.settings
         finalizer = self._state.finalizer
         session_id = uuid.uuid4().hex
-        recorder = None
-        if finalizer is not None:
-            recorder = await finalizer.open_recording(session_id, language, self._state.scheduler.engine.name)
+        recorder = await finalizer.open_recording(session_id, language, self._state.scheduler.engine.name)
         self.driver = driver = SessionDriver.open(
             self._state.scheduler,
             settings.stream,
@@ -75,10 +74,11 @@ class StreamConnection:
             session_id=session_id,
             finalizer=finalizer,
             recorder=recorder,
+            prompt=start.prompt,
         )
         outbox = Outbox(settings.outbox_max_messages)
         writer = asyncio.create_task(self._write(outbox))
-        pump = asyncio.create_task(self._pump(driver, outbox))
+        pump = asyncio.create_task(self._pump(driver, outbox, self._state.event_logs.open(session_id)))
         reader = asyncio.create_task(self._read(driver, converter))
         await pump  # ends once the session is closed, whoever ended it
         reader.cancel()  # nothing more is read from a closed session (nor during server shutdown)
@@ -113,12 +113,7 @@ class StreamConnection:
                 f"this server serves {engine.name!r}, not {start.model!r}; omit model or start a "
                 f"server with --model {start.model}"
             )
-        language = start.language or self._state.settings.stream.language
-        if not engine.multilingual and language not in (None, "en"):
-            raise UnsupportedLanguage(
-                f"model {engine.name!r} is English-only; language {language!r} is not served"
-            )
-        return language
+        return self._state.live_language(start.language)
 
     async def refuse(self, error: StreamscribeError) -> None:
         """Answer with one `error` and close; no session is opened."""
@@ -150,9 +145,10 @@ class StreamConnection:
             return
         driver.stop(wait_for_transcript=False)  # the client vanished: flush and keep what it sent
 
-    async def _pump(self, driver: SessionDriver, outbox: Outbox) -> None:
+    async def _pump(self, driver: SessionDriver, outbox: Outbox, log: EventLog) -> None:
         try:
             async for event in driver.events():
+                log.append(event)
                 outbox.push(event)
         except SlowConsumer as exc:
             driver.stop(wait_for_transcript=False)
@@ -160,6 +156,7 @@ class StreamConnection:
             await driver.wait_closed()
         finally:
             outbox.close()
+            self._state.event_logs.finish(log)
 
     async def _write(self, outbox: Outbox) -> None:
         connected = True
@@ -195,22 +192,19 @@ async def stream_handler(request: web.Request) -> web.WebSocketResponse:
     ws = web.WebSocketResponse(max_msg_size=TRANSPORT_MAX_FRAME_BYTES, heartbeat=30.0)
     await ws.prepare(request)
     connection = StreamConnection(ws, state)
-    if state.draining:
-        await connection.refuse(ShuttingDown("the server is shutting down"))
-    elif len(state.connections) >= state.settings.max_sessions:
-        await connection.refuse(
-            Overloaded(f"all {state.settings.max_sessions} sessions are in use; retry later")
-        )
-    else:
-        state.connections.add(connection)
-        try:
-            await connection.run()
-        except Exception:
-            log.exception("stream handler failed")
-            if not ws.closed:
-                await connection.refuse(StreamscribeError("internal error; the stream was ended"))
-        finally:
-            state.connections.discard(connection)
+    try:
+        state.admit(connection)
+    except StreamscribeError as exc:
+        await connection.refuse(exc)
+        return ws
+    try:
+        await connection.run()
+    except Exception:
+        log.exception("stream handler failed")
+        if not ws.closed:
+            await connection.refuse(StreamscribeError("internal error; the stream was ended"))
+    finally:
+        state.sessions.discard(connection)
     return ws
 
 
