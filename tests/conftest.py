@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import csv
+import shutil
+import subprocess
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -76,3 +78,36 @@ async def server_url(settings: ServerSettings, engine: Engine) -> AsyncIterator[
     host, port = runner.addresses[0][:2]
     yield f"http://{host}:{port}"
     await runner.cleanup()
+
+
+MEDIA_ENCODINGS = {
+    "mp3": ["-c:a", "libmp3lame"],
+    "ogg": ["-c:a", "libopus"],
+    "flac": ["-c:a", "flac"],
+    "wav": ["-c:a", "pcm_s16le", "-ar", "44100", "-ac", "2"],
+    "m4a": ["-c:a", "aac"],
+    "webm": ["-c:a", "libopus"],
+}
+
+
+@pytest.fixture(scope="session")
+def media(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """The JFK speech re-encoded by ffmpeg as a user would have it: mp3, ogg/opus, flac, 44.1 kHz
+    stereo wav, m4a, webm, and an mp4 with an H.264 video track; plus a video with no sound."""
+    ffmpeg = shutil.which("ffmpeg")
+    if ffmpeg is None:
+        pytest.fail("ffmpeg is missing: tests/run.sh installs Debian's ffmpeg")
+    source = speech_file("jfk/jfk.wav")
+    folder = tmp_path_factory.mktemp("media")
+    files: dict[str, Path] = {}
+
+    def encode(name: str, *args: str) -> None:
+        files[name] = folder / name
+        subprocess.run([ffmpeg, "-loglevel", "error", "-y", *args, str(files[name])], check=True, timeout=60)
+
+    for extension, codec in MEDIA_ENCODINGS.items():
+        encode(f"jfk.{extension}", "-i", str(source), *codec)
+    video = ["-f", "lavfi", "-i", "testsrc=size=160x120:rate=10", "-c:v", "libx264", "-pix_fmt", "yuv420p"]
+    encode("jfk.mp4", *video[:4], "-i", str(source), "-shortest", *video[4:], "-c:a", "aac")
+    encode("silent-video.mp4", *video[:4], "-t", "2", *video[4:])
+    return files

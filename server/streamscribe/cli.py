@@ -63,6 +63,7 @@ def _settings_overrides(args: argparse.Namespace) -> dict[str, Any]:
     overrides: dict[str, Any] = {key: getattr(args, key, None) for key in keys}
     finalize: dict[str, Any] = {key: getattr(args, key, None) for key in ("num_speakers", "min_speakers", "max_speakers")}
     finalize["model"] = getattr(args, "second_pass_model", None)
+    finalize["prompt"] = getattr(args, "prompt", None)
     if getattr(args, "no_second_pass", False):
         finalize["enabled"] = False
     if getattr(args, "no_diarize", False):
@@ -87,12 +88,14 @@ def _cmd_transcribe(args: argparse.Namespace) -> int:
     from .config import load_settings
     from .transcript import FORMATS
 
-    settings = load_settings(_settings_overrides(args))
     outputs = [Path(path) for path in args.output or []]
     for path in outputs:
         if path.suffix.lstrip(".") not in FORMATS:
             print(f"error: {path}: the extension must be one of {', '.join(FORMATS)}", file=sys.stderr)
             return 2
+    if args.url:
+        return _transcribe_remote(args, outputs)
+    settings = load_settings(_settings_overrides(args))
     second_pass = settings.finalize.enabled
     engine = load_model(settings)
     printer = LivePrinter(sys.stderr.isatty() if second_pass else sys.stdout.isatty(),
@@ -100,15 +103,35 @@ def _cmd_transcribe(args: argparse.Namespace) -> int:
     language = args.language or settings.stream.language
 
     async def transcribe() -> None:
-        finals = await live_pass(engine, settings, iter_file(Path(args.file)), language, printer)
+        chunks = iter_file(Path(args.file))
+        finals = await live_pass(engine, settings, chunks, language, printer, settings.finalize.prompt)
         if second_pass or outputs:
             await _second_pass(settings, engine.name, Path(args.file), finals, language, outputs, second_pass)
 
     return _run(transcribe(), printer)
 
 
+def _transcribe_remote(args: argparse.Namespace, outputs: list[Path]) -> int:
+    """Upload to a server instead: the same transcript, on the server's models, with progress."""
+    from .remote import transcribe_remote
+
+    if args.no_second_pass:
+        print("error: --no-second-pass is the server's setting, not an upload's", file=sys.stderr)
+        return 2
+    options = {"speed": args.speed, "language": args.language, "model": args.second_pass_model,
+               "prompt": args.prompt, "num_speakers": args.num_speakers, "min_speakers": args.min_speakers,
+               "max_speakers": args.max_speakers, "diarize": "false" if args.no_diarize else None}  # fmt: skip
+    chosen = {name: str(value) for name, value in options.items() if value is not None}
+    return _run(transcribe_remote(args.url, Path(args.file), chosen, outputs))
+
+
 async def live_pass(
-    engine: Engine, settings: ServerSettings, chunks: Iterable[Samples], language: str | None, printer: LivePrinter
+    engine: Engine,
+    settings: ServerSettings,
+    chunks: Iterable[Samples],
+    language: str | None,
+    printer: LivePrinter,
+    prompt: str | None = None,
 ) -> list[Word]:
     """Stream the chunks through a live session in-process, as fast as it decodes; its finals."""
     from .scheduler import DecodeScheduler
@@ -116,7 +139,7 @@ async def live_pass(
 
     scheduler = DecodeScheduler(engine)
     scheduler.start()
-    driver = SessionDriver.open(scheduler, settings.stream, language=language)
+    driver = SessionDriver.open(scheduler, settings.stream, language=language, prompt=prompt)
 
     async def feed() -> None:
         try:
@@ -192,11 +215,15 @@ def _run(work: Coroutine[Any, Any, Any], printer: LivePrinter | None = None) -> 
     else:
         runner = uvloop.run
     try:
-        runner(work)
+        result = runner(work)
     except StreamscribeError as exc:
         print(f"error {exc.code}: {exc.message}", file=sys.stderr)
         return 2
-    return 1 if printer is not None and printer.failed else 0
+    except OSError as exc:  # e.g. no server at --url
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    failed = result is False or (printer is not None and printer.failed)
+    return 1 if failed else 0
 
 
 def _add_second_pass_options(parser: argparse.ArgumentParser) -> None:
@@ -237,6 +264,13 @@ def build_parser() -> argparse.ArgumentParser:
     transcribe = commands.add_parser("transcribe", help="transcribe a file in-process, no server")
     transcribe.add_argument("file")
     transcribe.add_argument("--language")
+    transcribe.add_argument("--prompt", help="names and words to expect (the decode prompt)")
+    transcribe.add_argument(
+        "--url", help="upload to this server (http://host:port) instead of transcribing in-process"
+    )
+    transcribe.add_argument(
+        "--speed", choices=["max", "realtime"], default="max", help="with --url: replay pace (default max)"
+    )
     transcribe.add_argument(
         "-o", "--output", action="append",
         help="write the final version here; .srt .vtt .json or .txt (repeatable)",

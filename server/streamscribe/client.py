@@ -1,4 +1,5 @@
-"""A Python client of /v1/stream (built on `websockets`, independent of the server's aiohttp)."""
+"""Python clients of the server: /v1/stream over `websockets` (independent of the server's
+aiohttp), and file uploads with their events over HTTP."""
 
 from __future__ import annotations
 
@@ -6,12 +7,16 @@ import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
+import msgspec
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
 from .audio import SAMPLE_RATE, Samples, to_pcm_s16le
-from .wire import Final, ServerMessage, Start, Stop, Word, decode_server, encode
+from .errors import error_for
+from .wire import Closed, Final, ServerMessage, Start, Stop, Word, decode_server, encode
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,3 +76,70 @@ async def stream_samples(
             await asyncio.gather(sender, return_exceptions=True)
         result.close_code, result.close_reason = ws.close_code, ws.close_reason or ""
     return result
+
+
+# ---- files: POST /v1/transcriptions, then follow /v1/sessions/{id}/events (over aiohttp) ----------
+
+
+async def upload_file(base_url: str, path: Path, options: dict[str, str]) -> dict[str, Any]:
+    """Upload a file as the raw request body (streamed from disk) with `options` as query
+    parameters; the server's 202 answer (session_id, transcript_id, file, ...).
+    Raises StreamscribeError with the server's code and reason if it refuses the file."""
+    import aiohttp
+
+    async with aiohttp.ClientSession() as http:
+        with path.open("rb") as body:
+            headers = {"Content-Disposition": f'attachment; filename="{path.name}"'}
+            url = f"{base_url}/v1/transcriptions"
+            async with http.post(url, params=options, data=body, headers=headers) as response:
+                answer: dict[str, Any] = await response.json()
+    if "error" in answer:
+        raise error_for(answer["error"]["code"], answer["error"]["message"])
+    return answer
+
+
+async def follow_session(
+    base_url: str, session_id: str, on_event: Callable[[ServerMessage], None], retries: int = 5
+) -> None:
+    """Every event of a session until `closed`, over Server-Sent Events; a dropped connection is
+    resumed from the last seq seen (Last-Event-ID), up to `retries` times in a row."""
+    import aiohttp
+
+    last_seq, failures = 0, 0
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, sock_read=60)) as http:
+        while True:
+            try:
+                headers = {"Accept": "text/event-stream", "Last-Event-ID": str(last_seq)}
+                async with http.get(f"{base_url}/v1/sessions/{session_id}/events", headers=headers) as response:
+                    if response.status == 204:
+                        return
+                    if response.status != 200:
+                        error = (await response.json())["error"]
+                        raise error_for(error["code"], error["message"])
+                    async for line in response.content:
+                        if not line.startswith(b"data: {"):
+                            continue
+                        event = decode_server(line[6:])
+                        last_seq, failures = event.seq, 0
+                        on_event(event)
+                        if isinstance(event, Closed):
+                            return
+            except (aiohttp.ClientError, TimeoutError):
+                failures += 1
+                if failures > retries:
+                    raise
+                await asyncio.sleep(min(2.0**failures, 10.0))
+
+
+async def fetch_transcript(base_url: str, transcript_id: str, format: str = "json") -> bytes:
+    """The newest version of a transcript in json, txt, srt or vtt."""
+    import aiohttp
+
+    async with aiohttp.ClientSession() as http:
+        url = f"{base_url}/v1/transcripts/{transcript_id}"
+        async with http.get(url, params={"format": format}) as response:
+            body = await response.read()
+            if response.status != 200:
+                error = msgspec.json.decode(body)["error"]
+                raise error_for(error["code"], error["message"])
+    return body

@@ -92,6 +92,31 @@ def test_transcribe_reports_an_unreadable_file(tmp_path: Path) -> None:
     assert done.returncode == 2 and "unsupported_audio" in done.stderr
 
 
+async def test_transcribe_with_url_uploads_and_shows_progress(
+    served: tuple[asyncio.subprocess.Process, str], media: dict[str, Path], tmp_path: Path
+) -> None:
+    _, url = served
+    captions = tmp_path / "jfk.vtt"
+    done = await asyncio.to_thread(run_cli, "transcribe", str(media["jfk.m4a"]), "--url", url, "-o", str(captions))
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("Speaker 1: And so")
+    assert "ask not what your country can do for you" in " ".join(normalise_text(done.stdout))
+    progress = done.stderr.splitlines()
+    assert any(line.startswith("transcribing 100%") and "0:11 / 0:11" in line for line in progress), done.stderr
+    assert any(line.startswith("second pass  100%") for line in progress), done.stderr
+    assert len(webvtt.from_string(captions.read_text())) >= 2
+
+
+async def test_transcribe_with_url_reports_a_refused_file(
+    served: tuple[asyncio.subprocess.Process, str], media: dict[str, Path]
+) -> None:
+    _, url = served
+    done = await asyncio.to_thread(run_cli, "transcribe", str(media["silent-video.mp4"]), "--url", url)
+    assert done.returncode == 2
+    assert "error no_audio_stream: silent-video.mp4 (format mov,mp4,m4a,3gp,3g2,mj2) has no audio stream" in done.stderr
+
+
+# Last: it stops the served process.
 async def test_sigterm_flushes_live_streams_then_exits(
     served: tuple[asyncio.subprocess.Process, str], jfk: tuple[np.ndarray, str]
 ) -> None:
@@ -108,3 +133,4 @@ async def test_sigterm_flushes_live_streams_then_exits(
     assert result.close_code == 1001
     assert events[-1].audio_s < audio.size / SAMPLE_RATE
     assert await asyncio.wait_for(process.wait(), 30) == 0
+

@@ -40,7 +40,7 @@ class EventLog:
         self.closed = False
 
     def append(self, event: ServerMessage) -> None:
-        logged = LoggedEvent(event.seq, event.__struct_config__.tag, encode(event))
+        logged = LoggedEvent(event.seq, str(event.__struct_config__.tag), encode(event))
         if isinstance(event, Partial) and self._events and self._events[-1].type == "partial":
             self._events.pop()  # superseded: a follower reading from here gets the newer one
             self._seqs.pop()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
+import msgspec
 from aiohttp import WSMsgType, web
 
 from ..errors import EventsExpired, InvalidRequest, SessionNotFound
@@ -91,7 +92,7 @@ async def _server_sent_events(
             await response.write(_sse(logged))
             upcoming = asyncio.ensure_future(anext(events, None))
     except EventsExpired as exc:
-        await response.write(f"event: error\ndata: {exc.message}\n\n".encode())
+        await response.write(b"event: error\ndata: %s\n\n" % msgspec.json.encode({"code": exc.code, "message": exc.message}))
     except ConnectionError:
         return response
     finally:

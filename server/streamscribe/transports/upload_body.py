@@ -11,6 +11,7 @@ from typing import IO, TypeVar
 
 from aiohttp import BodyPartReader, ClientPayloadError, web
 from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.multipart import parse_content_disposition
 
 from ..errors import EmptyUpload, InvalidRequest, UploadInterrupted, UploadTooLarge
 
@@ -41,11 +42,14 @@ async def receive_upload(request: web.Request, spool: Path, max_bytes: int) -> U
     for name, value in request.query.items():
         fields.setdefault(name, []).append(value)
     spool.parent.mkdir(parents=True, exist_ok=True)
+    if request.content_type == "application/x-www-form-urlencoded":
+        raise InvalidRequest("send the file as multipart/form-data (field `file`) or as the raw request body")
     try:
         if request.content_type.startswith("multipart/"):
             filename, size = await _receive_form(request, spool, max_bytes, fields)
         else:
-            filename, size = "upload", await _write(_raw_chunks(request), spool, max_bytes)
+            filename = _raw_filename(request)
+            size = await _write(_raw_chunks(request), spool, max_bytes)
     except BaseException:
         discard(spool)
         raise
@@ -111,6 +115,12 @@ async def _reading(read: Awaitable[T]) -> T:
         raise UploadInterrupted(
             f"the upload was cut off before it was complete ({type(exc).__name__})"
         ) from exc
+
+
+def _raw_filename(request: web.Request) -> str:
+    """The name a raw body gives itself in Content-Disposition (`attachment; filename="talk.mp3"`)."""
+    _kind, params = parse_content_disposition(request.headers.get("Content-Disposition"))
+    return Path(params.get("filename") or "upload").name
 
 
 def discard(spool: Path) -> None:

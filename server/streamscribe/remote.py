@@ -1,0 +1,76 @@
+"""`streamscribe transcribe FILE --url URL`: upload to a server, show its progress, print the result."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import TextIO
+
+from .client import fetch_transcript, follow_session, upload_file
+from .wire import Error, Finalizing, Progress, ServerMessage, TranscriptReady
+
+_BAR_WIDTH = 30
+_LOG_STEP = 0.1
+"""Without a terminal, a line is written per 10 % of each stage."""
+
+
+class ProgressBar:
+    """Shows the live pass (`progress`) and then the second pass (`finalizing`) of an upload:
+    redrawn in place on a terminal, a line per 10 % otherwise."""
+
+    def __init__(self, interactive: bool, out: TextIO = sys.stderr) -> None:
+        self._interactive = interactive
+        self._out = out
+        self._logged: dict[str, float] = {}
+        self.errors: list[str] = []
+
+    def show(self, event: ServerMessage) -> None:
+        if isinstance(event, Progress):
+            total = event.total_s or 0.0
+            fraction = min(1.0, event.processed_s / total) if total else 0.0
+            detail = f"{_clock(event.processed_s)} / {_clock(total)}" if total else _clock(event.processed_s)
+            self._draw("transcribing", fraction, detail)
+        elif isinstance(event, Finalizing):
+            self._draw("second pass ", event.progress, f"{_clock(event.processed_s or 0.0)} / {_clock(event.total_s or 0.0)}")
+        elif isinstance(event, TranscriptReady):
+            self._end_line()
+        elif isinstance(event, Error):
+            self._end_line()
+            self.errors.append(f"{event.code}: {event.message}")
+            print(f"error {event.code}: {event.message}", file=self._out, flush=True)
+
+    def _draw(self, stage: str, fraction: float, detail: str) -> None:
+        filled = round(fraction * _BAR_WIDTH)
+        line = f"{stage} {fraction:4.0%} [{'#' * filled}{'.' * (_BAR_WIDTH - filled)}] {detail}"
+        if self._interactive:
+            self._out.write(f"\r\x1b[K{line}")
+            self._out.flush()
+            return
+        step = int(fraction / _LOG_STEP) * _LOG_STEP
+        if step > self._logged.get(stage, -1.0):
+            self._logged[stage] = step
+            print(line, file=self._out, flush=True)
+
+    def _end_line(self) -> None:
+        if self._interactive:
+            print(file=self._out, flush=True)
+
+
+def _clock(seconds: float) -> str:
+    minutes, secs = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
+
+async def transcribe_remote(base_url: str, path: Path, options: dict[str, str], outputs: list[Path]) -> bool:
+    """Upload, follow to the end, print the final version as text, write `outputs` (by extension).
+    True when the server reported no error."""
+    base_url = base_url.rstrip("/")
+    accepted = await upload_file(base_url, path, options)
+    bar = ProgressBar(sys.stderr.isatty())
+    await follow_session(base_url, accepted["session_id"], bar.show)
+    transcript_id = accepted["transcript_id"]
+    print((await fetch_transcript(base_url, transcript_id, "txt")).decode(), end="", flush=True)
+    for output in outputs:
+        output.write_bytes(await fetch_transcript(base_url, transcript_id, output.suffix.lstrip(".")))
+    return not bar.errors
