@@ -205,9 +205,11 @@ def latency_summary(
 class ServerProcess:
     """`streamscribe serve` on a free loopback port, with its memory sampled every second."""
 
-    def __init__(self, model: str) -> None:
+    def __init__(self, model: str, *serve_args: str) -> None:
         self._model = model
+        self._serve_args = serve_args
         self.url = ""
+        self.base_url = ""
         self.rss_mib: list[tuple[float, float]] = []
         self._process: asyncio.subprocess.Process | None = None
 
@@ -221,6 +223,7 @@ class ServerProcess:
             "0",
             "--model",
             self._model,
+            *self._serve_args,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT,
         )
@@ -229,6 +232,7 @@ class ServerProcess:
         found = re.search(r"listening on http://(\S+)", line)
         if not found:
             raise RuntimeError(f"the server did not start: {line!r}")
+        self.base_url = f"http://{found.group(1)}"
         self.url = f"ws://{found.group(1)}/v1/stream"
         self._sampler = asyncio.create_task(self._sample_memory())
         return self

@@ -287,10 +287,12 @@ def build_parser() -> argparse.ArgumentParser:
     stream.set_defaults(handler=_cmd_stream)
 
     from .bench import add_bench_parser
+    from .bench_replay import add_bench_replay_parser
     from .bench_second_pass import add_bench_second_pass_parser
 
     add_bench_parser(commands)
     add_bench_second_pass_parser(commands)
+    add_bench_replay_parser(commands)
 
     return parser
 

@@ -131,12 +131,16 @@ async def follow_session(
                 await asyncio.sleep(min(2.0**failures, 10.0))
 
 
-async def fetch_transcript(base_url: str, transcript_id: str, format: str = "json") -> bytes:
-    """The newest version of a transcript in json, txt, srt or vtt."""
+async def fetch_transcript(
+    base_url: str, transcript_id: str, format: str = "json", version: int | None = None
+) -> bytes:
+    """A version of a transcript (the newest by default) in json, txt, srt or vtt."""
     import aiohttp
 
     async with aiohttp.ClientSession() as http:
         url = f"{base_url}/v1/transcripts/{transcript_id}"
+        if version is not None:
+            url += f"/versions/{version}"
         async with http.get(url, params={"format": format}) as response:
             body = await response.read()
             if response.status != 200:

@@ -7,7 +7,7 @@ from streamscribe.audio import SAMPLE_RATE
 from streamscribe.config import StreamSettings
 from streamscribe.stream.session import FEED_SLICE_SAMPLES, LiveSession
 from streamscribe.vad import SpeechEnd, SpeechStart, VadEvent
-from streamscribe.wire import Closed, Error, Final, Ready, SpeechStarted, UtteranceEnd
+from streamscribe.wire import Closed, Error, Final, Finalizing, Progress, Ready, SpeechStarted, UtteranceEnd
 
 SECOND = SAMPLE_RATE
 
@@ -129,3 +129,30 @@ def test_stop_right_after_finalize_closes_without_another_decode() -> None:
     assert live.take_decode_request() is None
     events = live.events_to_send()
     assert [type(e) for e in events][-3:] == [Final, UtteranceEnd, Closed] and live.closed
+
+
+def test_a_replayed_file_reports_progress_up_to_its_length_then_the_second_pass() -> None:
+    live = LiveSession(
+        "s1", StreamSettings(), ScriptedVad(None, None), "tiny.en", 16000, "en",  # type: ignore[arg-type]
+        transcript_id="s1", progress_total_s=200.0, reports_progress=True,
+    )  # fmt: skip
+    feed(live, 10)
+    live.receive_stop()
+    live.receive_transcript_progress(0.5)
+    live.receive_transcript_ready(2)
+    events = live.events_to_send()
+    progress = [event for event in events if isinstance(event, Progress)]
+    assert [event.processed_s for event in progress] == [2.0, 4.0, 6.0, 8.0, 10.0, 10.0]
+    assert [event.total_s for event in progress] == [200.0] * 5 + [10.0], "the last says the real length"
+    finalizing = next(event for event in events if isinstance(event, Finalizing))
+    assert (finalizing.processed_s, finalizing.total_s) == (5.0, 10.0)
+    assert isinstance(events[-1], Closed)
+
+
+def test_the_initial_prompt_is_used_until_words_are_committed() -> None:
+    live = LiveSession(
+        "s1", StreamSettings(), ScriptedVad(0, None), "tiny.en", 16000, "en", prompt="Grafana, Kubernetes"  # type: ignore[arg-type]
+    )
+    feed(live, 2)
+    request = live.take_decode_request()
+    assert request is not None and request.options.prompt == "Grafana, Kubernetes"

@@ -56,7 +56,9 @@ async def test_live_clients_are_decoded_before_background_ones_that_waited_longe
     for client in (upload, live_a, live_b):
         scheduler.poke(client)
     scheduler.start()
-    while len(engine.order) < 4:
+    for _ in range(500):
+        if len(engine.order) == 4:
+            break
         await asyncio.sleep(0.01)
     await scheduler.close()
     assert engine.order == [2.0, 3.0, 1.0, 1.0]

@@ -47,13 +47,12 @@ class SessionDriver:
         scheduler: DecodeScheduler,
         finalizer: FinalizeService | None = None,
         recorder: AudioRecorder | None = None,
-        finalize_overrides: bytes = b"{}",
-        background: bool = False,
+        replay: ReplayOptions | None = None,
     ) -> None:
         self.session = session
-        self.background = background
+        self.background = replay is not None and replay.background
         """Decoded only when no foreground (live) session is waiting: a file replayed at max speed."""
-        self._finalize_overrides = finalize_overrides
+        self._finalize_overrides = replay.finalize_overrides if replay else b"{}"
         self._scheduler = scheduler
         self._finalizer = finalizer
         self._recorder = recorder
@@ -96,9 +95,7 @@ class SessionDriver:
             progress_total_s=replay.total_s if replay else None,
             reports_progress=replay is not None,
         )
-        if replay is None:
-            return cls(session, scheduler, finalizer, recorder)
-        return cls(session, scheduler, finalizer, recorder, replay.finalize_overrides, replay.background)
+        return cls(session, scheduler, finalizer, recorder, replay)
 
     async def feed_audio(self, samples: Samples) -> None:
         """Feed converted audio; waits (so the caller stops reading) while decoding lags behind."""

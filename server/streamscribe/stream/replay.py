@@ -12,6 +12,7 @@ from ..errors import StreamscribeError
 from .driver import SessionDriver
 
 log = logging.getLogger(__name__)
+_MICROPHONE_FRAME_SAMPLES = SAMPLE_RATE // 10
 
 
 async def replay(driver: SessionDriver, chunks: Iterator[Samples], realtime: bool) -> None:
@@ -26,10 +27,13 @@ async def replay(driver: SessionDriver, chunks: Iterator[Samples], realtime: boo
     fed_samples = 0
     try:
         while (chunk := await asyncio.to_thread(next, chunks, None)) is not None:
-            if realtime:
-                await asyncio.sleep(max(0.0, began + fed_samples / SAMPLE_RATE - time.monotonic()))
-            await driver.feed_audio(chunk)
-            fed_samples += chunk.size
+            step = _MICROPHONE_FRAME_SAMPLES if realtime else chunk.size
+            for offset in range(0, chunk.size, step):
+                piece = chunk[offset : offset + step]
+                fed_samples += piece.size
+                if realtime:  # each frame when a microphone would have delivered it
+                    await asyncio.sleep(max(0.0, began + fed_samples / SAMPLE_RATE - time.monotonic()))
+                await driver.feed_audio(piece)
             if driver.session.ended:
                 return
     except StreamscribeError as exc:

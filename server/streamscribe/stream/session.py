@@ -122,9 +122,8 @@ class LiveSession:
         self.error_code: str | None = None
         """The code of the first error that ended the session, if one did."""
         self.error_message = ""
-        self.transcript_version: int | None = None
-        """The version the second pass stored, once it has."""
         self.transcript_failure: str | None = None
+        """Why the second pass failed, if it did."""
         self._seq = 0
         self._events: list[ServerMessage] = []
         self._last_partial: list[Word] = []
@@ -262,7 +261,6 @@ class LiveSession:
             )
 
     def receive_transcript_ready(self, version: int) -> None:
-        self.transcript_version = version
         if self._await_transcript and not self.closed and self.transcript_id is not None:
             self._emit(TranscriptReady, transcript_id=self.transcript_id, version=version)
         self._await_transcript = False

@@ -28,10 +28,6 @@ class Upload:
     fields: dict[str, list[str]] = field(default_factory=dict)
     """Form fields and query parameters, each with all its values (`timestamp_granularities[]`)."""
 
-    def value(self, name: str) -> str | None:
-        values = self.fields.get(name)
-        return values[-1] if values else None
-
 
 async def receive_upload(request: web.Request, spool: Path, max_bytes: int) -> Upload:
     """The uploaded file in `spool` plus its options. Raises UploadTooLarge, EmptyUpload,

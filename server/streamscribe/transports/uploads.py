@@ -91,14 +91,14 @@ class FileSession:
                 raise NoAudioStream(f"{upload.filename} holds no audio samples")
             if state.draining:
                 raise ShuttingDown("the server is shutting down")
+            engine_name = state.scheduler.engine.name
+            recorder = await state.finalizer.open_recording(self.session_id, language, engine_name)
         except BaseException:
             await asyncio.to_thread(audio.close)
             discard(upload.path)
             raise
         self.info = audio.info
         settings = state.settings
-        engine_name = state.scheduler.engine.name
-        recorder = await state.finalizer.open_recording(self.session_id, language, engine_name)
         self.driver = SessionDriver.open(
             state.scheduler,
             settings.replay if options.speed == "max" else settings.stream,

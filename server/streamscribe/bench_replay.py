@@ -1,0 +1,116 @@
+"""streamscribe bench-replay: a recording uploaded to a real server and replayed through the
+live core, at `max` speed and at `realtime` pace.
+
+Prints, per speed, how fast the live pass ran (audio seconds per wall second, from the upload
+until the last `progress` event), the time to the final version, and the WER of version 1 (the
+live pass) and of the final version. The corpus is encoded as a 64 kbit/s mp3, as a voice memo
+would be, so decoding the file is part of the figure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import av
+import msgspec
+
+from .audio import SAMPLE_RATE, Samples
+from .bench import DEFAULT_TESTDATA, Corpus, ServerProcess, append_json, corpus_from_args
+from .client import fetch_transcript, follow_session, upload_file
+from .evaluation import word_error_rate
+from .transcript import Transcript
+from .wire import Progress, ServerMessage, TranscriptReady
+
+
+def write_mp3(audio: Samples, path: Path) -> None:
+    with av.open(str(path), "w", format="mp3") as container:
+        stream = container.add_stream("libmp3lame", rate=SAMPLE_RATE, layout="mono")
+        stream.bit_rate = 64000
+        frame_samples = 1152
+        for offset in range(0, audio.size, frame_samples):
+            piece = audio[offset : offset + frame_samples].reshape(1, -1)
+            frame = av.AudioFrame.from_ndarray(piece, format="flt", layout="mono")
+            frame.sample_rate = SAMPLE_RATE
+            frame.pts = offset
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+
+
+async def replay_once(base_url: str, file: Path, speed: str, corpus: Corpus) -> dict[str, Any]:
+    began = time.monotonic()
+    accepted = await upload_file(base_url, file, {"speed": speed, "language": "en"})
+    marks: dict[str, float] = {}
+
+    def on_event(event: ServerMessage) -> None:
+        if isinstance(event, Progress) and event.total_s is not None and event.processed_s >= event.total_s:
+            marks.setdefault("live_s", time.monotonic() - began)
+        elif isinstance(event, TranscriptReady):
+            marks["final_s"] = time.monotonic() - began
+
+    await follow_session(base_url, accepted["session_id"], on_event)
+    transcript_id = accepted["transcript_id"]
+    live = msgspec.json.decode(await fetch_transcript(base_url, transcript_id, version=1), type=Transcript)
+    final = msgspec.json.decode(await fetch_transcript(base_url, transcript_id), type=Transcript)
+    return {
+        "speed": speed,
+        "live_pass_s": round(marks["live_s"], 2),
+        "replay_x_realtime": round(corpus.duration_s / marks["live_s"], 1),
+        "final_version_s": round(marks["final_s"], 2),
+        "final_version": final.version,
+        "wer_live": round(word_error_rate(corpus.reference, _text(live)), 4),
+        "wer_final": round(word_error_rate(corpus.reference, _text(final)), 4),
+    }
+
+
+def _text(transcript: Transcript) -> str:
+    return " ".join(word.text for word in transcript.words)
+
+
+async def measure(corpus: Corpus, args: argparse.Namespace) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory() as scratch:
+        file = Path(scratch) / f"{corpus.name}.mp3"
+        write_mp3(corpus.audio, file)
+        serve_args = ["--data-dir", str(Path(scratch) / "data")]
+        figures: dict[str, Any] = {"corpus": corpus.name, "audio_s": round(corpus.duration_s, 1), "model": args.model}
+        async with ServerProcess(args.model, *serve_args) as server:
+            await replay_once(server.base_url, file, "max", corpus)  # warm-up: second-pass model load, caches
+            figures["runs"] = [await replay_once(server.base_url, file, speed, corpus) for speed in args.speeds]
+    return figures
+
+
+def report(figures: dict[str, Any]) -> None:
+    print(f"corpus {figures['corpus']} ({figures['audio_s']} s of audio), live model {figures['model']}")
+    print(f"{'speed':<9} {'live pass':>10} {'x real time':>12} {'final after':>12} {'WER v1':>8} {'WER final':>10}")
+    for run in figures["runs"]:
+        print(
+            f"{run['speed']:<9} {run['live_pass_s']:>9.1f}s {run['replay_x_realtime']:>11.1f}x "
+            f"{run['final_version_s']:>11.1f}s {run['wer_live']:>8.2%} {run['wer_final']:>10.2%}",
+            flush=True,
+        )
+
+
+def _cmd_bench_replay(args: argparse.Namespace) -> int:
+    corpus = corpus_from_args(args)
+    if corpus is None:
+        return 2
+    figures = asyncio.run(measure(corpus, args))
+    report(figures)
+    append_json(args.json, figures)
+    return 0
+
+
+def add_bench_replay_parser(commands: Any) -> None:
+    bench = commands.add_parser("bench-replay", help="upload a recording to a server; replay speed and WER")
+    bench.add_argument("--corpus", choices=["librispeech", "conversation", "jfk"], default="librispeech")
+    bench.add_argument("--minutes", type=float, default=5.0, help="length of the LibriSpeech stream")
+    bench.add_argument("--speeds", nargs="+", choices=["max", "realtime"], default=["max", "realtime"])
+    bench.add_argument("--model", default="tiny.en")
+    bench.add_argument("--testdata", default=os.environ.get("STREAMSCRIBE_TESTDATA", str(DEFAULT_TESTDATA)))
+    bench.add_argument("--json", help="append the figures as one JSON line to this file")
+    bench.set_defaults(handler=_cmd_bench_replay)
