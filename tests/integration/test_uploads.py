@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -20,12 +21,20 @@ from streamscribe.evaluation import word_error_rate
 from .test_transcripts import start_server
 
 pytestmark = pytest.mark.model
+MAX_SESSION_S = 60
 
 
 @pytest.fixture(scope="module")
 def upload_settings(settings: ServerSettings, tmp_path_factory: pytest.TempPathFactory) -> ServerSettings:
-    """Second pass off (uploads store v1 and close at once), a 1 MiB upload limit, own data dir."""
-    return msgspec.structs.replace(settings, data_dir=tmp_path_factory.mktemp("uploads"), max_upload_mb=1.0)
+    """Second pass off (uploads store v1 and close at once), a 1 MiB upload limit, sessions of at
+    most a minute, own data dir."""
+    return msgspec.structs.replace(
+        settings,
+        data_dir=tmp_path_factory.mktemp("uploads"),
+        max_upload_mb=1.0,
+        stream=msgspec.structs.replace(settings.stream, max_session_s=MAX_SESSION_S),
+        replay=msgspec.structs.replace(settings.replay, max_session_s=MAX_SESSION_S),
+    )
 
 
 @pytest.fixture(scope="module")
@@ -155,10 +164,17 @@ async def test_wait_answers_with_the_final_version_in_the_asked_format(server: s
         ("bad-speed", 400, "invalid_request"),
         ("german-on-tiny.en", 400, "unsupported_language"),
         ("unknown-model", 400, "unknown_model"),
+        ("longer-than-a-session", 413, "session_too_long"),
     ],
 )
 async def test_bad_uploads_get_a_code_and_a_reason_and_leave_nothing_behind(
-    server: str, media: dict[str, Path], upload_settings: ServerSettings, send: str, status: int, code: str
+    server: str,
+    media: dict[str, Path],
+    upload_settings: ServerSettings,
+    tmp_path: Path,
+    send: str,
+    status: int,
+    code: str,
 ) -> None:
     audio_before = set((upload_settings.data_dir / "audio").glob("*"))
     jfk_mp3 = media["jfk.mp3"].read_bytes()
@@ -180,6 +196,7 @@ async def test_bad_uploads_get_a_code_and_a_reason_and_leave_nothing_behind(
         "bad-speed": {"data": jfk_mp3, "params": {"speed": "warp"}},
         "german-on-tiny.en": {"data": jfk_mp3, "params": {"language": "de"}},
         "unknown-model": {"data": jfk_mp3, "params": {"model": "/etc/passwd"}},
+        "longer-than-a-session": {"data": silence_mp3(MAX_SESSION_S + 30, tmp_path)},
     }
     answered, body = await post(server, **requests[send])
     assert (answered, body["error"]["code"]) == (status, code), body
@@ -187,6 +204,16 @@ async def test_bad_uploads_get_a_code_and_a_reason_and_leave_nothing_behind(
     assert not any((upload_settings.data_dir / "uploads").glob("*")), "no spooled upload is left"
     assert set((upload_settings.data_dir / "audio").glob("*")) == audio_before, "no recording was started"
     assert (await get_json(server, "/healthz"))["uploads"] == 0
+
+
+def silence_mp3(seconds: int, folder: Path) -> bytes:
+    path = folder / "silence.mp3"
+    subprocess.run(
+        ["ffmpeg", "-loglevel", "error", "-y", "-f", "lavfi", "-i", "anullsrc=r=16000:cl=mono", "-t", str(seconds),
+         "-b:a", "8k", str(path)],
+        check=True, timeout=60,
+    )  # fmt: skip
+    return path.read_bytes()
 
 
 def form_bytes(content: bytes, filename: str) -> aiohttp.FormData:

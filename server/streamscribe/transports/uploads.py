@@ -17,7 +17,14 @@ import msgspec
 from aiohttp import web
 
 from ..audio import SAMPLE_RATE, AudioFile, FileInfo, Samples
-from ..errors import InvalidRequest, NoAudioStream, ShuttingDown, StreamscribeError, error_for
+from ..errors import (
+    InvalidRequest,
+    NoAudioStream,
+    SessionTooLong,
+    ShuttingDown,
+    StreamscribeError,
+    error_for,
+)
 from ..stream.driver import ReplayOptions, SessionDriver
 from ..stream.event_log import EventLog
 from ..stream.replay import replay
@@ -84,7 +91,14 @@ class FileSession:
         except BaseException:
             discard(upload.path)
             raise
+        stream_settings = state.settings.replay if options.speed == "max" else state.settings.stream
         try:
+            declared_s = audio.info.duration_s
+            if declared_s is not None and declared_s > stream_settings.max_session_s:
+                raise SessionTooLong(
+                    f"{upload.filename} lasts {declared_s / 3600:.1f} h; the limit is "
+                    f"{stream_settings.max_session_s / 3600:.1f} h"
+                )
             chunks = audio.chunks(_CHUNK_SAMPLES)
             first = await asyncio.to_thread(next, chunks, None)  # a file that cannot decode is refused now
             if first is None:
@@ -98,10 +112,9 @@ class FileSession:
             discard(upload.path)
             raise
         self.info = audio.info
-        settings = state.settings
         self.driver = SessionDriver.open(
             state.scheduler,
-            settings.replay if options.speed == "max" else settings.stream,
+            stream_settings,
             language=language,
             session_id=self.session_id,
             finalizer=state.finalizer,
