@@ -264,12 +264,24 @@ class ServerProcess:
             await asyncio.sleep(1.0)
 
 
-async def run_streams(
-    corpus: Corpus, args: argparse.Namespace
-) -> tuple[list[StreamResult], dict[str, Any], list[tuple[float, float]], float]:
-    async with ServerProcess(args.model) as server:
+@dataclass(frozen=True, slots=True)
+class StreamRun:
+    results: list[StreamResult]
+    decoder: dict[str, Any]
+    """The server's decoder totals over the run (uploads alongside included)."""
+    rss_mib: list[tuple[float, float]]
+    wall_s: float
+    uploads_done: int
+
+
+async def run_streams(corpus: Corpus, args: argparse.Namespace) -> StreamRun:
+    serve_args = ["--no-second-pass"] if args.no_second_pass else []
+    async with ServerProcess(args.model, *serve_args) as server:
         before = await server.health()
         began = time.monotonic()
+        streaming = asyncio.Event()
+        streaming.set()
+        uploads = [asyncio.create_task(_upload_while(streaming, server, corpus)) for _ in range(args.uploads)]
         results = await asyncio.gather(
             *(
                 stream_samples(server.url, corpus.audio, speed=args.speed, start=Start(language="en"))
@@ -278,20 +290,34 @@ async def run_streams(
         )
         wall_s = time.monotonic() - began
         after = await server.health()
+        streaming.clear()
+        uploads_done = sum(await asyncio.gather(*uploads))
         decoder = {key: after["decoder"][key] - before["decoder"][key] for key in after["decoder"]}
-        return list(results), decoder, server.rss_mib, wall_s
+        return StreamRun(list(results), decoder, server.rss_mib, wall_s, uploads_done)
 
 
-def measure(
-    corpus: Corpus,
-    offline: OfflineDecode,
-    results: list[StreamResult],
-    decoder: dict[str, Any],
-    rss_mib: list[tuple[float, float]],
-    wall_s: float,
-    args: argparse.Namespace,
-) -> dict[str, Any]:
+async def _upload_while(streaming: asyncio.Event, server: ServerProcess, corpus: Corpus) -> int:
+    """Upload the corpus (as mp3, at max speed) again and again while the live streams run, each
+    followed to its final version; how many were done."""
+    import tempfile
+
+    from .bench_replay import write_mp3
+    from .client import follow_session, upload_file
+
+    done = 0
+    with tempfile.TemporaryDirectory() as scratch:
+        file = Path(scratch) / f"{corpus.name}.mp3"
+        await asyncio.to_thread(write_mp3, corpus.audio, file)
+        while streaming.is_set():
+            accepted = await upload_file(server.base_url, file, {"speed": "max", "language": "en"})
+            await follow_session(server.base_url, accepted["session_id"], lambda event: None)
+            done += 1
+    return done
+
+
+def measure(corpus: Corpus, offline: OfflineDecode, run: StreamRun, args: argparse.Namespace) -> dict[str, Any]:
     duration = corpus.duration_s
+    results, decoder, rss_mib = run.results, run.decoder, run.rss_mib
     partial_latencies: list[Latency] = []
     final_latencies: list[Latency] = []
     for result in results:
@@ -303,6 +329,9 @@ def measure(
         "corpus": corpus.name,
         "audio_s": round(duration, 1),
         "sessions": len(results),
+        "uploads_alongside": args.uploads,
+        "uploads_done": run.uploads_done,
+        "second_pass": not args.no_second_pass,
         "speed": args.speed,
         "model": args.model,
         "wer_finals": round(statistics.mean(stream_wers), 4),
@@ -312,7 +341,7 @@ def measure(
         "words_matched_final": f"{len(final_latencies)}/{len(offline.tokens) * len(results)}",
         "rtf_decoder_busy": round(decoder["busy_s"] / (duration * len(results)), 3),
         "decodes": decoder["decodes"],
-        "wall_s": round(wall_s, 1),
+        "wall_s": round(run.wall_s, 1),
         "offline_decode_s": round(offline.seconds, 1),
         "server_rss_peak_mib": round(max(rss for _, rss in rss_mib), 1),
     }
@@ -333,6 +362,7 @@ def report(figures: dict[str, Any]) -> None:
     print(
         f"\n== {figures['corpus']}: {figures['audio_s']} s of audio, {figures['sessions']} session(s), "
         f"speed {figures['speed']}x, model {figures['model']}"
+        + (f", {figures['uploads_done']} uploads replayed alongside" if figures["uploads_alongside"] else "")
     )
     print(f"WER finals          {100 * figures['wer_finals']:.2f} %")
     print(f"WER offline decode  {100 * figures['wer_offline']:.2f} %   (same model, beam 5, whole file)")
@@ -358,8 +388,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     if corpus is None:
         return 2
     offline = offline_decode(corpus, args.model, load_settings().model_cache_dir)
-    results, decoder, rss, wall_s = asyncio.run(run_streams(corpus, args))
-    figures = measure(corpus, offline, results, decoder, rss, wall_s, args)
+    figures = measure(corpus, offline, asyncio.run(run_streams(corpus, args)), args)
     report(figures)
     append_json(args.json, figures)
     return 0
@@ -387,6 +416,10 @@ def add_bench_parser(commands: Any) -> None:
     bench.add_argument("--minutes", type=float, default=5.0, help="length of the LibriSpeech stream")
     bench.add_argument("--sessions", type=int, default=1, help="concurrent streams of the same audio")
     bench.add_argument("--speed", type=float, default=1.0, help="x real time (1 = real-time pace)")
+    bench.add_argument(
+        "--uploads", type=int, default=0, help="upload loops replaying the corpus at max speed alongside"
+    )
+    bench.add_argument("--no-second-pass", dest="no_second_pass", action="store_true")
     bench.add_argument("--model", default="tiny.en")
     bench.add_argument("--testdata", default=os.environ.get("STREAMSCRIBE_TESTDATA", str(DEFAULT_TESTDATA)))
     bench.add_argument("--json", help="append the figures as one JSON line to this file")

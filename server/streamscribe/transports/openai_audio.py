@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import zlib
+from collections.abc import Collection
 from typing import Literal
 
 import msgspec
@@ -56,7 +57,7 @@ class OpenAIOptions(msgspec.Struct, frozen=True, kw_only=True):
         default_factory=lambda: ["segment"]
     )
     stream: bool = False
-    speed: Literal["max"] = "max"
+    speed: Literal["max", "realtime"] = "max"
 
     def __post_init__(self) -> None:
         if self.stream:
@@ -118,7 +119,7 @@ def _sentences(transcript: Transcript) -> list[list[Word]]:
     return segments
 
 
-def _verbose(transcript: Transcript, granularities: list[str]) -> dict[str, object]:
+def _verbose(transcript: Transcript, granularities: Collection[str]) -> dict[str, object]:
     body: dict[str, object] = {
         "task": "transcribe",
         "language": _LANGUAGE_NAMES.get(transcript.language or "", transcript.language or "").replace(

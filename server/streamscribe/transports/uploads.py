@@ -8,10 +8,9 @@ decoded as it is replayed; the answer comes at once with the session and transcr
 from __future__ import annotations
 
 import asyncio
-import logging
 import uuid
 from collections.abc import Iterator
-from typing import Any, Literal
+from typing import Literal, Protocol, TypeVar
 
 import msgspec
 from aiohttp import web
@@ -34,10 +33,28 @@ from .state import SERVER_STATE, ServerState
 from .transcripts import transcript_response
 from .upload_body import Upload, discard, receive_upload
 
-log = logging.getLogger(__name__)
-
 _CHUNK_SAMPLES = 2 * SAMPLE_RATE
 """Decoded per step of a replay; the first is decoded before the upload is accepted."""
+
+
+class ReplayRequest(Protocol):
+    """What a replay needs from an upload's options, whichever API they came from."""
+
+    @property
+    def language(self) -> str | None: ...
+
+    @property
+    def prompt(self) -> str | None: ...
+
+    @property
+    def speed(self) -> Literal["max", "realtime"]: ...
+
+    def finalize_overrides(self) -> bytes:
+        """FinalizeSettings fields (JSON) for this file's second pass."""
+        ...
+
+
+OptionsT = TypeVar("OptionsT", bound=ReplayRequest)
 
 
 class TranscriptionOptions(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -79,7 +96,7 @@ class FileSession:
         if self.driver is not None:
             self.driver.fail(ShuttingDown("the server is shutting down; the file was not finished"))
 
-    async def start(self, upload: Upload, options: TranscriptionOptions) -> None:
+    async def start(self, upload: Upload, options: ReplayRequest) -> None:
         """Check the options and the file, then start the replay in the background. Raises (and
         removes the spool file) when either is bad: nothing is stored for a refused upload."""
         state = self._state
@@ -171,7 +188,7 @@ def _then(first: Samples, rest: Iterator[Samples]) -> Iterator[Samples]:
     yield from rest
 
 
-async def accept_upload(request: web.Request, parse: type[Any]) -> tuple[FileSession, Upload, Any]:
+async def accept_upload(request: web.Request, parse: type[OptionsT]) -> tuple[FileSession, Upload, OptionsT]:
     """Admission, the upload and its options (a msgspec Struct of type `parse`, from its string
     fields), and the started replay. Raises a StreamscribeError and keeps nothing on bad input."""
     state = request.app[SERVER_STATE]
@@ -193,7 +210,7 @@ async def accept_upload(request: web.Request, parse: type[Any]) -> tuple[FileSes
     return session, upload, options
 
 
-def parse_options(upload: Upload, parse: type[Any]) -> Any:
+def parse_options(upload: Upload, parse: type[OptionsT]) -> OptionsT:
     """Form fields as `parse` (a msgspec Struct); fields it does not know are refused if it forbids them."""
     values = {name.removesuffix("[]"): values if name.endswith("[]") else values[-1]
               for name, values in upload.fields.items()}  # fmt: skip
