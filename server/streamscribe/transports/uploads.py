@@ -100,16 +100,13 @@ class FileSession:
         """Check the options and the file, then start the replay in the background. Raises (and
         removes the spool file) when either is bad: nothing is stored for a refused upload."""
         state = self._state
+        stream_settings = state.settings.replay if options.speed == "max" else state.settings.stream
+        audio: AudioFile | None = None
         try:
             language = state.live_language(options.language)
             overrides = options.finalize_overrides()
             state.finalizer.check_overrides(overrides)
             audio = await asyncio.to_thread(AudioFile, upload.path, upload.filename)
-        except BaseException:
-            discard(upload.path)
-            raise
-        stream_settings = state.settings.replay if options.speed == "max" else state.settings.stream
-        try:
             declared_s = audio.info.duration_s
             if declared_s is not None and declared_s > stream_settings.max_session_s:
                 raise SessionTooLong(
@@ -125,7 +122,8 @@ class FileSession:
             engine_name = state.scheduler.engine.name
             recorder = await state.finalizer.open_recording(self.session_id, language, engine_name)
         except BaseException:
-            await asyncio.to_thread(audio.close)
+            if audio is not None:
+                await asyncio.to_thread(audio.close)
             discard(upload.path)
             raise
         self.info = audio.info
