@@ -17,7 +17,7 @@ from .finalize.service import FinalizeService
 from .scheduler import DecodeScheduler
 from .store.sqlite import SqliteTranscriptStore
 from .stream.event_log import EventLogs
-from .transports import events, http, openai_audio, transcripts, uploads, websocket
+from .transports import events, http, openai_audio, transcripts, uploads, webrtc, websocket
 from .transports.state import SERVER_STATE, ServerState
 
 log = logging.getLogger("streamscribe")
@@ -84,6 +84,7 @@ def create_app(settings: ServerSettings, engine: Engine) -> web.Application:
     uploads.add_routes(app)
     openai_audio.add_routes(app)
     events.add_routes(app)
+    webrtc.add_routes(app)
     return app
 
 

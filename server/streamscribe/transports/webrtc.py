@@ -1,0 +1,274 @@
+"""WebRTC ingest with aiortc: POST /v1/webrtc/offer takes an SDP offer with an audio track and a
+data channel and answers with the SDP answer. The track's audio feeds a live session exactly as
+WebSocket frames do; the session's events go back on the data channel as the same JSON, and the
+client's `finalize` / `stop` come in on it. Closing the peer connection (or DELETE on the
+session) ends the stream, and its second pass runs as for any stream.
+
+Two forms: JSON `{"type": "offer", "sdp": ..., "language": ..., "prompt": ...}` answered with
+JSON, or WHIP-style `Content-Type: application/sdp` (options as query parameters) answered with
+201, the SDP answer, and a Location to DELETE.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from typing import Any
+
+import av
+import msgspec
+import numpy as np
+from aiohttp import web
+from aiortc import MediaStreamTrack, RTCDataChannel, RTCPeerConnection, RTCSessionDescription
+from aiortc.mediastreams import MediaStreamError
+
+from ..audio import SAMPLE_RATE, Samples
+from ..errors import (
+    BadMessage,
+    InvalidRequest,
+    Overloaded,
+    ProtocolViolation,
+    SessionNotFound,
+    ShuttingDown,
+    SlowConsumer,
+    StreamscribeError,
+)
+from ..stream.driver import SessionDriver
+from ..wire import Finalize, Prompt, Stop, decode_client, encode
+from .outbox import Outbox
+from .state import SERVER_STATE, ServerState
+
+log = logging.getLogger(__name__)
+
+OPUS_RATE = 48000
+_AUDIO_BACKLOG_S = 10.0
+"""Audio received but not yet taken by the session; WebRTC has no backpressure, so a stream that
+cannot be decoded in real time for this long is ended (`overloaded`) rather than buffered."""
+_OPUS_FRAME_S = 0.02
+_CHANNEL_HIGH_WATER_BYTES = 1 << 20
+
+
+class OfferOptions(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    type: str = "offer"
+    sdp: str = ""
+    language: str | None = None
+    prompt: Prompt | None = None
+
+
+class WebRtcSession:
+    """One peer connection: its audio track drained into a session, its data channel the events."""
+
+    replays_file = False
+
+    def __init__(self, state: ServerState) -> None:
+        self._state = state
+        self.session_id = uuid.uuid4().hex
+        self.driver: SessionDriver | None = None
+        self._pc = RTCPeerConnection()
+        self._channel: RTCDataChannel | None = None
+        self._channel_open = asyncio.Event()
+        self._audio: asyncio.Queue[Samples | None] = asyncio.Queue(
+            maxsize=int(_AUDIO_BACKLOG_S / _OPUS_FRAME_S)
+        )
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    def drain(self) -> None:
+        if self.driver is not None:
+            self.driver.fail(ShuttingDown("the server is shutting down; the stream was ended"))
+
+    async def answer(self, options: OfferOptions) -> str:
+        """Accept the offer and start the session; the SDP answer (with its host candidates)."""
+        if options.type != "offer" or "m=audio" not in options.sdp or "m=application" not in options.sdp:
+            raise InvalidRequest("the offer must be an SDP offer with an audio track and a data channel")
+        state = self._state
+        language = state.live_language(options.language)
+        self._pc.on("datachannel", self._on_channel)
+        self._pc.on("track", self._on_track)
+        self._pc.on("connectionstatechange", self._on_connection_state)
+        try:
+            await self._pc.setRemoteDescription(RTCSessionDescription(sdp=options.sdp, type="offer"))
+            await self._pc.setLocalDescription(await self._pc.createAnswer())
+        except (ValueError, KeyError) as exc:
+            await self._pc.close()
+            raise InvalidRequest(f"the offer cannot be answered: {exc}") from exc
+        recorder = await state.finalizer.open_recording(self.session_id, language, state.scheduler.engine.name)
+        self.driver = SessionDriver.open(
+            state.scheduler,
+            state.settings.stream,
+            language=language,
+            input_sample_rate=OPUS_RATE,
+            session_id=self.session_id,
+            finalizer=state.finalizer,
+            recorder=recorder,
+            prompt=options.prompt,
+        )
+        self._spawn(self._run(self.driver))
+        return str(self._pc.localDescription.sdp)
+
+    def stop(self) -> None:
+        """The client asked to end (WHIP DELETE): flush, store, close."""
+        if self.driver is not None:
+            self.driver.stop(wait_for_transcript=False)
+
+    # ---- internals ------------------------------------------------------------------------------
+
+    def _spawn(self, work: Any) -> None:
+        task = asyncio.ensure_future(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _run(self, driver: SessionDriver) -> None:
+        outbox = Outbox(self._state.settings.outbox_max_messages)
+        event_log = self._state.event_logs.open(self.session_id)
+        feeder = asyncio.create_task(self._feed(driver))
+        writer = asyncio.create_task(self._write(outbox))
+        try:
+            async for event in driver.events():
+                event_log.append(event)
+                outbox.push(event)
+        except SlowConsumer as exc:
+            driver.stop(wait_for_transcript=False)
+            log.warning("webrtc session %s: %s", self.session_id, exc.message)
+            await driver.wait_closed()
+        finally:
+            outbox.close()
+            self._state.event_logs.finish(event_log)
+            feeder.cancel()
+            await asyncio.gather(feeder, return_exceptions=True)
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(writer, 5.0)
+            await self._pc.close()
+            self._state.sessions.discard(self)
+
+    def _on_channel(self, channel: RTCDataChannel) -> None:
+        self._channel = channel
+        channel.bufferedAmountLowThreshold = _CHANNEL_HIGH_WATER_BYTES // 2
+        channel.on("message", self._on_message)
+        if channel.readyState == "open":
+            self._channel_open.set()
+        channel.on("open", self._channel_open.set)
+
+    def _on_message(self, message: str | bytes) -> None:
+        driver = self.driver
+        if driver is None:
+            return
+        try:
+            match decode_client(message):
+                case Stop(wait_for_transcript=wait):
+                    self._spawn(self._stop_after_audio(driver, wait))
+                case Finalize():
+                    driver.finalize()
+                case _:
+                    raise ProtocolViolation("the stream has already started: send finalize or stop")
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            driver.fail(BadMessage(f"not a valid message: {exc}"))
+        except StreamscribeError as exc:
+            driver.fail(exc)
+
+    async def _stop_after_audio(self, driver: SessionDriver, wait: bool) -> None:
+        """Stop once the audio already received has been fed (so no heard word is lost)."""
+        await self._audio.put(None)
+        await self._audio.join()
+        driver.stop(wait)
+
+    def _on_track(self, track: MediaStreamTrack) -> None:
+        if track.kind == "audio":
+            self._spawn(self._drain(track))
+
+    async def _drain(self, track: MediaStreamTrack) -> None:
+        """Read every frame as it comes (aiortc queues them without limit otherwise), converted
+        to 16 kHz mono; a backlog the session cannot take in time ends the stream."""
+        resampler = av.AudioResampler(format="flt", layout="mono", rate=SAMPLE_RATE)
+        overloaded = False
+        while True:
+            try:
+                frame = await track.recv()
+            except MediaStreamError:
+                break
+            if overloaded or not isinstance(frame, av.AudioFrame):
+                continue
+            pieces = [piece.to_ndarray().reshape(-1) for piece in resampler.resample(frame)]
+            if not pieces:
+                continue
+            try:
+                self._audio.put_nowait(np.concatenate(pieces).astype(np.float32))
+            except asyncio.QueueFull:
+                overloaded = True
+                if self.driver is not None:
+                    self.driver.fail(Overloaded("the server cannot decode this stream in real time"))
+        if self.driver is not None and not self.driver.session.ended:
+            self._spawn(self._stop_after_audio(self.driver, True))
+
+    async def _feed(self, driver: SessionDriver) -> None:
+        while True:
+            samples = await self._audio.get()
+            try:
+                if samples is not None:
+                    await driver.feed_audio(samples)
+            finally:
+                self._audio.task_done()
+
+    async def _write(self, outbox: Outbox) -> None:
+        while (event := await outbox.get()) is not None:
+            await self._channel_open.wait()
+            channel = self._channel
+            if channel is None or channel.readyState != "open":
+                continue
+            if channel.bufferedAmount > _CHANNEL_HIGH_WATER_BYTES:
+                drained = asyncio.Event()
+                channel.once("bufferedamountlow", drained.set)
+                channel.once("close", drained.set)
+                await drained.wait()
+            if channel.readyState == "open":
+                channel.send(encode(event).decode())
+
+    def _on_connection_state(self) -> None:
+        if self._pc.connectionState in ("failed", "closed") and self.driver is not None:
+            self._channel_open.set()  # nobody will read: let the writer drain
+            self.driver.stop(wait_for_transcript=False)
+
+
+async def offer(request: web.Request) -> web.Response:
+    state = request.app[SERVER_STATE]
+    whip = request.content_type == "application/sdp"
+    try:
+        if whip:
+            values = {**request.query, "sdp": await request.text()}
+            options = msgspec.convert(values, OfferOptions, strict=False)
+        else:
+            options = msgspec.json.decode(await request.read(), type=OfferOptions)
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        raise InvalidRequest(f"bad offer: {exc}") from exc
+    session = WebRtcSession(state)
+    state.admit(session)
+    try:
+        answer_sdp = await session.answer(options)
+    except BaseException:
+        state.sessions.discard(session)
+        raise
+    location = f"/v1/webrtc/sessions/{session.session_id}"
+    if whip:
+        return web.Response(
+            status=201, text=answer_sdp, content_type="application/sdp", headers={"Location": location}
+        )
+    body = {"type": "answer", "sdp": answer_sdp, "session_id": session.session_id,
+            "transcript_id": session.session_id, "location": location}  # fmt: skip
+    return web.json_response(body)
+
+
+async def end(request: web.Request) -> web.Response:
+    """WHIP teardown: end the stream (its words are kept and its second pass runs)."""
+    session_id = request.match_info["session_id"]
+    state = request.app[SERVER_STATE]
+    for session in state.sessions:
+        if isinstance(session, WebRtcSession) and session.session_id == session_id:
+            session.stop()
+            return web.Response(status=204)
+    raise SessionNotFound(f"no running WebRTC session {session_id}")
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_post("/v1/webrtc/offer", offer)
+    app.router.add_delete("/v1/webrtc/sessions/{session_id}", end)
