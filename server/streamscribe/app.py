@@ -78,7 +78,7 @@ def create_app(settings: ServerSettings, engine: Engine) -> web.Application:
     app.on_startup.append(start_scheduler)
     app.on_shutdown.append(drain_sessions)
     app.on_cleanup.append(stop_scheduler)
-    http.add_routes(app)
+    http.add_routes(app, settings.client_dir)
     websocket.add_routes(app)
     transcripts.add_routes(app)
     uploads.add_routes(app)

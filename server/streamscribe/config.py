@@ -115,6 +115,8 @@ class ServerSettings(msgspec.Struct, frozen=True, kw_only=True):
     """Transcripts (SQLite) and recorded audio."""
     audio_retention_h: float = 168.0
     """Recorded audio is deleted this long after its second pass; 0 = right after it; inf = never."""
+    client_dir: Path = Path(__file__).resolve().parents[2] / "client_js"
+    """The browser client and live-caption page served at / (client_js/ of a source checkout)."""
     rewrite_api_key: str | None = None
     """Bearer token for FinalizeSettings.rewrite_url; kept out of the stored version settings."""
     stream: StreamSettings = msgspec.field(default_factory=StreamSettings)

@@ -1,6 +1,8 @@
-"""Plain HTTP endpoints: health and the wire schema."""
+"""Plain HTTP endpoints: health, the wire schema, and the browser client with its page at /."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import msgspec
 from aiohttp import web
@@ -28,6 +30,13 @@ async def schema(request: web.Request) -> web.Response:
     return web.json_response(json_schema())
 
 
-def add_routes(app: web.Application) -> None:
+def add_routes(app: web.Application, client_dir: Path) -> None:
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/v1/schema", schema)
+    if (client_dir / "index.html").is_file():
+
+        async def page(request: web.Request) -> web.FileResponse:
+            return web.FileResponse(client_dir / "index.html", headers={"Cache-Control": "no-cache"})
+
+        app.router.add_get("/", page)
+        app.router.add_static("/client/", client_dir)

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import msgspec
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from ..errors import FinalizeFailed, InvalidRequest, StreamscribeError, TranscriptNotFound
+from ..errors import AudioNotRetained, FinalizeFailed, InvalidRequest, StreamscribeError, TranscriptNotFound
 from ..finalize.service import FinalizeService, JobDone, JobEvent, JobFailed
 from ..transcript import FORMATS, Transcript, render
 from .state import SERVER_STATE
@@ -105,6 +106,18 @@ async def finalize(request: web.Request) -> web.Response:
     return web.json_response({"transcript_id": transcript_id, "state": "done", "version": event.version})
 
 
+async def audio(request: web.Request) -> web.FileResponse:
+    """The recorded audio (16 kHz WAV), with Range support so players can seek; 409 once the
+    retention period has removed it."""
+    transcript_id = request.match_info["transcript_id"]
+    record = await asyncio.to_thread(_finalizer(request).store.get, transcript_id)
+    if record is None:
+        raise TranscriptNotFound(f"no transcript {transcript_id}")
+    if record.audio_path is None or not await asyncio.to_thread(Path(record.audio_path).is_file):
+        raise AudioNotRetained(f"the audio of {transcript_id} is no longer kept")
+    return web.FileResponse(record.audio_path, headers={"Content-Type": "audio/wav"})
+
+
 async def delete(request: web.Request) -> web.Response:
     await _finalizer(request).delete(request.match_info["transcript_id"])
     return web.Response(status=204)
@@ -131,3 +144,4 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get(base + "/versions", versions)
     app.router.add_get(base + "/versions/{version}", one_version)
     app.router.add_post(base + "/finalize", finalize)
+    app.router.add_get(base + "/audio", audio)

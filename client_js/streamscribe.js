@@ -1,0 +1,250 @@
+// streamscribe browser SDK: an ES module, no framework, no build step.
+//
+//   import { StreamscribeClient } from "/client/streamscribe.js";
+//   const client = new StreamscribeClient({ transport: "webrtc" });      // or "websocket"
+//   client.addEventListener("final", (e) => console.log(e.detail.words));
+//   await client.start(await navigator.mediaDevices.getUserMedia({ audio: true }));
+//   ...
+//   client.stop();   // then "finalizing", "transcript_ready", "closed"
+//
+// Every server event is dispatched as a CustomEvent named by its `type` ("ready", "partial",
+// "final", ...) with the event as `detail`, and also as "event". "state" reports the connection:
+// connecting, open, reconnecting, closed. The wire messages are those of GET /v1/schema.
+
+/**
+ * @typedef {{text: string, start: number, end: number, confidence: number}} Word
+ * @typedef {{type: "ready", seq: number, session_id: string, protocol: number, model: string,
+ *            sample_rate: number, transcript_id: string | null}} Ready
+ * @typedef {{type: "partial" | "final", seq: number, words: Word[]}} Words
+ * @typedef {{type: "speech_started" | "utterance_end", seq: number, at: number}} Marker
+ * @typedef {{type: "error", seq: number, code: string, message: string}} ErrorEvent
+ * @typedef {{type: "progress", seq: number, processed_s: number, total_s: number | null}} Progress
+ * @typedef {{type: "finalizing", seq: number, progress: number, processed_s: number | null,
+ *            total_s: number | null}} Finalizing
+ * @typedef {{type: "transcript_ready", seq: number, transcript_id: string, version: number}} TranscriptReady
+ * @typedef {{type: "closed", seq: number, audio_s: number, words: number}} Closed
+ * @typedef {Ready | Words | Marker | ErrorEvent | Progress | Finalizing | TranscriptReady | Closed} ServerEvent
+ */
+
+const RECONNECT_DELAYS_MS = [500, 1000, 2000, 4000, 8000];
+
+export class StreamscribeClient extends EventTarget {
+  /**
+   * @param {{baseUrl?: string, transport?: "webrtc" | "websocket", language?: string,
+   *          prompt?: string, reconnect?: boolean}} [options]
+   */
+  constructor(options = {}) {
+    super();
+    this.baseUrl = (options.baseUrl || location.origin).replace(/\/$/, "");
+    this.transport = options.transport || "webrtc";
+    this.language = options.language;
+    this.prompt = options.prompt;
+    this.reconnect = options.reconnect !== false;
+    /** @type {string | null} */ this.sessionId = null;
+    /** @type {string | null} */ this.transcriptId = null;
+    this.state = "closed";
+    this._stopping = false;
+    this._attempt = 0;
+  }
+
+  /** Start streaming this microphone stream; resolves once the server has answered. */
+  async start(mediaStream) {
+    this._media = mediaStream;
+    this._stopping = false;
+    this._attempt = 0;
+    await this._open();
+  }
+
+  /** Commit everything heard so far now. */
+  finalize() {
+    this._send({ type: "finalize" });
+  }
+
+  /** End of stream: the server sends the last finals, then (by default) waits for the stored
+   * transcript: "finalizing", "transcript_ready", then "closed". */
+  stop({ waitForTranscript = true } = {}) {
+    this._stopping = true;
+    this._stopAudio();
+    this._send({ type: "stop", wait_for_transcript: waitForTranscript });
+  }
+
+  /** Drop the connection at once (the server keeps what it heard). */
+  close() {
+    this._stopping = true;
+    this._teardown();
+    this._setState("closed");
+  }
+
+  // ---- internals ------------------------------------------------------------------------------
+
+  async _open() {
+    this._setState(this._attempt ? "reconnecting" : "connecting");
+    if (this.transport === "webrtc") await this._openWebRtc();
+    else await this._openWebSocket();
+  }
+
+  async _openWebRtc() {
+    const pc = new RTCPeerConnection();
+    this._pc = pc;
+    const channel = pc.createDataChannel("events");
+    this._channel = channel;
+    for (const track of this._media.getAudioTracks()) pc.addTrack(track, this._media);
+    channel.onmessage = (message) => this._receive(message.data);
+    channel.onopen = () => this._setState("open");
+    pc.onconnectionstatechange = () => {
+      if (pc === this._pc && (pc.connectionState === "failed" || pc.connectionState === "disconnected")) {
+        this._dropped();
+      }
+    };
+    await pc.setLocalDescription(await pc.createOffer());
+    await iceGatheringComplete(pc);
+    const body = { type: "offer", sdp: pc.localDescription.sdp };
+    if (this.language) body.language = this.language;
+    if (this.prompt) body.prompt = this.prompt;
+    const response = await fetch(`${this.baseUrl}/v1/webrtc/offer`, {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify(body),
+    });
+    const answer = await response.json();
+    if (!response.ok) throw new StreamscribeError(answer.error.code, answer.error.message);
+    await pc.setRemoteDescription({ type: "answer", sdp: answer.sdp });
+  }
+
+  async _openWebSocket() {
+    const context = new AudioContext({ sampleRate: 16000 });
+    this._context = context;
+    await context.resume(); // a context made after an await may start suspended
+    await context.audioWorklet.addModule(new URL("./pcm-worklet.js", import.meta.url));
+    const source = context.createMediaStreamSource(this._media);
+    const capture = new AudioWorkletNode(context, "pcm-capture");
+    source.connect(capture);
+    capture.connect(context.destination); // pulls the graph; the processor outputs silence
+    const ws = new WebSocket(`${this.baseUrl.replace(/^http/, "ws")}/v1/stream`);
+    ws.binaryType = "arraybuffer";
+    this._ws = ws;
+    await new Promise((resolve, reject) => {
+      ws.onopen = resolve;
+      ws.onerror = () => reject(new StreamscribeError("connection_failed", "the WebSocket did not open"));
+    });
+    const start = { type: "start", sample_rate: context.sampleRate, encoding: "pcm_s16le", channels: 1 };
+    if (this.language) start.language = this.language;
+    if (this.prompt) start.prompt = this.prompt;
+    ws.send(JSON.stringify(start));
+    capture.port.onmessage = (message) => {
+      if (ws.readyState === WebSocket.OPEN && !this._stopping) ws.send(message.data);
+    };
+    ws.onmessage = (message) => this._receive(message.data);
+    ws.onclose = (event) => {
+      if (ws !== this._ws) return;
+      if (event.code === 1000 || this._stopping) {
+        this._teardown();
+        this._setState("closed");
+      } else {
+        this._dropped();
+      }
+    };
+    this._setState("open");
+  }
+
+  _receive(data) {
+    /** @type {ServerEvent} */
+    const event = JSON.parse(data);
+    if (event.type === "ready") {
+      this.sessionId = event.session_id;
+      this.transcriptId = event.transcript_id;
+      this._attempt = 0;
+    }
+    this.dispatchEvent(new CustomEvent(event.type, { detail: event }));
+    this.dispatchEvent(new CustomEvent("event", { detail: event }));
+    if (event.type === "closed") {
+      this._teardown();
+      this._setState("closed");
+    }
+  }
+
+  _dropped() {
+    this._teardown();
+    if (this._stopping || !this.reconnect || this._attempt >= RECONNECT_DELAYS_MS.length) {
+      this._setState("closed");
+      return;
+    }
+    const delay = RECONNECT_DELAYS_MS[this._attempt++];
+    this._setState("reconnecting");
+    setTimeout(() => this._open().catch(() => this._dropped()), delay);
+  }
+
+  _send(message) {
+    const text = JSON.stringify(message);
+    if (this._channel && this._channel.readyState === "open") this._channel.send(text);
+    else if (this._ws && this._ws.readyState === WebSocket.OPEN) this._ws.send(text);
+  }
+
+  _stopAudio() {
+    if (this._context) this._context.close();
+    this._context = null;
+  }
+
+  _teardown() {
+    this._stopAudio();
+    if (this._pc) this._pc.close();
+    if (this._ws && this._ws.readyState <= WebSocket.OPEN) this._ws.close();
+    this._pc = this._channel = this._ws = null;
+  }
+
+  _setState(state) {
+    if (state === this.state) return;
+    this.state = state;
+    this.dispatchEvent(new CustomEvent("state", { detail: state }));
+  }
+}
+
+export class StreamscribeError extends Error {
+  constructor(code, message) {
+    super(message);
+    this.code = code;
+  }
+}
+
+/** Upload a file for transcription; returns the server's answer (session and transcript ids).
+ * Follow it with `followSession`. */
+export async function uploadFile(file, { baseUrl = location.origin, ...options } = {}) {
+  const form = new FormData();
+  for (const [name, value] of Object.entries(options)) if (value != null) form.append(name, String(value));
+  form.append("file", file, file.name);
+  const response = await fetch(`${baseUrl}/v1/transcriptions`, { method: "POST", body: form });
+  const answer = await response.json();
+  if (!response.ok) throw new StreamscribeError(answer.error.code, answer.error.message);
+  return answer;
+}
+
+/** Follow a session's events over Server-Sent Events (EventSource resumes by itself after a
+ * dropped connection); `onEvent` gets each event. Returns a function that stops following. */
+export function followSession(sessionId, onEvent, { baseUrl = location.origin } = {}) {
+  const source = new EventSource(`${baseUrl}/v1/sessions/${sessionId}/events`);
+  const types = ["ready", "speech_started", "partial", "final", "utterance_end", "error", "progress",
+    "finalizing", "transcript_ready", "closed"];
+  for (const type of types) {
+    source.addEventListener(type, (message) => {
+      if (!message.data) return; // EventSource's own "error" (a dropped connection it will retry)
+      const event = JSON.parse(message.data);
+      onEvent(event);
+      if (event.type === "closed") source.close();
+    });
+  }
+  return () => source.close();
+}
+
+function iceGatheringComplete(pc) {
+  if (pc.iceGatheringState === "complete") return Promise.resolve();
+  return new Promise((resolve) => {
+    const check = () => {
+      if (pc.iceGatheringState === "complete") {
+        pc.removeEventListener("icegatheringstatechange", check);
+        resolve();
+      }
+    };
+    pc.addEventListener("icegatheringstatechange", check);
+    setTimeout(resolve, 2000); // host candidates are enough on a LAN or loopback
+  });
+}
