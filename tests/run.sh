@@ -1,10 +1,15 @@
 #!/usr/bin/env bash
-# The project's test command: installs the test extras into .venv (and Debian's ffmpeg, which the
-# upload tests encode their media with, when it is missing and we may), then lint, types and tests.
+# The project's test command: installs the test extras into .venv, and where they are missing and
+# we may, Debian's ffmpeg (the upload tests encode their media with it) and chromium (the browser
+# tests drive it with Playwright); then lint, types and tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-if ! command -v ffmpeg >/dev/null && command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends ffmpeg >/dev/null
+missing=()
+command -v ffmpeg >/dev/null || missing+=(ffmpeg)
+[ -x /usr/bin/chromium ] || missing+=(chromium)
+if [ ${#missing[@]} -gt 0 ] && command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 [ -x .venv/bin/python ] || python3 -m venv .venv
 .venv/bin/pip install -q -e '.[test]'

@@ -1,0 +1,166 @@
+"""The live-caption page in real headless Chromium (Debian's, driven by Playwright), its
+microphone fed from a testdata WAV: captions over WebRTC and over WebSocket, then the final
+version with speakers, versions, search, the player and exports; an upload with progress.
+Screenshots go to tests/e2e/artifacts/."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import shutil
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import msgspec
+import pytest
+from playwright.async_api import Browser, Page, async_playwright
+
+from streamscribe.asr.engine import Engine
+from streamscribe.config import ServerSettings
+from streamscribe.evaluation import word_error_rate
+
+from ..conftest import speech_file
+from ..integration.test_transcripts import start_server
+
+pytestmark = pytest.mark.model
+
+CHROMIUM = "/usr/bin/chromium"
+ARTIFACTS = Path(__file__).parent / "artifacts"
+LIVE_WER_LIMIT = 0.25
+"""Live captions over a browser's microphone path (Opus or a 16 kHz AudioWorklet) on tiny.en."""
+FINAL_WER_LIMIT = 0.10
+
+
+@pytest.fixture(scope="module")
+async def page_url(
+    settings: ServerSettings, engine: Engine, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[str]:
+    """A real server with the second pass on and the audio kept (the page plays it)."""
+    served = msgspec.structs.replace(
+        settings,
+        data_dir=tmp_path_factory.mktemp("page"),
+        audio_retention_h=float("inf"),
+        finalize=msgspec.structs.replace(settings.finalize, enabled=True),
+    )
+    runner, url = await start_server(served, engine)
+    yield url
+    await runner.cleanup()
+
+
+@pytest.fixture(scope="module")
+async def browser() -> AsyncIterator[Browser]:
+    if shutil.which(CHROMIUM) is None:
+        pytest.fail(f"{CHROMIUM} is missing: tests/run.sh installs Debian's chromium")
+    speech = speech_file("jfk/jfk.wav")
+    async with async_playwright() as playwright:
+        launched = await playwright.chromium.launch(
+            executable_path=CHROMIUM,
+            args=[
+                "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+                "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+                f"--use-file-for-fake-audio-capture={speech}%noloop",
+            ],
+        )  # fmt: skip
+        yield launched
+        await launched.close()
+
+
+async def open_page(browser: Browser, url: str) -> Page:
+    page = await browser.new_page(viewport={"width": 1280, "height": 800})
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
+    page.errors = errors  # type: ignore[attr-defined]
+    await page.goto(url)
+    return page
+
+
+async def live_words_when_done(page: Page, speech_s: float, timeout_s: float = 40.0) -> str:
+    """The live finals once the speech has been played and nothing has changed for 1.5 s."""
+    await asyncio.sleep(speech_s)
+    previous, quiet_s = None, 0.0
+    for _ in range(int(timeout_s * 10)):
+        finals = (await page.text_content("#finals")) or ""
+        partial = (await page.text_content("#partial")) or ""
+        quiet_s = quiet_s + 0.1 if finals == previous and not partial else 0.0
+        if quiet_s >= 1.5:
+            break
+        previous = finals
+        await asyncio.sleep(0.1)
+    return previous or ""
+
+
+async def final_text(page: Page) -> str:
+    await page.wait_for_selector("#transcript-section:not([hidden]) .word", timeout=60_000)
+    return " ".join(await page.locator("#transcript .word").all_text_contents())
+
+
+@pytest.mark.parametrize("transport", ["webrtc", "websocket"])
+async def test_live_captions_then_the_final_version(
+    browser: Browser, page_url: str, jfk: tuple[object, str], transport: str
+) -> None:
+    _, reference = jfk
+    page = await open_page(browser, page_url)
+    await page.select_option("#transport", transport)
+    await page.click("#record")
+    await page.wait_for_selector('#record[aria-pressed="true"]')
+    live = await live_words_when_done(page, speech_s=11.0)
+    announced = " ".join(await page.locator("#announcer p").all_text_contents())
+    await page.click("#record")
+    final = await final_text(page)
+    ARTIFACTS.mkdir(exist_ok=True)
+    await page.screenshot(path=ARTIFACTS / f"live-{transport}.png", full_page=True)
+    assert word_error_rate(reference, live) <= LIVE_WER_LIMIT, live
+    assert announced == live, "every final, and only finals, go to the ARIA live region"
+    assert word_error_rate(reference, final) <= FINAL_WER_LIMIT, final
+    assert await page.text_content("#transcript .speaker") == "Speaker 10:00"
+    versions = await page.locator("#version option").all_text_contents()
+    assert versions == ["v2", "v1 (live)"]
+    assert page.errors == []  # type: ignore[attr-defined]
+
+
+async def test_versions_search_player_and_exports(browser: Browser, page_url: str, jfk: tuple[object, str]) -> None:
+    page = await open_page(browser, page_url)
+    await page.set_input_files("#file", speech_file("jfk/jfk.wav"))
+    await final_text(page)
+    await page.fill("#search", "country")
+    assert await page.text_content("#matches") == "2 matches"
+    assert await page.locator("#transcript .word.match").count() == 2
+    fellow = page.locator("#transcript .word", has_text="fellow")
+    start = float(await fellow.get_attribute("data-start") or "nan")
+    await fellow.click()
+    assert await page.evaluate("document.getElementById('player').currentTime") == pytest.approx(start, abs=0.05)
+    await page.evaluate("document.getElementById('player').dispatchEvent(new Event('timeupdate'))")
+    assert await page.locator("#transcript .word.now").all_text_contents() == ["fellow"]
+    await page.select_option("#version", "1")
+    await page.wait_for_function("document.getElementById('transcript').dataset.version === '1'")
+    for extension, pattern in (("txt", r"^And so my fellow"), ("srt", r"^1\n00:00:0"), ("vtt", r"^WEBVTT"), ("json", r"^\{")):
+        href = await page.get_attribute(f"#export-{extension}", "href")
+        assert href and href.endswith(f"/versions/1?format={extension}")
+        exported = await page.request.get(page_url + href)
+        assert exported.ok and re.match(pattern, await exported.text()), (extension, await exported.text())
+    audio = await page.request.get(page_url + (await page.get_attribute("#player", "src") or ""))
+    assert audio.ok and (await audio.body())[:4] == b"RIFF"
+
+
+async def test_an_upload_shows_progress_then_the_transcript_on_a_phone(
+    browser: Browser, page_url: str, media: dict[str, Path], jfk: tuple[object, str]
+) -> None:
+    page = await browser.new_page(viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True)
+    await page.goto(page_url)
+    seen: list[str] = []
+    await page.expose_function("noteProgress", lambda stage: seen.append(stage))
+    await page.evaluate(
+        """new MutationObserver(() => window.noteProgress(document.getElementById('progress-stage').textContent))
+             .observe(document.getElementById('progress-stage'), {childList: true, characterData: true, subtree: true})"""
+    )
+    await page.set_input_files("#file", media["jfk.mp4"])
+    final = await final_text(page)
+    ARTIFACTS.mkdir(exist_ok=True)
+    await page.screenshot(path=ARTIFACTS / "upload-phone.png", full_page=True)
+    assert word_error_rate(jfk[1], final) <= FINAL_WER_LIMIT
+    assert "Transcribing" in seen and any(stage.startswith("Second pass") for stage in seen)
+    assert (await page.text_content("#status")) == "The final transcript is ready."
+    width = await page.evaluate("document.documentElement.scrollWidth")
+    assert width <= 390, "nothing overflows a phone's width"
