@@ -6,7 +6,8 @@ ENV PIP_NO_CACHE_DIR=1 \
     PYTHONUNBUFFERED=1 \
     STREAMSCRIBE_MODEL_CACHE_DIR=/var/cache/streamscribe \
     STREAMSCRIBE_DATA_DIR=/var/lib/streamscribe \
-    NUMBA_CACHE_DIR=/tmp/numba
+    NUMBA_CACHE_DIR=/tmp/numba \
+    STREAMSCRIBE_CLIENT_DIR=/app/client_js
 
 WORKDIR /app
 # silero-vad requires torch (only its ONNX model is used). PyPI's Linux torch is a CUDA build of
@@ -15,6 +16,7 @@ ARG TORCH_INDEX_URL=
 RUN if [ -n "$TORCH_INDEX_URL" ]; then pip install --index-url "$TORCH_INDEX_URL" torch==2.13.0; fi
 COPY pyproject.toml README.md ./
 COPY server ./server
+COPY client_js ./client_js
 # webrtcvad (a dependency of resemblyzer) is a source package: compile it, then drop the compiler.
 RUN apt-get update \
     && apt-get install -y --no-install-recommends gcc libc6-dev \

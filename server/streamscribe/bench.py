@@ -282,18 +282,21 @@ async def run_streams(corpus: Corpus, args: argparse.Namespace) -> StreamRun:
         streaming = asyncio.Event()
         streaming.set()
         uploads = [asyncio.create_task(_upload_while(streaming, server, corpus)) for _ in range(args.uploads)]
-        results = await asyncio.gather(
-            *(
-                stream_samples(server.url, corpus.audio, speed=args.speed, start=Start(language="en"))
-                for _ in range(args.sessions)
-            )
-        )
+        results = await asyncio.gather(*(_stream(server, corpus, args) for _ in range(args.sessions)))
         wall_s = time.monotonic() - began
         after = await server.health()
         streaming.clear()
         uploads_done = sum(await asyncio.gather(*uploads))
         decoder = {key: after["decoder"][key] - before["decoder"][key] for key in after["decoder"]}
         return StreamRun(list(results), decoder, server.rss_mib, wall_s, uploads_done)
+
+
+async def _stream(server: ServerProcess, corpus: Corpus, args: argparse.Namespace) -> StreamResult:
+    if args.transport == "webrtc":
+        from .webrtc_client import stream_samples_webrtc
+
+        return await stream_samples_webrtc(server.base_url, corpus.audio, speed=args.speed, language="en")
+    return await stream_samples(server.url, corpus.audio, speed=args.speed, start=Start(language="en"))
 
 
 async def _upload_while(streaming: asyncio.Event, server: ServerProcess, corpus: Corpus) -> int:
@@ -329,6 +332,7 @@ def measure(corpus: Corpus, offline: OfflineDecode, run: StreamRun, args: argpar
         "corpus": corpus.name,
         "audio_s": round(duration, 1),
         "sessions": len(results),
+        "transport": args.transport,
         "uploads_alongside": args.uploads,
         "uploads_done": run.uploads_done,
         "second_pass": not args.no_second_pass,
@@ -361,7 +365,7 @@ def report(figures: dict[str, Any]) -> None:
 
     print(
         f"\n== {figures['corpus']}: {figures['audio_s']} s of audio, {figures['sessions']} session(s), "
-        f"speed {figures['speed']}x, model {figures['model']}"
+        f"speed {figures['speed']}x, model {figures['model']}, over {figures['transport']}"
         + (f", {figures['uploads_done']} uploads replayed alongside" if figures["uploads_alongside"] else "")
     )
     print(f"WER finals          {100 * figures['wer_finals']:.2f} %")
@@ -420,6 +424,9 @@ def add_bench_parser(commands: Any) -> None:
         "--uploads", type=int, default=0, help="upload loops replaying the corpus at max speed alongside"
     )
     bench.add_argument("--no-second-pass", dest="no_second_pass", action="store_true")
+    bench.add_argument(
+        "--transport", choices=["websocket", "webrtc"], default="websocket", help="how the streams reach the server"
+    )
     bench.add_argument("--model", default="tiny.en")
     bench.add_argument("--testdata", default=os.environ.get("STREAMSCRIBE_TESTDATA", str(DEFAULT_TESTDATA)))
     bench.add_argument("--json", help="append the figures as one JSON line to this file")

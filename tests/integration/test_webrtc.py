@@ -9,8 +9,8 @@ import aiohttp
 import pytest
 
 from streamscribe.evaluation import word_error_rate
-
-from .webrtc_client import WebRtcPeer, stream_over_webrtc
+from streamscribe.webrtc_client import WebRtcPeer, stream_samples_webrtc
+from streamscribe.wire import Final, Ready
 
 pytestmark = pytest.mark.model
 
@@ -19,13 +19,20 @@ async def test_speech_sent_as_a_track_comes_back_as_words_on_the_data_channel(
     server_url: str, jfk: tuple[object, str]
 ) -> None:
     audio, reference = jfk
-    events = await stream_over_webrtc(server_url, audio, speed=2.0)  # type: ignore[arg-type]
-    kinds = [event["type"] for event in events]
-    assert kinds[0] == "ready" and kinds[-1] == "closed", kinds
-    assert [event["seq"] for event in events] == sorted(event["seq"] for event in events)
-    finals = [word["text"] for event in events if event["type"] == "final" for word in event["words"]]
-    assert word_error_rate(reference, " ".join(finals)) < 0.15, finals
-    assert await stored_words(server_url, events[0]["session_id"]) == " ".join(finals), "v1 is what was streamed"
+    result = await stream_samples_webrtc(server_url, audio, speed=2.0)  # type: ignore[arg-type]
+    assert_well_formed_over_webrtc(result.events)
+    finals = " ".join(word.text for word in result.finals)
+    assert word_error_rate(reference, finals) < 0.15, finals
+    ready = result.events[0].event
+    assert isinstance(ready, Ready) and ready.sample_rate == 48000
+    assert await stored_words(server_url, ready.session_id) == finals, "v1 is what was streamed"
+
+
+def assert_well_formed_over_webrtc(events: list) -> None:  # type: ignore[type-arg]
+    kinds = [type(timed.event).__name__ for timed in events]
+    assert kinds[0] == "Ready" and kinds[-1] == "Closed", kinds
+    seqs = [timed.event.seq for timed in events]
+    assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)
 
 
 async def stored_words(server_url: str, transcript_id: str) -> str | None:
@@ -43,10 +50,10 @@ async def test_closing_the_peer_connection_ends_the_stream_and_keeps_its_words(
     peer = WebRtcPeer(audio, speed=2.0)  # type: ignore[arg-type]
     answer = await peer.offer(server_url)
     for _ in range(300):  # until "And so my fellow Americans" has come back as finals
-        if any(event["type"] == "final" for event in peer.events):
+        if peer.result.finals:
             break
         await asyncio.sleep(0.05)
-    heard = " ".join(w["text"] for e in list(peer.events) if e["type"] == "final" for w in e["words"])
+    heard = " ".join(word.text for word in peer.result.finals)
     await peer.pc.close()
     for _ in range(300):
         words = await stored_words(server_url, answer["transcript_id"])
@@ -60,15 +67,15 @@ async def test_closing_the_peer_connection_ends_the_stream_and_keeps_its_words(
 async def test_whip_offer_and_delete(server_url: str, jfk: tuple[object, str]) -> None:
     audio, _ = jfk
     peer = WebRtcPeer(audio, speed=2.0)  # type: ignore[arg-type]
-    answer = await peer.offer(server_url, whip=True, language="en")
+    answer = await peer.offer(server_url, {"language": "en"}, whip=True)
     assert answer["sdp"].startswith("v=0") and answer["location"].startswith("/v1/webrtc/sessions/")
     await asyncio.wait_for(peer.track.finished.wait(), 30)
     async with aiohttp.ClientSession() as http, http.delete(server_url + answer["location"]) as response:
         assert response.status == 204
     await asyncio.wait_for(peer.closed.wait(), 30)
     await peer.pc.close()
-    finals = [w["text"] for e in peer.events if e["type"] == "final" for w in e["words"]]
-    assert "country." in finals[-1:] or "country" in " ".join(finals).lower()
+    assert "your country" in " ".join(word.text for word in peer.result.finals).lower()
+    assert any(isinstance(timed.event, Final) for timed in peer.result.events)
 
 
 @pytest.mark.parametrize(
@@ -85,3 +92,24 @@ async def test_a_bad_offer_gets_a_code_and_a_reason(server_url: str, body: str, 
     ) as response:
         assert response.status == 400
         assert (await response.json())["error"]["code"] == "invalid_request"
+
+
+async def test_a_peer_that_never_connects_frees_its_session(server_url: str, jfk: tuple[object, str]) -> None:
+    """An offer that is answered but whose media never arrives (the client vanished before ICE)."""
+    audio, _ = jfk
+    peer = WebRtcPeer(audio, speed=1.0)  # type: ignore[arg-type]
+    await peer.pc.setLocalDescription(await peer.pc.createOffer())
+    offer = {"type": "offer", "sdp": peer.pc.localDescription.sdp}
+    await peer.pc.close()  # gone before the answer could be applied
+    async with aiohttp.ClientSession() as http:
+        async with http.post(server_url + "/v1/webrtc/offer", json=offer) as response:
+            assert response.status == 200
+            session_id = (await response.json())["session_id"]
+        for _ in range(300):
+            async with http.get(server_url + "/healthz") as response:
+                if (await response.json())["sessions"] == 0:
+                    break
+            await asyncio.sleep(0.1)
+        async with http.get(f"{server_url}/v1/sessions/{session_id}/events") as response:
+            events = await response.text()
+    assert "protocol_violation" in events and "no audio arrived" in events

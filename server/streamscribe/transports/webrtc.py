@@ -46,6 +46,8 @@ OPUS_RATE = 48000
 _AUDIO_BACKLOG_S = 10.0
 """Audio received but not yet taken by the session; WebRTC has no backpressure, so a stream that
 cannot be decoded in real time for this long is ended (`overloaded`) rather than buffered."""
+_CONNECT_TIMEOUT_S = 15.0
+"""A peer whose audio has not arrived by then (ICE failed, a client gone) frees its session."""
 _OPUS_FRAME_S = 0.02
 _CHANNEL_HIGH_WATER_BYTES = 1 << 20
 
@@ -73,6 +75,7 @@ class WebRtcSession:
             maxsize=int(_AUDIO_BACKLOG_S / _OPUS_FRAME_S)
         )
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._track_arrived = asyncio.Event()
 
     def drain(self) -> None:
         if self.driver is not None:
@@ -105,6 +108,7 @@ class WebRtcSession:
             prompt=options.prompt,
         )
         self._spawn(self._run(self.driver))
+        self._spawn(self._expect_audio(self.driver))
         return str(self._pc.localDescription.sdp)
 
     def stop(self) -> None:
@@ -173,6 +177,12 @@ class WebRtcSession:
         await self._audio.join()
         driver.stop(wait)
 
+    async def _expect_audio(self, driver: SessionDriver) -> None:
+        try:
+            await asyncio.wait_for(self._track_arrived.wait(), _CONNECT_TIMEOUT_S)
+        except TimeoutError:
+            driver.fail(ProtocolViolation(f"no audio arrived within {_CONNECT_TIMEOUT_S:.0f} s of the answer"))
+
     def _on_track(self, track: MediaStreamTrack) -> None:
         if track.kind == "audio":
             self._spawn(self._drain(track))
@@ -187,6 +197,7 @@ class WebRtcSession:
                 frame = await track.recv()
             except MediaStreamError:
                 break
+            self._track_arrived.set()
             if overloaded or not isinstance(frame, av.AudioFrame):
                 continue
             pieces = [piece.to_ndarray().reshape(-1) for piece in resampler.resample(frame)]
