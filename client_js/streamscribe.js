@@ -135,13 +135,13 @@ export class StreamscribeClient extends EventTarget {
       if (ws.readyState === WebSocket.OPEN && !this._stopping) ws.send(message.data);
     };
     ws.onmessage = (message) => this._receive(message.data);
-    ws.onclose = (event) => {
-      if (ws !== this._ws) return;
-      if (event.code === 1000 || this._stopping) {
+    ws.onclose = () => {
+      if (ws !== this._ws) return; // after "closed", the session ended normally
+      if (this._stopping) {
         this._teardown();
         this._setState("closed");
       } else {
-        this._dropped();
+        this._dropped(); // gone before the session said "closed": a dropped connection
       }
     };
     this._setState("open");

@@ -164,3 +164,29 @@ async def test_an_upload_shows_progress_then_the_transcript_on_a_phone(
     assert (await page.text_content("#status")) == "The final transcript is ready."
     width = await page.evaluate("document.documentElement.scrollWidth")
     assert width <= 390, "nothing overflows a phone's width"
+
+
+async def test_the_sdk_reconnects_a_dropped_stream(browser: Browser, page_url: str) -> None:
+    """streamscribe.js on its own: a WebSocket that drops mid-stream is reopened as a new session."""
+    page = await open_page(browser, page_url)
+    outcome = await page.evaluate(
+        """async () => {
+          const { StreamscribeClient } = await import('/client/streamscribe.js');
+          const client = new StreamscribeClient({ transport: 'websocket' });
+          const sessions = [], states = [];
+          client.addEventListener('ready', (e) => sessions.push(e.detail.session_id));
+          client.addEventListener('state', (e) => states.push(e.detail));
+          await client.start(await navigator.mediaDevices.getUserMedia({ audio: true }));
+          const until = (test) => new Promise((resolve) => {
+            const poll = () => (test() ? resolve() : setTimeout(poll, 50));
+            poll();
+          });
+          await until(() => sessions.length === 1);
+          client._ws.close(4000, 'network gone');   // as a dropped connection would
+          await until(() => sessions.length === 2);
+          client.close();
+          return { sessions, states };
+        }"""
+    )
+    assert len(set(outcome["sessions"])) == 2, "a new session after the drop"
+    assert outcome["states"][:4] == ["connecting", "open", "reconnecting", "open"]
