@@ -190,3 +190,19 @@ async def test_the_sdk_reconnects_a_dropped_stream(browser: Browser, page_url: s
     )
     assert len(set(outcome["sessions"])) == 2, "a new session after the drop"
     assert outcome["states"][:4] == ["connecting", "open", "reconnecting", "open"]
+
+
+async def test_speakers_are_shown_in_their_own_colours(browser: Browser, page_url: str) -> None:
+    page = await open_page(browser, page_url)
+    await page.set_input_files("#file", speech_file("conversations/conv2spk_1272_84.wav"))
+    await page.wait_for_selector("#transcript-section:not([hidden]) .word", timeout=120_000)
+    ARTIFACTS.mkdir(exist_ok=True)
+    await page.screenshot(path=ARTIFACTS / "two-speakers.png", full_page=False)
+    labels = await page.evaluate(
+        """[...document.querySelectorAll('#transcript .speaker')].map((label) =>
+             [label.firstChild.textContent, getComputedStyle(label).color])"""
+    )
+    colour_of = dict((name, colour) for name, colour in labels)
+    assert set(colour_of) == {"Speaker 1", "Speaker 2"}
+    assert colour_of["Speaker 1"] != colour_of["Speaker 2"]
+    assert all(colour_of[name] == colour for name, colour in labels), "one colour per speaker throughout"
