@@ -29,6 +29,7 @@ from ..stream.event_log import EventLog
 from ..stream.replay import replay
 from ..transcript import Transcript
 from ..wire import Prompt
+from .outbox import pump_events
 from .state import SERVER_STATE, ServerState
 from .transcripts import transcript_response
 from .upload_body import Upload, discard, receive_upload
@@ -174,10 +175,8 @@ class FileSession:
 
     async def _publish(self, driver: SessionDriver, event_log: EventLog) -> None:
         try:
-            async for event in driver.events():
-                event_log.append(event)
+            await pump_events(driver, self._state.event_logs, event_log)
         finally:
-            self._state.event_logs.finish(event_log)
             self._state.sessions.discard(self)
 
 

@@ -37,7 +37,7 @@ from ..errors import (
 )
 from ..stream.driver import SessionDriver
 from ..wire import Finalize, Prompt, Stop, decode_client, encode
-from .outbox import Outbox
+from .outbox import Outbox, pump_events
 from .state import SERVER_STATE, ServerState
 
 log = logging.getLogger(__name__)
@@ -125,26 +125,21 @@ class WebRtcSession:
 
     async def _run(self, driver: SessionDriver) -> None:
         outbox = Outbox(self._state.settings.outbox_max_messages)
-        event_log = self._state.event_logs.open(self.session_id)
+        event_logs = self._state.event_logs
         feeder = asyncio.create_task(self._feed(driver))
         writer = asyncio.create_task(self._write(outbox))
         try:
-            async for event in driver.events():
-                event_log.append(event)
-                outbox.push(event)
-        except SlowConsumer as exc:
-            driver.stop(wait_for_transcript=False)
-            log.warning("webrtc session %s: %s", self.session_id, exc.message)
-            await driver.wait_closed()
+            await pump_events(driver, event_logs, event_logs.open(self.session_id), outbox, self._slow_consumer)
         finally:
-            outbox.close()
-            self._state.event_logs.finish(event_log)
             feeder.cancel()
             await asyncio.gather(feeder, return_exceptions=True)
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(writer, 5.0)
             await self._pc.close()
             self._state.sessions.discard(self)
+
+    async def _slow_consumer(self, error: SlowConsumer) -> None:
+        log.warning("webrtc session %s: %s", self.session_id, error.message)
 
     def _on_channel(self, channel: RTCDataChannel) -> None:
         self._channel = channel

@@ -22,7 +22,6 @@ from ..errors import (
     close_code_for,
 )
 from ..stream.driver import SessionDriver
-from ..stream.event_log import EventLog
 from ..wire import (
     MAX_FRAME_BYTES,
     ClientMessage,
@@ -34,7 +33,7 @@ from ..wire import (
     decode_client,
     encode,
 )
-from .outbox import Outbox
+from .outbox import Outbox, pump_events
 from .state import SERVER_STATE, ServerState
 
 log = logging.getLogger(__name__)
@@ -78,7 +77,10 @@ class StreamConnection:
         )
         outbox = Outbox(settings.outbox_max_messages)
         writer = asyncio.create_task(self._write(outbox))
-        pump = asyncio.create_task(self._pump(driver, outbox, self._state.event_logs.open(session_id)))
+        event_logs = self._state.event_logs
+        pump = asyncio.create_task(
+            pump_events(driver, event_logs, event_logs.open(session_id), outbox, self._close_slow_consumer)
+        )
         reader = asyncio.create_task(self._read(driver, converter))
         await pump  # ends once the session is closed, whoever ended it
         reader.cancel()  # nothing more is read from a closed session (nor during server shutdown)
@@ -145,18 +147,8 @@ class StreamConnection:
             return
         driver.stop(wait_for_transcript=False)  # the client vanished: flush and keep what it sent
 
-    async def _pump(self, driver: SessionDriver, outbox: Outbox, log: EventLog) -> None:
-        try:
-            async for event in driver.events():
-                log.append(event)
-                outbox.push(event)
-        except SlowConsumer as exc:
-            driver.stop(wait_for_transcript=False)
-            await self._ws.close(code=exc.close_code, message=_reason(exc))
-            await driver.wait_closed()
-        finally:
-            outbox.close()
-            self._state.event_logs.finish(log)
+    async def _close_slow_consumer(self, error: SlowConsumer) -> None:
+        await self._ws.close(code=error.close_code, message=_reason(error))
 
     async def _write(self, outbox: Outbox) -> None:
         connected = True
