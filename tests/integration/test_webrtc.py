@@ -113,3 +113,18 @@ async def test_a_peer_that_never_connects_frees_its_session(server_url: str, jfk
         async with http.get(f"{server_url}/v1/sessions/{session_id}/events") as response:
             events = await response.text()
     assert "protocol_violation" in events and "no audio arrived" in events
+
+
+async def test_an_offer_in_a_language_the_model_does_not_serve_is_refused(
+    server_url: str, jfk: tuple[object, str]
+) -> None:
+    audio, _ = jfk
+    peer = WebRtcPeer(audio, speed=1.0)  # type: ignore[arg-type]
+    try:
+        with pytest.raises(aiohttp.ClientResponseError) as refused:
+            await peer.offer(server_url, {"language": "de"})
+        assert refused.value.status == 400
+    finally:
+        await peer.pc.close()
+    async with aiohttp.ClientSession() as http, http.get(server_url + "/healthz") as response:
+        assert (await response.json())["sessions"] == 0, "nothing is left of a refused offer"

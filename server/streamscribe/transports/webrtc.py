@@ -86,17 +86,21 @@ class WebRtcSession:
         if options.type != "offer" or "m=audio" not in options.sdp or "m=application" not in options.sdp:
             raise InvalidRequest("the offer must be an SDP offer with an audio track and a data channel")
         state = self._state
-        language = state.live_language(options.language)
         self._pc.on("datachannel", self._on_channel)
         self._pc.on("track", self._on_track)
         self._pc.on("connectionstatechange", self._on_connection_state)
         try:
-            await self._pc.setRemoteDescription(RTCSessionDescription(sdp=options.sdp, type="offer"))
-            await self._pc.setLocalDescription(await self._pc.createAnswer())
-        except (ValueError, KeyError) as exc:
-            await self._pc.close()
-            raise InvalidRequest(f"the offer cannot be answered: {exc}") from exc
-        recorder = await state.finalizer.open_recording(self.session_id, language, state.scheduler.engine.name)
+            language = state.live_language(options.language)
+            try:
+                await self._pc.setRemoteDescription(RTCSessionDescription(sdp=options.sdp, type="offer"))
+                await self._pc.setLocalDescription(await self._pc.createAnswer())
+            except (ValueError, KeyError) as exc:
+                raise InvalidRequest(f"the offer cannot be answered: {exc}") from exc
+            engine_name = state.scheduler.engine.name
+            recorder = await state.finalizer.open_recording(self.session_id, language, engine_name)
+        except BaseException:
+            await self._pc.close()  # a refused offer leaves no peer connection behind
+            raise
         self.driver = SessionDriver.open(
             state.scheduler,
             state.settings.stream,
