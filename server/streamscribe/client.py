@@ -15,7 +15,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
 from .audio import SAMPLE_RATE, Samples, to_pcm_s16le
-from .errors import error_for
+from .errors import EventsExpired, StreamscribeError, error_for
 from .wire import Closed, Final, ServerMessage, Start, Stop, Word, decode_server, encode
 
 
@@ -92,10 +92,11 @@ async def upload_file(base_url: str, path: Path, options: dict[str, str]) -> dic
             headers = {"Content-Disposition": f'attachment; filename="{path.name}"'}
             url = f"{base_url}/v1/transcriptions"
             async with http.post(url, params=options, data=body, headers=headers) as response:
-                answer: dict[str, Any] = await response.json()
-    if "error" in answer:
-        raise error_for(answer["error"]["code"], answer["error"]["message"])
-    return answer
+                answer = await response.read()
+                if response.status != 202:
+                    raise _refusal(answer)
+    accepted: dict[str, Any] = msgspec.json.decode(answer)
+    return accepted
 
 
 async def follow_session(
@@ -114,11 +115,15 @@ async def follow_session(
                     if response.status == 204:
                         return
                     if response.status != 200:
-                        error = (await response.json())["error"]
-                        raise error_for(error["code"], error["message"])
+                        raise _refusal(await response.read())
+                    kind = ""
                     async for line in response.content:
+                        if line.startswith(b"event: "):
+                            kind = line[7:].strip().decode()
                         if not line.startswith(b"data: {"):
                             continue
+                        if kind == EventsExpired.code:  # fell behind what the server keeps
+                            raise _refusal(b'{"error": %s}' % line[6:].strip())
                         event = decode_server(line[6:])
                         last_seq, failures = event.seq, 0
                         on_event(event)
@@ -144,6 +149,11 @@ async def fetch_transcript(
         async with http.get(url, params={"format": format}) as response:
             body = await response.read()
             if response.status != 200:
-                error = msgspec.json.decode(body)["error"]
-                raise error_for(error["code"], error["message"])
+                raise _refusal(body)
     return body
+
+
+def _refusal(body: bytes) -> StreamscribeError:
+    """The server's `{"error": {"code", "message"}}` as the matching error."""
+    error = msgspec.json.decode(body)["error"]
+    return error_for(error["code"], error["message"])

@@ -266,3 +266,24 @@ async def get_json(url: str, path: str) -> dict:
         assert response.status == 200, await response.text()
         return await response.json()  # type: ignore[no-any-return]
 
+
+
+async def test_events_older_than_the_log_keeps_are_refused_with_410(
+    upload_settings: ServerSettings, engine: Engine, media: dict[str, Path], tmp_path: Path
+) -> None:
+    small_log = msgspec.structs.replace(upload_settings, data_dir=tmp_path, event_log_max_events=3)
+    runner, url = await start_server(small_log, engine)
+    try:
+        _, accepted = await post(url, params={"wait": "true"}, data=media["jfk.mp3"].read_bytes())
+        session_id = accepted["id"]
+        async with aiohttp.ClientSession() as http:
+            async with http.get(f"{url}/v1/sessions/{session_id}/events?after=0") as response:
+                assert response.status == 410
+                error = (await response.json())["error"]
+        assert error["code"] == "events_expired" and f"/v1/transcripts/{session_id}" in error["message"]
+        dropped_until = int(error["message"].split("-")[1].split()[0])
+        status, tail = await follow_sse(url, session_id, last_event_id=dropped_until)
+        assert status == 200 and tail[-1]["type"] == "closed", "the newest events are still there"
+        assert tail[0]["seq"] == dropped_until + 1
+    finally:
+        await runner.cleanup()

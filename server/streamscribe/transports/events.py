@@ -92,7 +92,9 @@ async def _server_sent_events(
             await response.write(_sse(logged))
             upcoming = asyncio.ensure_future(anext(events, None))
     except EventsExpired as exc:
-        await response.write(b"event: error\ndata: %s\n\n" % msgspec.json.encode({"code": exc.code, "message": exc.message}))
+        # not the wire's `error` event (which belongs to the session): this follower fell behind
+        body = msgspec.json.encode({"code": exc.code, "message": exc.message})
+        await response.write(b"event: %s\ndata: %s\n\n" % (exc.code.encode(), body))
     except ConnectionError:
         return response
     finally:
