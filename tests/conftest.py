@@ -60,7 +60,7 @@ def settings(tmp_path_factory: pytest.TempPathFactory) -> ServerSettings:
 
 @pytest.fixture(scope="session")
 def engine(settings: ServerSettings) -> Engine:
-    return load_engine("tiny.en", "cpu", "int8", 0, settings.model_cache_dir)
+    return load_engine(settings)
 
 
 @pytest.fixture(scope="session")

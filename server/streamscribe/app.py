@@ -1,12 +1,18 @@
-"""Wiring: the model, the scheduler, the routes, admission control and graceful shutdown."""
+"""Wiring: the model, the scheduler, the stores, the routes, and ordered startup and shutdown.
+
+Startup: the decoder threads, then the transcript store and its second-pass worker (which first
+requeues what a stopped server left running). Shutdown: refuse new sessions and end every live
+one (their finals are flushed, their transcripts stored and `closed` is sent), waiting up to
+shutdown_timeout_s; then the second-pass worker stops (a running job is redone at the next
+start) and the store closes; then the decoder threads.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import logging
+from collections.abc import AsyncIterator
 from pathlib import Path
 
-import msgspec
 from aiohttp import web
 
 from .asr.engine import Engine
@@ -14,70 +20,43 @@ from .asr.models import load_engine
 from .config import ServerSettings
 from .finalize.pipeline import SecondPass
 from .finalize.service import FinalizeService
-from .scheduler import DecodeScheduler
+from .live.scheduler import DecodeScheduler
+from .live.sessions import SessionHost
+from .store.events import InProcessEventBus
 from .store.sqlite import SqliteTranscriptStore
-from .stream.event_log import EventLogs
 from .transports import events, http, openai_audio, transcripts, uploads, webrtc, websocket
+from .transports.errors import json_errors
 from .transports.state import SERVER_STATE, ServerState
-
-log = logging.getLogger("streamscribe")
-
-
-def load_model(settings: ServerSettings) -> Engine:
-    return load_engine(
-        settings.model, settings.device, settings.compute_type, settings.cpu_threads, settings.model_cache_dir
-    )
-
-
-def create_finalizer(settings: ServerSettings) -> FinalizeService:
-    """The transcript store in settings.data_dir and the second pass that fills it."""
-
-    def load_second_pass_model(name: str) -> Engine:
-        return load_model(msgspec.structs.replace(settings, model=name))
-
-    store = SqliteTranscriptStore(settings.data_dir / "transcripts.sqlite3")
-    return FinalizeService(store, settings, SecondPass(load_second_pass_model, settings.rewrite_api_key))
 
 
 def create_app(settings: ServerSettings, engine: Engine) -> web.Application:
-    """The aiohttp application; the scheduler starts with the app and stops after the sessions.
+    """The aiohttp application serving `engine` as the live model (see the module for the order
+    in which its parts start and stop)."""
+    store = SqliteTranscriptStore(settings.data_dir / "transcripts.sqlite3")
+    second_pass = SecondPass(lambda name: load_engine(settings, name), settings.rewrite_api_key)
+    finalizer = FinalizeService(store, store, settings, second_pass)
+    scheduler = DecodeScheduler(engine)
+    event_bus = InProcessEventBus(settings.event_log_max_events, settings.event_log_linger_s)
+    host = SessionHost(settings, scheduler, event_bus, finalizer)
+    app = web.Application(middlewares=[json_errors])
+    app[SERVER_STATE] = ServerState(settings, host, finalizer)
 
-    Shutdown order: refuse new streams, stop every live session (their finals are flushed, their
-    transcripts stored and `closed` is sent), wait up to shutdown_timeout_s, then stop the
-    second-pass worker (a running job is redone at the next start) and the decoder threads.
-    """
-    app = web.Application()
-    finalizer = create_finalizer(settings)
-    state = ServerState(
-        settings=settings,
-        scheduler=DecodeScheduler(engine),
-        event_logs=EventLogs(settings.event_log_max_events, settings.event_log_linger_s),
-        finalizer=finalizer,
-    )
-    app[SERVER_STATE] = state
+    async def decoding(app: web.Application) -> AsyncIterator[None]:
+        scheduler.start()
+        yield
+        await scheduler.close()
 
-    async def start_scheduler(app: web.Application) -> None:
+    async def keeping_transcripts(app: web.Application) -> AsyncIterator[None]:
         await asyncio.to_thread(_remove_spooled_uploads, settings.data_dir / "uploads")
-        state.scheduler.start()
         await finalizer.start()
-
-    async def drain_sessions(app: web.Application) -> None:
-        state.draining = True
-        for session in list(state.sessions):
-            session.drain()
-        drivers = [s.driver.wait_closed() for s in state.sessions if s.driver is not None]
-        try:
-            await asyncio.wait_for(asyncio.gather(*drivers), settings.shutdown_timeout_s)
-        except TimeoutError:
-            log.warning("sessions still open after %.0f s of shutdown", settings.shutdown_timeout_s)
-
-    async def stop_scheduler(app: web.Application) -> None:
+        yield
         await finalizer.close()
-        await state.scheduler.close()
 
-    app.on_startup.append(start_scheduler)
-    app.on_shutdown.append(drain_sessions)
-    app.on_cleanup.append(stop_scheduler)
+    async def ending_sessions(app: web.Application) -> None:
+        await host.drain()
+
+    app.cleanup_ctx.extend([decoding, keeping_transcripts])  # cleaned up in reverse order
+    app.on_shutdown.append(ending_sessions)  # before connections close: clients hear the end
     http.add_routes(app, settings.client_dir)
     websocket.add_routes(app)
     transcripts.add_routes(app)

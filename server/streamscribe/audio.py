@@ -23,6 +23,20 @@ Samples = npt.NDArray[np.float32]
 _DTYPES: dict[str, np.dtype[Any]] = {"pcm_s16le": np.dtype("<i2"), "pcm_f32le": np.dtype("<f4")}
 
 
+class Resampler:
+    """Audio frames of any rate and layout to 16 kHz mono float32, keeping state across frames.
+    Call `resample(None)` at the end of the stream for what it still holds."""
+
+    def __init__(self) -> None:
+        self._resampler = av.AudioResampler(format="flt", layout="mono", rate=SAMPLE_RATE)
+
+    def resample(self, frame: av.AudioFrame | None) -> Samples:
+        frames = self._resampler.resample(frame)
+        if not frames:
+            return np.zeros(0, dtype=np.float32)
+        return np.concatenate([piece.to_ndarray().reshape(-1) for piece in frames]).astype(np.float32)
+
+
 class PcmConverter:
     """Turns raw PCM frames of any size into 16 kHz mono float32, keeping state across frames.
 
@@ -44,9 +58,7 @@ class PcmConverter:
         self._frame_bytes = self._dtype.itemsize * channels
         self._rate = sample_rate
         self._pending = b""
-        self._resampler: av.AudioResampler | None = None
-        if sample_rate != SAMPLE_RATE:
-            self._resampler = av.AudioResampler(format="flt", layout="mono", rate=SAMPLE_RATE)
+        self._resampler = Resampler() if sample_rate != SAMPLE_RATE else None
 
     def convert(self, data: bytes) -> Samples:
         """Convert one frame; returns the 16 kHz mono samples it completes (maybe none)."""
@@ -67,7 +79,7 @@ class PcmConverter:
         """Samples still held by the resampler at the end of the stream."""
         if self._resampler is None:
             return np.zeros(0, dtype=np.float32)
-        return _frames_to_samples(self._resampler.resample(None))
+        return self._resampler.resample(None)
 
     def _resample(self, mono: Samples) -> Samples:
         assert self._resampler is not None
@@ -75,13 +87,7 @@ class PcmConverter:
             return mono
         frame = av.AudioFrame.from_ndarray(mono.reshape(1, -1), format="flt", layout="mono")
         frame.sample_rate = self._rate
-        return _frames_to_samples(self._resampler.resample(frame))
-
-
-def _frames_to_samples(frames: list[av.AudioFrame]) -> Samples:
-    if not frames:
-        return np.zeros(0, dtype=np.float32)
-    return np.concatenate([frame.to_ndarray().reshape(-1) for frame in frames]).astype(np.float32)
+        return self._resampler.resample(frame)
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,15 +143,14 @@ class AudioFile:
 
     def chunks(self, chunk_samples: int = SAMPLE_RATE // 10) -> Iterator[Samples]:
         """The audio in chunks of `chunk_samples` (the last may be shorter)."""
-        resampler = av.AudioResampler(format="flt", layout="mono", rate=SAMPLE_RATE)
+        resampler = Resampler()
         buffered: list[Samples] = []
         held = decoded = 0
         try:
             for frame in self._container.decode(audio=0):
-                for piece in resampler.resample(frame):
-                    samples = piece.to_ndarray().reshape(-1).astype(np.float32)
-                    buffered.append(samples)
-                    held += samples.size
+                samples = resampler.resample(frame)
+                buffered.append(samples)
+                held += samples.size
                 while held >= chunk_samples:
                     joined = np.concatenate(buffered)
                     yield joined[:chunk_samples]
@@ -155,7 +160,7 @@ class AudioFile:
             raise UnsupportedAudio(
                 f"{self._name} is damaged after {decoded / SAMPLE_RATE:.1f} s ({exc.strerror})"
             ) from exc
-        tail = np.concatenate([*buffered, _frames_to_samples(resampler.resample(None))])
+        tail = np.concatenate([*buffered, resampler.resample(None)])
         if tail.size:
             yield tail
         self._check_complete((decoded + tail.size) / SAMPLE_RATE)

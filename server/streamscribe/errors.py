@@ -163,10 +163,7 @@ def close_code_for(error_code: str | None) -> int:
 
 def error_for(error_code: str, message: str) -> StreamscribeError:
     """The error with this wire code (the root error for an unknown code)."""
-    for kind in _all_errors(StreamscribeError):
-        if kind.code == error_code:
-            return kind(message)
-    return StreamscribeError(message)
+    return _ERRORS_BY_CODE.get(error_code, StreamscribeError)(message)
 
 
 def _all_errors(root: type[StreamscribeError]) -> list[type[StreamscribeError]]:
@@ -174,3 +171,7 @@ def _all_errors(root: type[StreamscribeError]) -> list[type[StreamscribeError]]:
     for child in root.__subclasses__():
         kinds.extend(_all_errors(child))
     return kinds
+
+
+_ERRORS_BY_CODE = {kind.code: kind for kind in _all_errors(StreamscribeError)}
+"""Every error class by its wire code, built once (every error is defined above)."""

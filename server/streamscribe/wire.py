@@ -1,4 +1,5 @@
-"""Every message on the /v1/stream WebSocket, defined once as tagged msgspec Structs.
+"""Every message on the /v1/stream WebSocket, defined once as tagged msgspec Structs, and the REST
+bodies the server answers with (decoded by the Python client with the same types).
 
 The names are a contract with independent clients: add fields (with defaults), never rename.
 Times on the wire are seconds from the first sample of the stream.
@@ -144,6 +145,55 @@ ServerUnion = (
     | TranscriptReady
     | Closed
 )
+
+# ---- REST bodies --------------------------------------------------------------------------------
+
+
+class ErrorDetail(msgspec.Struct, frozen=True, kw_only=True):
+    code: str
+    """The same codes as the stream's `error` event (errors.py)."""
+    message: str
+    type: str = "invalid_request_error"
+    """As OpenAI's API has it: invalid_request_error (4xx) or server_error (5xx)."""
+
+
+class ErrorBody(msgspec.Struct, frozen=True, kw_only=True):
+    """Every refused REST request: {"error": {"code", "message", "type"}} with its HTTP status."""
+
+    error: ErrorDetail
+
+
+class UploadedFile(msgspec.Struct, frozen=True, kw_only=True):
+    name: str
+    bytes: int
+    format: str
+    """The container ffmpeg found (mp3, wav, mov,mp4,m4a,...)."""
+    codec: str
+    duration_s: float | None
+    """What the file declares; None if it declares nothing."""
+
+
+class UploadAccepted(msgspec.Struct, frozen=True, kw_only=True):
+    """202 answer of POST /v1/transcriptions: the replay has started."""
+
+    session_id: str
+    transcript_id: str
+    events_url: str
+    transcript_url: str
+    speed: str
+    file: UploadedFile
+
+
+class WebRtcAnswer(msgspec.Struct, frozen=True, kw_only=True):
+    """Answer of POST /v1/webrtc/offer (JSON form)."""
+
+    type: str
+    sdp: str
+    session_id: str
+    transcript_id: str
+    location: str
+    """DELETE here ends the stream."""
+
 
 _client_decoder = msgspec.json.Decoder(ClientUnion)
 _server_decoder = msgspec.json.Decoder(ServerUnion)

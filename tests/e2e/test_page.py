@@ -16,8 +16,8 @@ import pytest
 from playwright.async_api import Browser, Page, async_playwright
 
 from streamscribe.asr.engine import Engine
+from streamscribe.bench.metrics import word_error_rate
 from streamscribe.config import ServerSettings
-from streamscribe.evaluation import word_error_rate
 
 from ..conftest import speech_file
 from ..integration.test_transcripts import start_server

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 
-from streamscribe.client import StreamResult
+from streamscribe.client.stream import StreamResult
 from streamscribe.wire import Closed, Final, Partial, Ready
 
 

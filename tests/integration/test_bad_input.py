@@ -12,8 +12,8 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosedError
 
 from streamscribe.audio import SAMPLE_RATE, to_pcm_s16le
-from streamscribe.client import stream_samples
-from streamscribe.evaluation import word_error_rate
+from streamscribe.bench.metrics import word_error_rate
+from streamscribe.client.stream import stream_samples
 from streamscribe.wire import MAX_FRAME_BYTES, Closed, Error, Final, Ready, ServerMessage, decode_server
 
 from .streams import assert_well_formed

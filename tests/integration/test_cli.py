@@ -17,8 +17,8 @@ import srt
 import webvtt
 
 from streamscribe.audio import SAMPLE_RATE
-from streamscribe.client import stream_samples
-from streamscribe.evaluation import normalise_text
+from streamscribe.client.stream import stream_samples
+from streamscribe.text import word_keys
 from streamscribe.wire import Closed, Error
 
 from ..conftest import speech_file
@@ -65,7 +65,7 @@ async def test_stream_command_prints_the_words(served: tuple[asyncio.subprocess.
         run_cli, "stream", wav, "--url", url.replace("http", "ws") + "/v1/stream", "--speed", "0"
     )
     assert done.returncode == 0, done.stderr
-    assert "ask not what your country can do for you" in " ".join(normalise_text(done.stdout))
+    assert "ask not what your country can do for you" in " ".join(word_keys(done.stdout))
 
 
 def test_transcribe_runs_the_live_core_then_the_second_pass(tmp_path: Path) -> None:
@@ -73,8 +73,8 @@ def test_transcribe_runs_the_live_core_then_the_second_pass(tmp_path: Path) -> N
     done = run_cli("transcribe", str(speech_file("jfk/jfk.wav")), "-o", str(captions), "-o", str(web_captions))
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("Speaker 1: And so") and "Speaker 2" not in done.stdout
-    assert "ask what you can do for your country" in " ".join(normalise_text(done.stdout))
-    assert "ask not what" in " ".join(normalise_text(done.stderr)), "the live pass is shown on stderr"
+    assert "ask what you can do for your country" in " ".join(word_keys(done.stdout))
+    assert "ask not what" in " ".join(word_keys(done.stderr)), "the live pass is shown on stderr"
     cues = list(srt.parse(captions.read_text()))
     assert cues and all(len(line) <= 42 for cue in cues for line in cue.content.split("\n"))
     assert len(webvtt.from_string(web_captions.read_text())) == len(cues)
@@ -100,7 +100,7 @@ async def test_transcribe_with_url_uploads_and_shows_progress(
     done = await asyncio.to_thread(run_cli, "transcribe", str(media["jfk.m4a"]), "--url", url, "-o", str(captions))
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("Speaker 1: And so")
-    assert "ask not what your country can do for you" in " ".join(normalise_text(done.stdout))
+    assert "ask not what your country can do for you" in " ".join(word_keys(done.stdout))
     progress = done.stderr.splitlines()
     assert any(line.startswith("transcribing 100%") and "0:11 / 0:11" in line for line in progress), done.stderr
     assert any(line.startswith("second pass  100%") for line in progress), done.stderr

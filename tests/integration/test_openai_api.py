@@ -14,8 +14,8 @@ import srt
 import webvtt
 
 from streamscribe.asr.engine import Engine
+from streamscribe.bench.metrics import word_error_rate
 from streamscribe.config import ServerSettings
-from streamscribe.evaluation import word_error_rate
 
 from ..conftest import MEDIA_ENCODINGS
 from .test_transcripts import start_server

@@ -9,8 +9,8 @@ from aiohttp import ClientSession
 from websockets.asyncio.client import connect
 
 from streamscribe.audio import SAMPLE_RATE, to_pcm_s16le
-from streamscribe.client import stream_samples
-from streamscribe.evaluation import word_error_rate
+from streamscribe.bench.metrics import word_error_rate
+from streamscribe.client.stream import stream_samples
 from streamscribe.wire import Final, Partial, SpeechStarted, Start, UtteranceEnd, decode_server, encode
 
 from ..conftest import librispeech_utterance

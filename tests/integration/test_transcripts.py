@@ -24,8 +24,8 @@ from aiohttp import web
 from streamscribe.app import create_app
 from streamscribe.asr.engine import Engine
 from streamscribe.audio import to_pcm_s16le
+from streamscribe.bench.metrics import word_error_rate
 from streamscribe.config import ServerSettings
-from streamscribe.evaluation import word_error_rate
 
 pytestmark = pytest.mark.model
 

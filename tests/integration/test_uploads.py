@@ -15,8 +15,8 @@ import pytest
 import srt
 
 from streamscribe.asr.engine import Engine
+from streamscribe.bench.metrics import word_error_rate
 from streamscribe.config import ServerSettings
-from streamscribe.evaluation import word_error_rate
 
 from .test_transcripts import start_server
 
@@ -119,7 +119,7 @@ async def test_events_resume_from_any_seq_over_websocket_and_sse(server: str, me
 async def test_a_live_websocket_stream_can_be_followed_by_a_second_client(
     server: str, jfk: tuple[object, str]
 ) -> None:
-    from streamscribe.client import stream_samples
+    from streamscribe.client.stream import stream_samples
 
     audio, _ = jfk
     seen: list[str] = []

@@ -8,8 +8,9 @@ import asyncio
 import aiohttp
 import pytest
 
-from streamscribe.evaluation import word_error_rate
-from streamscribe.webrtc_client import WebRtcPeer, stream_samples_webrtc
+from streamscribe.bench.metrics import word_error_rate
+from streamscribe.client.webrtc import WebRtcPeer, stream_samples_webrtc
+from streamscribe.errors import UnsupportedLanguage
 from streamscribe.wire import Final, Ready
 
 pytestmark = pytest.mark.model
@@ -56,7 +57,7 @@ async def test_closing_the_peer_connection_ends_the_stream_and_keeps_its_words(
     heard = " ".join(word.text for word in peer.result.finals)
     await peer.pc.close()
     for _ in range(300):
-        words = await stored_words(server_url, answer["transcript_id"])
+        words = await stored_words(server_url, answer.transcript_id)
         if words:
             break
         await asyncio.sleep(0.05)
@@ -68,9 +69,9 @@ async def test_whip_offer_and_delete(server_url: str, jfk: tuple[object, str]) -
     audio, _ = jfk
     peer = WebRtcPeer(audio, speed=2.0)  # type: ignore[arg-type]
     answer = await peer.offer(server_url, {"language": "en"}, whip=True)
-    assert answer["sdp"].startswith("v=0") and answer["location"].startswith("/v1/webrtc/sessions/")
+    assert answer.sdp.startswith("v=0") and answer.location == f"/v1/webrtc/sessions/{answer.session_id}"
     await asyncio.wait_for(peer.track.finished.wait(), 30)
-    async with aiohttp.ClientSession() as http, http.delete(server_url + answer["location"]) as response:
+    async with aiohttp.ClientSession() as http, http.delete(server_url + answer.location) as response:
         assert response.status == 204
     await asyncio.wait_for(peer.closed.wait(), 30)
     await peer.pc.close()
@@ -121,9 +122,9 @@ async def test_an_offer_in_a_language_the_model_does_not_serve_is_refused(
     audio, _ = jfk
     peer = WebRtcPeer(audio, speed=1.0)  # type: ignore[arg-type]
     try:
-        with pytest.raises(aiohttp.ClientResponseError) as refused:
+        with pytest.raises(UnsupportedLanguage) as refused:
             await peer.offer(server_url, {"language": "de"})
-        assert refused.value.status == 400
+        assert refused.value.http_status == 400 and "English-only" in refused.value.message
     finally:
         await peer.pc.close()
     async with aiohttp.ClientSession() as http, http.get(server_url + "/healthz") as response:

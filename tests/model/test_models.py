@@ -10,9 +10,13 @@ import pytest
 
 from streamscribe.asr.engine import DecodeOptions
 from streamscribe.asr.models import assemble_base, load_engine, resolve_model
+from streamscribe.bench.metrics import word_error_rate
+from streamscribe.config import ServerSettings, load_settings
 from streamscribe.errors import UnknownModel
-from streamscribe.evaluation import word_error_rate
 
+
+def cpu_settings(cache_dir: Path) -> ServerSettings:
+    return load_settings({"device": "cpu", "model_cache_dir": cache_dir}, environ={})
 
 def test_base_is_assembled_once_checked_and_decodes(tmp_path: Path, jfk: tuple[np.ndarray, str]) -> None:
     folder = assemble_base(tmp_path)
@@ -23,7 +27,7 @@ def test_base_is_assembled_once_checked_and_decodes(tmp_path: Path, jfk: tuple[n
         "assembled again"
     )
 
-    engine = load_engine("base", "cpu", "int8", 0, tmp_path)
+    engine = load_engine(cpu_settings(tmp_path), "base")
     audio, reference = jfk
     words = engine.transcribe(audio, DecodeOptions(language="en"))
     assert engine.multilingual
@@ -43,7 +47,7 @@ def test_a_truncated_base_is_reassembled(tmp_path: Path) -> None:
 def test_tiny_en_comes_from_its_package_and_is_english_only(tmp_path: Path) -> None:
     path = Path(resolve_model("tiny.en", tmp_path))
     assert (path / "model.bin").is_file() and "site-packages" in str(path)
-    assert not load_engine("tiny.en", "cpu", "int8", 0, tmp_path).multilingual
+    assert not load_engine(cpu_settings(tmp_path), "tiny.en").multilingual
 
 
 def test_a_directory_without_a_model_is_refused(tmp_path: Path) -> None:
@@ -54,5 +58,5 @@ def test_a_directory_without_a_model_is_refused(tmp_path: Path) -> None:
 def test_an_unknown_name_fails_clearly_when_offline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(os.environ, "HF_HUB_OFFLINE", "1")
     with pytest.raises(UnknownModel) as caught:
-        load_engine("no-such-model-xyz", "cpu", "int8", 0, tmp_path)
+        load_engine(cpu_settings(tmp_path), "no-such-model-xyz")
     assert "no-such-model-xyz" in caught.value.message

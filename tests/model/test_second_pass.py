@@ -14,14 +14,14 @@ from pyannote.core import Annotation
 from pyannote.core import Segment as Span
 from pyannote.metrics.diarization import DiarizationErrorRate
 
+from streamscribe import local
 from streamscribe.asr.engine import Engine
 from streamscribe.asr.models import load_engine
-from streamscribe.audio import SAMPLE_RATE, read_file
+from streamscribe.audio import read_file
+from streamscribe.bench.metrics import word_error_rate
 from streamscribe.config import FinalizeSettings, ServerSettings
-from streamscribe.evaluation import word_error_rate
-from streamscribe.finalize.pipeline import SecondPass, first_version
-from streamscribe.scheduler import DecodeScheduler
-from streamscribe.stream.driver import SessionDriver
+from streamscribe.finalize.pipeline import SecondPass
+from streamscribe.local import live_pass
 from streamscribe.transcript import Transcript
 
 from ..conftest import speech_file
@@ -49,28 +49,14 @@ def diarization_error(transcript: Transcript, rttm: Path) -> float:
 
 
 async def live_version(engine: Engine, settings: ServerSettings, audio: np.ndarray, name: str) -> Transcript:
-    scheduler = DecodeScheduler(engine)
-    scheduler.start()
-    driver = SessionDriver.open(scheduler, settings.stream, language="en")
-    try:
-        await driver.feed_audio(audio)
-        driver.stop()
-        await driver.wait_closed()
-    finally:
-        await scheduler.close()
-    return first_version(
-        name,
-        driver.session.finals,
-        language="en",
-        duration_s=audio.size / SAMPLE_RATE,
-        live_model=engine.name,
-        settings=settings.finalize,
-    )
+    """Version 1 from the in-process live pass, as `streamscribe transcribe` makes it."""
+    finals = await live_pass(engine, settings, [audio], "en", lambda _event: None)
+    return local.live_version(name, finals, audio, "en", engine.name, settings)
 
 
 @pytest.fixture(scope="module")
 def second_pass(settings: ServerSettings) -> SecondPass:
-    return SecondPass(lambda name: load_engine(name, "cpu", "int8", 0, settings.model_cache_dir))
+    return SecondPass(lambda name: load_engine(settings, name))
 
 
 @pytest.fixture(scope="module")

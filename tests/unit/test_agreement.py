@@ -1,6 +1,6 @@
 from itertools import pairwise
 
-from streamscribe.stream.agreement import LocalAgreement, normalise
+from streamscribe.stream.agreement import LocalAgreement
 from streamscribe.wire import Word
 
 
@@ -84,11 +84,6 @@ def test_prompt_is_recent_committed_text_before_the_window() -> None:
     agreement.flush(words(("and", 0.0), ("so", 0.4), ("my", 0.8)), 0.0)
     assert agreement.recent_text(before_s=0.8, max_chars=200) == "and so"
     assert agreement.recent_text(before_s=10.0, max_chars=5) == "so my"
-
-
-def test_normalise_ignores_case_and_punctuation() -> None:
-    assert normalise("Americans,") == normalise("americans") == "americans"
-    assert normalise("don't") == "don't"
 
 
 def test_words_near_the_end_of_the_audio_wait_for_more_audio() -> None:

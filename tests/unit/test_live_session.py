@@ -5,7 +5,7 @@ import numpy as np
 from streamscribe.asr.engine import AsrWord
 from streamscribe.audio import SAMPLE_RATE
 from streamscribe.config import StreamSettings
-from streamscribe.stream.session import FEED_SLICE_SAMPLES, LiveSession
+from streamscribe.stream.session import FEED_SLICE_SAMPLES, LiveSession, State
 from streamscribe.vad import SpeechEnd, SpeechStart, VadEvent
 from streamscribe.wire import Closed, Error, Final, Finalizing, Progress, Ready, SpeechStarted, UtteranceEnd
 
@@ -31,7 +31,7 @@ class ScriptedVad:
 
 
 def session(start: int | None, end: int | None, **settings: float) -> LiveSession:
-    return LiveSession("s1", StreamSettings(**settings), ScriptedVad(start, end), "tiny.en", 16000, "en")  # type: ignore[arg-type]
+    return LiveSession("s1", StreamSettings(**settings), ScriptedVad(start, end), "tiny.en", 16000, "en")
 
 
 def feed(live: LiveSession, seconds: float) -> None:
@@ -133,7 +133,7 @@ def test_stop_right_after_finalize_closes_without_another_decode() -> None:
 
 def test_a_replayed_file_reports_progress_up_to_its_length_then_the_second_pass() -> None:
     live = LiveSession(
-        "s1", StreamSettings(), ScriptedVad(None, None), "tiny.en", 16000, "en",  # type: ignore[arg-type]
+        "s1", StreamSettings(), ScriptedVad(None, None), "tiny.en", 16000, "en",
         transcript_id="s1", progress_total_s=200.0, reports_progress=True,
     )  # fmt: skip
     feed(live, 10)
@@ -151,8 +151,28 @@ def test_a_replayed_file_reports_progress_up_to_its_length_then_the_second_pass(
 
 def test_the_initial_prompt_is_used_until_words_are_committed() -> None:
     live = LiveSession(
-        "s1", StreamSettings(), ScriptedVad(0, None), "tiny.en", 16000, "en", prompt="Grafana, Kubernetes"  # type: ignore[arg-type]
+        "s1", StreamSettings(), ScriptedVad(0, None), "tiny.en", 16000, "en", prompt="Grafana, Kubernetes"
     )
     feed(live, 2)
     request = live.take_decode_request()
     assert request is not None and request.options.prompt == "Grafana, Kubernetes"
+
+
+def test_the_session_moves_through_its_states_in_order_and_is_silent_once_closed() -> None:
+    live = LiveSession(
+        "s1", StreamSettings(), ScriptedVad(0, None), "tiny.en", 16000, "en", transcript_id="s1"
+    )
+    feed(live, 2)
+    assert live.state is State.STREAMING
+    live.receive_stop()
+    assert live.state is State.FLUSHING and live.ended and not live.live_finished
+    request = live.take_decode_request()
+    assert request is not None and request.ends_region
+    live.receive_decode_result(request, [word("done", 0.1)])
+    assert live.state is State.FINALIZING and live.live_finished, "every final is out; the transcript is awaited"
+    live.receive_transcript_ready(2)
+    assert live.state is State.CLOSED and live.closed
+    live.events_to_send()
+    live.receive_error("bad_message", "garbage after the end")
+    live.receive_audio(np.zeros(FEED_SLICE_SAMPLES, dtype=np.float32))
+    assert live.events_to_send() == [], "nothing is sent after closed"

@@ -23,7 +23,8 @@ def _cuda_available() -> bool:
 
 
 class FasterWhisperEngine:
-    """One WhisperModel; `transcribe` consumes the segment generator in the calling thread."""
+    """One WhisperModel (`whisper`, also for reference decodes outside the live path); `transcribe`
+    consumes the segment generator in the calling thread."""
 
     def __init__(self, name: str, model_path: str, device: str, compute_type: str, cpu_threads: int) -> None:
         from faster_whisper import WhisperModel
@@ -36,17 +37,17 @@ class FasterWhisperEngine:
         self.device = device
         self.compute_type = compute_type
         try:
-            self._model: Any = WhisperModel(
+            self.whisper: Any = WhisperModel(
                 model_path, device=device, compute_type=compute_type, cpu_threads=cpu_threads
             )
         except (OSError, ValueError, RuntimeError) as exc:
             raise UnknownModel(f"cannot load model {name!r} ({model_path}): {exc}") from exc
-        self.multilingual = bool(self._model.model.is_multilingual)
+        self.multilingual = bool(self.whisper.model.is_multilingual)
 
     def transcribe(
         self, audio: Samples, options: DecodeOptions, on_progress: Progress | None = None
     ) -> list[AsrWord]:
-        segments, _info = self._model.transcribe(
+        segments, _info = self.whisper.transcribe(
             audio,
             language=options.language,
             initial_prompt=options.prompt or None,

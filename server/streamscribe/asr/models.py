@@ -12,6 +12,7 @@ import shutil
 from importlib.resources import files
 from pathlib import Path
 
+from ..config import ServerSettings
 from ..errors import UnknownModel
 from .faster_whisper_engine import FasterWhisperEngine
 
@@ -65,8 +66,15 @@ def _package_dir(package: str) -> Path:
         raise UnknownModel(f"the embedded model package {package!r} is not installed") from exc
 
 
-def load_engine(
-    name: str, device: str, compute_type: str, cpu_threads: int, cache_dir: Path
-) -> FasterWhisperEngine:
-    """Resolve `name` and load it; raises UnknownModel with the reason when that fails."""
-    return FasterWhisperEngine(name, resolve_model(name, cache_dir), device, compute_type, cpu_threads)
+def load_engine(settings: ServerSettings, name: str | None = None) -> FasterWhisperEngine:
+    """Model `name` (default: the settings' live model) on the settings' device, compute type and
+    threads; raises UnknownModel with the reason when it cannot be loaded. The one model loader:
+    the live model, second-pass models and benchmark references all come from here."""
+    name = name or settings.model
+    return FasterWhisperEngine(
+        name,
+        resolve_model(name, settings.model_cache_dir),
+        settings.device,
+        settings.compute_type,
+        settings.cpu_threads,
+    )

@@ -8,6 +8,7 @@ import re
 
 from msgspec.structs import replace
 
+from ..text import word_key
 from ..transcript import CaptionLayout, Line, Segment, Word
 
 _SENTENCE_END = (".", "?", "!")
@@ -31,11 +32,6 @@ _MAX_CUE_S = 7.0
 _I_FORMS = re.compile(r"^i('m|'ll|'ve|'d)?$")
 
 
-def key(text: str) -> str:
-    """A word's identity for comparing passes: lower case, letters, digits and apostrophes only."""
-    return "".join(character for character in text.lower() if character.isalnum() or character == "'")
-
-
 def remove_repeats(words: list[Word]) -> list[Word]:
     """Drop a phrase of 1-4 words that immediately repeats itself ("I think I think" -> "I think")."""
     kept: list[Word] = []
@@ -44,8 +40,8 @@ def remove_repeats(words: list[Word]) -> list[Word]:
         for length in range(1, _MAX_REPEAT_WORDS + 1):
             if len(kept) < 2 * length:
                 break
-            tail = [key(w.text) for w in kept[-length:]]
-            before = [key(w.text) for w in kept[-2 * length : -length]]
+            tail = [word_key(w.text) for w in kept[-length:]]
+            before = [word_key(w.text) for w in kept[-2 * length : -length]]
             if tail == before and not (length == 1 and tail[0] in _SINGLE_WORD_REPEATS_KEPT):
                 del kept[-length:]
                 break
@@ -54,10 +50,10 @@ def remove_repeats(words: list[Word]) -> list[Word]:
 
 def remove_hallucinations(words: list[Word]) -> list[Word]:
     """Drop Whisper's stock phrases ("thank you for watching") where they were heard with low confidence."""
-    keys = [key(word.text) for word in words]
+    keys = [word_key(word.text) for word in words]
     drop: set[int] = set()
     for phrase in _HALLUCINATED:
-        phrase_keys = [key(part) for part in phrase.split()]
+        phrase_keys = [word_key(part) for part in phrase.split()]
         length = len(phrase_keys)
         for start in range(len(words) - length + 1):
             if keys[start : start + length] != phrase_keys:

@@ -15,8 +15,8 @@ from difflib import SequenceMatcher
 
 from msgspec.structs import replace
 
+from ..text import word_key
 from ..transcript import Word
-from .enhance import key
 
 PREVIOUS_WINS_MARGIN = 0.25
 """The previous pass keeps a disputed span only if its mean confidence beats the new one by this."""
@@ -35,7 +35,7 @@ def merge(previous: list[Word], decoded: list[Word]) -> list[Word]:
 
 
 def _merge_chunk(old: list[Word], new: list[Word], ids: _IdAllocator) -> Iterator[Word]:
-    matcher = SequenceMatcher(None, [key(w.text) for w in old], [key(w.text) for w in new], autojunk=False)
+    matcher = SequenceMatcher(None, [word_key(w.text) for w in old], [word_key(w.text) for w in new], autojunk=False)
     for tag, old_from, old_to, new_from, new_to in matcher.get_opcodes():
         old_span, new_span = old[old_from:old_to], new[new_from:new_to]
         if tag == "equal":

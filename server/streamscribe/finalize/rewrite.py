@@ -13,8 +13,8 @@ import urllib.request
 
 from msgspec.structs import replace
 
+from ..text import word_key
 from ..transcript import Word
-from .enhance import key
 
 _INSTRUCTION = (
     "You fix the punctuation and capitalisation of a speech transcript. Return the same words in "
@@ -40,7 +40,7 @@ class RewriteClient:
             except (OSError, ValueError, KeyError, IndexError, TypeError) as exc:
                 return paragraphs, [f"rewrite failed, text kept as it was: {type(exc).__name__}: {exc}"]
             tokens = text.split()
-            if [key(token) for token in tokens] != [key(word.text) for word in words]:
+            if [word_key(token) for token in tokens] != [word_key(word.text) for word in words]:
                 rejected += 1
                 result.append(words)
                 continue

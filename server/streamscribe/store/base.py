@@ -1,12 +1,17 @@
-"""The TranscriptStore interface; SQLite is the embedded default."""
+"""What the server keeps, as protocols: transcripts and their versions (TranscriptStore), second-pass
+jobs (JobQueue) and session events (EventBus). The embedded defaults are SQLite (sqlite.py) and an
+in-process event log (events.py); distributed implementations plug in behind the same types."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Literal, Protocol
 
 import msgspec
 
 from ..transcript import Transcript, VersionSummary
+from ..wire import ServerMessage
 
 JobState = Literal["live", "queued", "running", "done", "failed"]
 
@@ -44,6 +49,20 @@ class TranscriptStore(Protocol):
 
     def versions(self, transcript_id: str) -> list[VersionSummary]: ...
 
+    def audio_expired(self, finalized_before: float) -> list[TranscriptRecord]: ...
+
+    def forget_audio(self, transcript_id: str) -> None: ...
+
+    def delete(self, transcript_id: str) -> TranscriptRecord | None:
+        """Remove the transcript and every version; returns what was removed (to delete its audio)."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class JobQueue(Protocol):
+    """Second-pass jobs, one per transcript at a time. Blocking calls, safe from any thread."""
+
     def enqueue(self, transcript_id: str, job_settings: bytes) -> bool:
         """Ask for a second pass with these settings overrides (JSON); False if one is already
         queued or running."""
@@ -60,12 +79,55 @@ class TranscriptStore(Protocol):
         live are queued too. Returns the ids of the streams that were cut off."""
         ...
 
-    def audio_expired(self, finalized_before: float) -> list[TranscriptRecord]: ...
 
-    def forget_audio(self, transcript_id: str) -> None: ...
+@dataclass(frozen=True, slots=True)
+class LoggedEvent:
+    """One event of a session as followers get it."""
 
-    def delete(self, transcript_id: str) -> TranscriptRecord | None:
-        """Remove the transcript and every version; returns what was removed (to delete its audio)."""
+    seq: int
+    type: str
+    """The wire `type` tag: "final", "speech_started", ..."""
+    json: bytes
+
+
+class EventStream(Protocol):
+    """One session's events in seq order, readable by any number of followers from any seq."""
+
+    session_id: str
+    closed: bool
+    """No event will be appended any more."""
+
+    def append(self, event: ServerMessage) -> None:
+        """The session's next event; `closed` closes the stream."""
         ...
 
-    def close(self) -> None: ...
+    def close(self) -> None:
+        """No more events (a session that ended without `closed`)."""
+        ...
+
+    def check_available(self, after_seq: int) -> None:
+        """Raises EventsExpired when events after `after_seq` are no longer kept."""
+        ...
+
+    def has_after(self, after_seq: int) -> bool: ...
+
+    def follow(self, after_seq: int = 0) -> AsyncIterator[LoggedEvent]:
+        """Every event with a seq above `after_seq`, as it comes, until the stream is closed.
+        Raises EventsExpired if the follower falls so far behind that its next events are gone."""
+        ...
+
+
+class EventBus(Protocol):
+    """The event streams of running sessions, and of recently finished ones."""
+
+    def open(self, session_id: str) -> EventStream:
+        """A new stream for a session that is starting; `finish` it when the session ends."""
+        ...
+
+    def finish(self, stream: EventStream) -> None:
+        """The session ended: close its stream, which stays readable for a while."""
+        ...
+
+    def get(self, session_id: str) -> EventStream | None:
+        """The session's stream, or None if it is unknown or long finished."""
+        ...

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import wave
 from pathlib import Path
 
@@ -11,8 +12,10 @@ from ..audio import SAMPLE_RATE, Samples, to_pcm_s16le
 
 
 class AudioRecorder:
-    """Append samples with `write`; `close` when the stream ends. The WAV header is rewritten on
-    every write (the wave module does so), so a crash leaves a readable file of what was heard."""
+    """Append samples with `write`; `close` when the stream ends (writes after it are ignored).
+    Both block on the disk and are thread-safe: call them off the event loop. The WAV header is
+    rewritten on every write (the wave module does so), so a crash leaves a readable file of what
+    was heard."""
 
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -21,15 +24,21 @@ class AudioRecorder:
         self._file.setnchannels(1)
         self._file.setsampwidth(2)
         self._file.setframerate(SAMPLE_RATE)
+        self._lock = threading.Lock()
+        self._closed = False
         self.samples = 0
 
     def write(self, samples: Samples) -> None:
-        if samples.size:
-            self._file.writeframes(to_pcm_s16le(samples))
-            self.samples += samples.size
+        with self._lock:
+            if samples.size and not self._closed:
+                self._file.writeframes(to_pcm_s16le(samples))
+                self.samples += samples.size
 
     def close(self) -> None:
-        self._file.close()
+        with self._lock:
+            if not self._closed:
+                self._closed = True
+                self._file.close()
 
 
 def read_recording(path: Path) -> Samples:

@@ -1,4 +1,4 @@
-"""The embedded TranscriptStore: one SQLite file (WAL) in the data directory."""
+"""The embedded TranscriptStore and JobQueue (its job table): one SQLite file (WAL) in the data directory."""
 
 from __future__ import annotations
 

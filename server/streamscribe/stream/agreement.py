@@ -9,20 +9,14 @@ a re-timed committed word is not emitted twice.
 
 from __future__ import annotations
 
-import re
 from collections import deque
 
+from ..text import word_key
 from ..wire import Word
 
-_PUNCTUATION = re.compile(r"[^\w']+")
 _EDGE_S = 0.05
 """A committed word must reach this far into the decoded audio to count as inside it."""
 _RECENT_WORDS = 160
-
-
-def normalise(text: str) -> str:
-    """Lower case, no punctuation: the form in which hypotheses are compared."""
-    return _PUNCTUATION.sub("", text.lower())
 
 
 class LocalAgreement:
@@ -89,7 +83,7 @@ class LocalAgreement:
         if not inside:
             return words
         skip = _aligned_prefix(
-            [normalise(word.text) for word in inside], words, audio_start_s, self.committed_end_s
+            [word_key(word.text) for word in inside], words, audio_start_s, self.committed_end_s
         )
         return words[skip:]
 
@@ -111,7 +105,7 @@ class LocalAgreement:
 def _common_prefix(first: list[Word], second: list[Word]) -> int:
     count = 0
     for left, right in zip(first, second, strict=False):
-        if normalise(left.text) != normalise(right.text):
+        if word_key(left.text) != word_key(right.text):
             break
         count += 1
     return count
@@ -122,7 +116,7 @@ def _aligned_prefix(
 ) -> int:
     """How many leading words of `words` re-state `committed`: the prefix with the least edit
     distance to it; among equals, the one ending nearest the committed end time."""
-    texts = [normalise(word.text) for word in words]
+    texts = [word_key(word.text) for word in words]
     previous = list(range(len(texts) + 1))
     for index, token in enumerate(committed, start=1):
         current = [index]

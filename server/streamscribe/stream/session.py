@@ -8,15 +8,16 @@ stop) is decoded once more and everything in it is committed.
 
 from __future__ import annotations
 
+import enum
 from collections import deque
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from ..asr.engine import AsrWord, DecodeOptions
 from ..audio import SAMPLE_RATE, Samples
 from ..config import StreamSettings
 from ..errors import DecodeFailed, FinalizeFailed, SessionTooLong
-from ..vad import SpeechEnd, SpeechStart, VoiceDetector
+from ..vad import SpeechEnd, SpeechStart, VadEvent
 from ..wire import (
     PROTOCOL_VERSION,
     Closed,
@@ -33,15 +34,34 @@ from ..wire import (
     Word,
 )
 from .agreement import LocalAgreement
+from .progress import FileProgress
 from .ring import AudioRing
 
 FEED_SLICE_SAMPLES = SAMPLE_RATE // 2
 """Callers feed audio in slices of at most this many samples, checking `can_accept_audio`."""
 _MIN_DECODE_SAMPLES = SAMPLE_RATE // 10
 _RING_MARGIN_S = 2.0
-_PROGRESS_STEPS = 100
-_MIN_PROGRESS_STEP_S = 1.0
-_UNKNOWN_TOTAL_STEP_S = 5.0
+
+
+class SpeechDetector(Protocol):
+    """Marks speech in one stream's audio (Silero's VoiceDetector, or a script in tests)."""
+
+    def receive_audio(self, samples: Samples) -> list[VadEvent]:
+        """The next samples of the stream; returns the speech starts and ends they complete."""
+        ...
+
+
+class State(enum.Enum):
+    """Where a session is in its life; it only ever moves down this list."""
+
+    STREAMING = "streaming"
+    """Audio is taken and decoded."""
+    FLUSHING = "flushing"
+    """Stop or an error was received: no more audio; what was heard is decoded and committed."""
+    FINALIZING = "finalizing"
+    """Every final is out; waiting for the stored transcript (`receive_transcript_*`)."""
+    CLOSED = "closed"
+    """`closed` was emitted; nothing more is emitted."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,7 +95,7 @@ class LiveSession:
         self,
         session_id: str,
         settings: StreamSettings,
-        detector: VoiceDetector,
+        detector: SpeechDetector,
         model_name: str,
         input_sample_rate: int,
         language: str | None,
@@ -91,14 +111,10 @@ class LiveSession:
         self.session_id = session_id
         self.language = language
         self.transcript_id = transcript_id
+        self.state = State.STREAMING
         self._prompt = prompt
-        self._reports_progress = reports_progress
-        self._progress_total_s = progress_total_s
-        step_s = _UNKNOWN_TOTAL_STEP_S if progress_total_s is None else progress_total_s / _PROGRESS_STEPS
-        self._progress_step_samples = int(max(step_s, _MIN_PROGRESS_STEP_S) * SAMPLE_RATE)
-        self._reported_samples = 0
-        self._progress_done = False
-        self._await_transcript = transcript_id is not None
+        self._progress = FileProgress(progress_total_s) if reports_progress else None
+        self._wait_for_transcript = transcript_id is not None
         self.finals: list[Word] = []
         """Every final word sent, in order: the live version of the transcript."""
         self._settings = settings
@@ -117,8 +133,6 @@ class LiveSession:
         self._decoded_until = 0
         self._in_flight: DecodeRequest | None = None
         self._finalize_requested = False
-        self._stopping = False
-        self.closed = False
         self.error_code: str | None = None
         """The code of the first error that ended the session, if one did."""
         self.error_message = ""
@@ -145,7 +159,17 @@ class LiveSession:
     @property
     def ended(self) -> bool:
         """Stop or an error was received: audio is no longer taken."""
-        return self._stopping
+        return self.state is not State.STREAMING
+
+    @property
+    def closed(self) -> bool:
+        """`closed` has been emitted: the session is over."""
+        return self.state is State.CLOSED
+
+    @property
+    def live_finished(self) -> bool:
+        """The stream has ended and every final has been emitted: hand it over to be stored."""
+        return self.state in (State.FINALIZING, State.CLOSED)
 
     def can_accept_audio(self) -> bool:
         """False while undecoded speech is `max_lookahead_s` ahead: stop reading, wait for results."""
@@ -155,7 +179,7 @@ class LiveSession:
 
     def receive_audio(self, samples: Samples) -> None:
         """The next samples of the stream (16 kHz mono), at most FEED_SLICE_SAMPLES at a time."""
-        if self._stopping:
+        if self.ended:
             return  # the stream has ended (stop or error): later audio is dropped
         if samples.size > FEED_SLICE_SAMPLES:
             raise ValueError("feed audio in slices of at most FEED_SLICE_SAMPLES")
@@ -179,6 +203,8 @@ class LiveSession:
     def receive_error(self, code: str, message: str, wait_for_transcript: bool = False) -> None:
         """Bad input: report it, then stop (what was heard is still flushed and stored); `closed`
         waits for the transcript only if asked (a file damaged part-way still gets one)."""
+        if self.closed:
+            return
         if self.error_code is None:
             self.error_code, self.error_message = code, message
         self._emit(Error, code=code, message=message)
@@ -187,12 +213,12 @@ class LiveSession:
     def receive_stop(self, wait_for_transcript: bool = True) -> None:
         """End of stream: flush what is left, then `closed` (after the transcript, if waiting)."""
         if not wait_for_transcript:
-            self._await_transcript = False
-        if not self._stopping:
-            self._stopping = True
+            self._wait_for_transcript = False
+        if self.state is State.STREAMING:
+            self.state = State.FLUSHING
             if self._regions and self._regions[-1].end is None:
                 self._regions[-1].end = self.received_samples
-        self._close_if_done()
+        self._advance()
 
     # ---- decoding -------------------------------------------------------------------------------
 
@@ -254,25 +280,25 @@ class LiveSession:
         self.receive_error(DecodeFailed.code, reason)
 
     def receive_transcript_progress(self, progress: float) -> None:
-        if self._await_transcript and not self.closed:
+        if self.state is State.FINALIZING and self._wait_for_transcript:
             total_s = round(self.received_samples / SAMPLE_RATE, 3)
             self._emit(
                 Finalizing, progress=progress, processed_s=round(progress * total_s, 3), total_s=total_s
             )
 
     def receive_transcript_ready(self, version: int) -> None:
-        if self._await_transcript and not self.closed and self.transcript_id is not None:
+        if self.state is State.FINALIZING and self._wait_for_transcript and self.transcript_id is not None:
             self._emit(TranscriptReady, transcript_id=self.transcript_id, version=version)
-        self._await_transcript = False
-        self._close_if_done()
+        self._wait_for_transcript = False
+        self._advance()
 
     def receive_transcript_failed(self, message: str) -> None:
         """The second pass failed: say so; the live finals already sent are stored as version 1."""
         self.transcript_failure = message
-        if self._await_transcript and not self.closed:
+        if self.state is State.FINALIZING and self._wait_for_transcript:
             self._emit(Error, code=FinalizeFailed.code, message=message)
-        self._await_transcript = False
-        self._close_if_done()
+        self._wait_for_transcript = False
+        self._advance()
 
     # ---- outputs --------------------------------------------------------------------------------
 
@@ -304,7 +330,7 @@ class LiveSession:
                 self._decoded_until = max(self._decoded_until, self._window_start)
         else:
             self._window_start = end
-        self._close_if_done()
+        self._advance()
 
     def _trim_window(self, decoded_end: int) -> None:
         committed_end = int(self._agreement.committed_end_s * SAMPLE_RATE)
@@ -316,11 +342,6 @@ class LiveSession:
             self._window_start = cut
 
     @property
-    def live_finished(self) -> bool:
-        """The stream has ended and every final has been emitted."""
-        return self._stopping and not self._regions and self._in_flight is None
-
-    @property
     def processed_samples(self) -> int:
         """Audio the live pass is done with: all received, less speech still waiting for a decode."""
         if not self._regions:
@@ -328,25 +349,25 @@ class LiveSession:
         return min(self.received_samples, max(self._regions[0].start, self._decoded_until))
 
     def _report_progress(self) -> None:
-        """A `progress` event per step of processed audio, and a last one once the live pass ends."""
-        if not self._reports_progress or self._progress_done:
-            return
-        if self.live_finished:
-            self._progress_done = True
-            processed_s = round(self.received_samples / SAMPLE_RATE, 3)
-            self._emit(Progress, processed_s=processed_s, total_s=processed_s)
-        elif self.processed_samples - self._reported_samples >= self._progress_step_samples:
-            self._reported_samples = self.processed_samples
-            total_s = self._progress_total_s
-            processed_s = self._reported_samples / SAMPLE_RATE
-            if total_s is not None:
-                processed_s = min(processed_s, total_s)
-            self._emit(Progress, processed_s=round(processed_s, 3), total_s=total_s)
+        """A `progress` event per step of processed audio (file replays only)."""
+        if self._progress is not None and self.state in (State.STREAMING, State.FLUSHING):
+            self._emit_progress(self._progress.receive_processed(self.processed_samples))
 
-    def _close_if_done(self) -> None:
-        self._report_progress()
-        if self.live_finished and not self.closed and not self._await_transcript:
-            self.closed = True
+    def _emit_progress(self, report: tuple[float, float | None] | None) -> None:
+        if report is not None:
+            self._emit(Progress, processed_s=report[0], total_s=report[1])
+
+    def _advance(self) -> None:
+        """Move on once the current state's work is done: FLUSHING ends when nothing is left to
+        decode (with a last `progress`), FINALIZING when the transcript is no longer awaited."""
+        if self.state is State.FLUSHING and not self._regions and self._in_flight is None:
+            self.state = State.FINALIZING
+            if self._progress is not None:
+                self._emit_progress(self._progress.receive_finished(self.received_samples))
+        else:
+            self._report_progress()
+        if self.state is State.FINALIZING and not self._wait_for_transcript:
+            self.state = State.CLOSED
             self._emit(
                 Closed,
                 audio_s=round(self.received_samples / SAMPLE_RATE, 3),

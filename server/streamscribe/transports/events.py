@@ -14,15 +14,15 @@ import msgspec
 from aiohttp import WSMsgType, web
 
 from ..errors import EventsExpired, InvalidRequest, SessionNotFound
-from ..stream.event_log import EventLog, LoggedEvent
+from ..store.base import EventStream, LoggedEvent
 from .state import SERVER_STATE
 
 _KEEPALIVE_S = 15.0
 
 
-def _log_and_position(request: web.Request) -> tuple[EventLog, int]:
+def _log_and_position(request: web.Request) -> tuple[EventStream, int]:
     session_id = request.match_info["session_id"]
-    event_log = request.app[SERVER_STATE].event_logs.get(session_id)
+    event_log = request.app[SERVER_STATE].sessions.event_bus.get(session_id)
     if event_log is None:
         raise SessionNotFound(
             f"no running or recently finished session {session_id}; its transcript, if kept, is at "
@@ -44,7 +44,7 @@ async def session_events(request: web.Request) -> web.StreamResponse:
     return await _server_sent_events(request, event_log, after_seq)
 
 
-async def _websocket(request: web.Request, event_log: EventLog, after_seq: int) -> web.WebSocketResponse:
+async def _websocket(request: web.Request, event_log: EventStream, after_seq: int) -> web.WebSocketResponse:
     ws = web.WebSocketResponse(heartbeat=30.0)
     await ws.prepare(request)
     reader = asyncio.create_task(_until_closed_by_client(ws))
@@ -71,7 +71,7 @@ async def _until_closed_by_client(ws: web.WebSocketResponse) -> None:
 
 
 async def _server_sent_events(
-    request: web.Request, event_log: EventLog, after_seq: int
+    request: web.Request, event_log: EventStream, after_seq: int
 ) -> web.StreamResponse:
     if event_log.closed and not event_log.has_after(after_seq):
         return web.Response(status=204)  # all seen: 204 also tells EventSource not to reconnect

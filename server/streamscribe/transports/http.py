@@ -13,15 +13,16 @@ from .state import SERVER_STATE
 
 async def healthz(request: web.Request) -> web.Response:
     state = request.app[SERVER_STATE]
+    host = state.sessions
     return web.json_response(
         {
-            "status": "draining" if state.draining else "ok",
-            "model": state.scheduler.engine.name,
-            "sessions": len(state.sessions),
+            "status": "draining" if host.draining else "ok",
+            "model": host.scheduler.engine.name,
+            "sessions": len(host.slots),
             "max_sessions": state.settings.max_sessions,
-            "uploads": sum(1 for session in state.sessions if session.replays_file),
+            "uploads": sum(1 for slot in host.slots if slot.replays_file),
             "max_uploads": state.settings.max_uploads,
-            "decoder": msgspec.structs.asdict(state.scheduler.stats),
+            "decoder": msgspec.structs.asdict(host.scheduler.stats),
         }
     )
 

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import msgspec
 from aiohttp import web
-from aiohttp.typedefs import Handler
 
-from ..errors import AudioNotRetained, FinalizeFailed, InvalidRequest, StreamscribeError, TranscriptNotFound
-from ..finalize.service import FinalizeService, JobDone, JobEvent, JobFailed
+from ..errors import AudioNotRetained, FinalizeFailed, InvalidRequest, TranscriptNotFound
+from ..finalize.service import FinalizeService
+from ..live.handover import JobDone, JobEvent, JobFailed
 from ..transcript import FORMATS, Transcript, render
 from .state import SERVER_STATE
 
@@ -123,21 +123,7 @@ async def delete(request: web.Request) -> web.Response:
     return web.Response(status=204)
 
 
-@web.middleware
-async def json_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Every StreamscribeError becomes {"error": {"code", "message", "type"}} with its HTTP status
-    (`type` as OpenAI's API has it, so its SDKs raise the matching exception)."""
-    try:
-        response: web.StreamResponse = await handler(request)
-        return response
-    except StreamscribeError as exc:
-        kind = "invalid_request_error" if exc.http_status < 500 else "server_error"
-        body = {"error": {"code": exc.code, "message": exc.message, "type": kind}}
-        return web.json_response(body, status=exc.http_status)
-
-
 def add_routes(app: web.Application) -> None:
-    app.middlewares.append(json_errors)
     base = "/v1/transcripts/{transcript_id}"
     app.router.add_get(base, latest)
     app.router.add_delete(base, delete)

@@ -8,7 +8,6 @@ decoded as it is replayed; the answer comes at once with the session and transcr
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import Iterator
 from typing import Literal, Protocol, TypeVar
 
@@ -20,16 +19,14 @@ from ..errors import (
     InvalidRequest,
     NoAudioStream,
     SessionTooLong,
-    ShuttingDown,
     StreamscribeError,
     error_for,
 )
-from ..stream.driver import ReplayOptions, SessionDriver
-from ..stream.event_log import EventLog
-from ..stream.replay import replay
+from ..live.driver import SessionDriver
+from ..live.feeder import feed_file
+from ..live.sessions import SessionOptions, Slot
 from ..transcript import Transcript
-from ..wire import Prompt
-from .outbox import pump_events
+from ..wire import Prompt, UploadAccepted, UploadedFile, encode
 from .state import SERVER_STATE, ServerState
 from .transcripts import transcript_response
 from .upload_body import Upload, discard, receive_upload
@@ -82,29 +79,25 @@ class TranscriptionOptions(msgspec.Struct, frozen=True, kw_only=True, forbid_unk
 
 
 class FileSession:
-    """One replayed upload, counted by admission control from before its body is read."""
+    """One replayed upload, admitted (and counted) from before its body is read."""
 
-    replays_file = True
-
-    def __init__(self, state: ServerState) -> None:
+    def __init__(self, state: ServerState, slot: Slot) -> None:
         self._state = state
-        self.session_id = uuid.uuid4().hex
+        self.slot = slot
+        self.session_id = slot.session_id
         self.driver: SessionDriver | None = None
         self.info: FileInfo | None = None
         self._tasks: list[asyncio.Task[None]] = []
-
-    def drain(self) -> None:
-        if self.driver is not None:
-            self.driver.fail(ShuttingDown("the server is shutting down; the file was not finished"))
 
     async def start(self, upload: Upload, options: ReplayRequest) -> None:
         """Check the options and the file, then start the replay in the background. Raises (and
         removes the spool file) when either is bad: nothing is stored for a refused upload."""
         state = self._state
+        host = state.sessions
         stream_settings = state.settings.replay if options.speed == "max" else state.settings.stream
         audio: AudioFile | None = None
         try:
-            language = state.live_language(options.language)
+            language = host.live_language(options.language)
             overrides = options.finalize_overrides()
             state.finalizer.check_overrides(overrides)
             audio = await asyncio.to_thread(AudioFile, upload.path, upload.filename)
@@ -118,32 +111,26 @@ class FileSession:
             first = await asyncio.to_thread(next, chunks, None)  # a file that cannot decode is refused now
             if first is None:
                 raise NoAudioStream(f"{upload.filename} holds no audio samples")
-            if state.draining:
-                raise ShuttingDown("the server is shutting down")
-            engine_name = state.scheduler.engine.name
-            recorder = await state.finalizer.open_recording(self.session_id, language, engine_name)
+            session_options = SessionOptions(
+                language=language,
+                stream=stream_settings,
+                prompt=options.prompt,
+                finalize_overrides=overrides,
+                file_total_s=declared_s,
+                background=options.speed == "max",
+            )
+            self.driver = await host.open(self.slot, session_options)
         except BaseException:
             if audio is not None:
                 await asyncio.to_thread(audio.close)
             discard(upload.path)
             raise
         self.info = audio.info
-        self.driver = SessionDriver.open(
-            state.scheduler,
-            stream_settings,
-            language=language,
-            session_id=self.session_id,
-            finalizer=state.finalizer,
-            recorder=recorder,
-            prompt=options.prompt,
-            replay=ReplayOptions(audio.info.duration_s, overrides, background=options.speed == "max"),
-        )
-        event_log = state.event_logs.open(self.session_id)
         self._tasks = [
             asyncio.create_task(
                 self._replay(audio, _then(first, chunks), upload, options.speed == "realtime")
             ),
-            asyncio.create_task(self._publish(self.driver, event_log)),
+            asyncio.create_task(host.run(self.slot)),
         ]
 
     async def transcript(self) -> Transcript:
@@ -168,16 +155,10 @@ class FileSession:
     ) -> None:
         assert self.driver is not None
         try:
-            await replay(self.driver, chunks, realtime)
+            await feed_file(self.driver, chunks, realtime)
         finally:
             await asyncio.to_thread(audio.close)
             discard(upload.path)
-
-    async def _publish(self, driver: SessionDriver, event_log: EventLog) -> None:
-        try:
-            await pump_events(driver, self._state.event_logs, event_log)
-        finally:
-            self._state.sessions.discard(self)
 
 
 def _then(first: Samples, rest: Iterator[Samples]) -> Iterator[Samples]:
@@ -189,8 +170,7 @@ async def accept_upload(request: web.Request, parse: type[OptionsT]) -> tuple[Fi
     """Admission, the upload and its options (a msgspec Struct of type `parse`, from its string
     fields), and the started replay. Raises a StreamscribeError and keeps nothing on bad input."""
     state = request.app[SERVER_STATE]
-    session = FileSession(state)
-    state.admit(session)
+    session = FileSession(state, state.sessions.admit("upload"))
     try:
         spool = state.settings.data_dir / "uploads" / f"{session.session_id}.upload"
         max_bytes = int(state.settings.max_upload_mb * 2**20)
@@ -202,7 +182,7 @@ async def accept_upload(request: web.Request, parse: type[OptionsT]) -> tuple[Fi
             raise
         await session.start(upload, options)
     except BaseException:
-        state.sessions.discard(session)
+        state.sessions.release(session.slot)
         raise
     return session, upload, options
 
@@ -224,21 +204,22 @@ async def transcriptions(request: web.Request) -> web.StreamResponse:
     info = session.info
     assert info is not None
     session_id = session.session_id
-    body = {
-        "session_id": session_id,
-        "transcript_id": session_id,
-        "events_url": f"/v1/sessions/{session_id}/events",
-        "transcript_url": f"/v1/transcripts/{session_id}",
-        "speed": options.speed,
-        "file": {
-            "name": upload.filename,
-            "bytes": upload.size_bytes,
-            "format": info.format,
-            "codec": info.codec,
-            "duration_s": None if info.duration_s is None else round(info.duration_s, 3),
-        },
-    }
-    return web.json_response(body, status=202, headers={"Location": f"/v1/transcripts/{session_id}"})
+    body = UploadAccepted(
+        session_id=session_id,
+        transcript_id=session_id,
+        events_url=f"/v1/sessions/{session_id}/events",
+        transcript_url=f"/v1/transcripts/{session_id}",
+        speed=options.speed,
+        file=UploadedFile(
+            name=upload.filename,
+            bytes=upload.size_bytes,
+            format=info.format,
+            codec=info.codec,
+            duration_s=None if info.duration_s is None else round(info.duration_s, 3),
+        ),
+    )
+    headers = {"Location": f"/v1/transcripts/{session_id}"}
+    return web.Response(body=encode(body), status=202, content_type="application/json", headers=headers)
 
 
 def add_routes(app: web.Application) -> None:

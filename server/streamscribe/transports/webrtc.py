@@ -14,30 +14,28 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import uuid
 from typing import Any
 
 import av
 import msgspec
-import numpy as np
 from aiohttp import web
 from aiortc import MediaStreamTrack, RTCDataChannel, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError
 
-from ..audio import SAMPLE_RATE, Samples
+from ..audio import Resampler, Samples
 from ..errors import (
     BadMessage,
     InvalidRequest,
     Overloaded,
     ProtocolViolation,
     SessionNotFound,
-    ShuttingDown,
     SlowConsumer,
     StreamscribeError,
 )
-from ..stream.driver import SessionDriver
-from ..wire import Finalize, Prompt, Stop, decode_client, encode
-from .outbox import Outbox, pump_events
+from ..live.driver import SessionDriver
+from ..live.outbox import Outbox
+from ..live.sessions import SessionOptions, Slot
+from ..wire import Finalize, Prompt, Stop, WebRtcAnswer, decode_client, encode
 from .state import SERVER_STATE, ServerState
 
 log = logging.getLogger(__name__)
@@ -62,11 +60,10 @@ class OfferOptions(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
 class WebRtcSession:
     """One peer connection: its audio track drained into a session, its data channel the events."""
 
-    replays_file = False
-
-    def __init__(self, state: ServerState) -> None:
+    def __init__(self, state: ServerState, slot: Slot) -> None:
         self._state = state
-        self.session_id = uuid.uuid4().hex
+        self._slot = slot
+        self.session_id = slot.session_id
         self.driver: SessionDriver | None = None
         self._pc = RTCPeerConnection()
         self._channel: RTCDataChannel | None = None
@@ -77,48 +74,34 @@ class WebRtcSession:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._track_arrived = asyncio.Event()
 
-    def drain(self) -> None:
-        if self.driver is not None:
-            self.driver.fail(ShuttingDown("the server is shutting down; the stream was ended"))
-
     async def answer(self, options: OfferOptions) -> str:
         """Accept the offer and start the session; the SDP answer (with its host candidates)."""
         if options.type != "offer" or "m=audio" not in options.sdp or "m=application" not in options.sdp:
             raise InvalidRequest("the offer must be an SDP offer with an audio track and a data channel")
-        state = self._state
+        host = self._state.sessions
         self._pc.on("datachannel", self._on_channel)
         self._pc.on("track", self._on_track)
         self._pc.on("connectionstatechange", self._on_connection_state)
         try:
-            language = state.live_language(options.language)
+            language = host.live_language(options.language)
             try:
                 await self._pc.setRemoteDescription(RTCSessionDescription(sdp=options.sdp, type="offer"))
                 await self._pc.setLocalDescription(await self._pc.createAnswer())
             except (ValueError, KeyError) as exc:
                 raise InvalidRequest(f"the offer cannot be answered: {exc}") from exc
-            engine_name = state.scheduler.engine.name
-            recorder = await state.finalizer.open_recording(self.session_id, language, engine_name)
+            session_options = SessionOptions(
+                language=language,
+                stream=self._state.settings.stream,
+                input_sample_rate=OPUS_RATE,
+                prompt=options.prompt,
+            )
+            self.driver = await host.open(self._slot, session_options)
         except BaseException:
             await self._pc.close()  # a refused offer leaves no peer connection behind
             raise
-        self.driver = SessionDriver.open(
-            state.scheduler,
-            state.settings.stream,
-            language=language,
-            input_sample_rate=OPUS_RATE,
-            session_id=self.session_id,
-            finalizer=state.finalizer,
-            recorder=recorder,
-            prompt=options.prompt,
-        )
         self._spawn(self._run(self.driver))
         self._spawn(self._expect_audio(self.driver))
         return str(self._pc.localDescription.sdp)
-
-    def stop(self) -> None:
-        """The client asked to end (WHIP DELETE): flush, store, close."""
-        if self.driver is not None:
-            self.driver.stop(wait_for_transcript=False)
 
     # ---- internals ------------------------------------------------------------------------------
 
@@ -129,18 +112,16 @@ class WebRtcSession:
 
     async def _run(self, driver: SessionDriver) -> None:
         outbox = Outbox(self._state.settings.outbox_max_messages)
-        event_logs = self._state.event_logs
         feeder = asyncio.create_task(self._feed(driver))
         writer = asyncio.create_task(self._write(outbox))
         try:
-            await pump_events(driver, event_logs, event_logs.open(self.session_id), outbox, self._slow_consumer)
+            await self._state.sessions.run(self._slot, outbox, self._slow_consumer)
         finally:
             feeder.cancel()
             await asyncio.gather(feeder, return_exceptions=True)
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(writer, 5.0)
             await self._pc.close()
-            self._state.sessions.discard(self)
 
     async def _slow_consumer(self, error: SlowConsumer) -> None:
         log.warning("webrtc session %s: %s", self.session_id, error.message)
@@ -189,7 +170,7 @@ class WebRtcSession:
     async def _drain(self, track: MediaStreamTrack) -> None:
         """Read every frame as it comes (aiortc queues them without limit otherwise), converted
         to 16 kHz mono; a backlog the session cannot take in time ends the stream."""
-        resampler = av.AudioResampler(format="flt", layout="mono", rate=SAMPLE_RATE)
+        resampler = Resampler()
         overloaded = False
         while True:
             try:
@@ -199,11 +180,11 @@ class WebRtcSession:
             self._track_arrived.set()
             if overloaded or not isinstance(frame, av.AudioFrame):
                 continue
-            pieces = [piece.to_ndarray().reshape(-1) for piece in resampler.resample(frame)]
-            if not pieces:
+            samples = resampler.resample(frame)
+            if not samples.size:
                 continue
             try:
-                self._audio.put_nowait(np.concatenate(pieces).astype(np.float32))
+                self._audio.put_nowait(samples)
             except asyncio.QueueFull:
                 overloaded = True
                 if self.driver is not None:
@@ -251,32 +232,36 @@ async def offer(request: web.Request) -> web.Response:
             options = msgspec.json.decode(await request.read(), type=OfferOptions)
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
         raise InvalidRequest(f"bad offer: {exc}") from exc
-    session = WebRtcSession(state)
-    state.admit(session)
+    slot = state.sessions.admit("webrtc")
+    session = WebRtcSession(state, slot)
     try:
         answer_sdp = await session.answer(options)
     except BaseException:
-        state.sessions.discard(session)
+        state.sessions.release(slot)
         raise
     location = f"/v1/webrtc/sessions/{session.session_id}"
     if whip:
         return web.Response(
             status=201, text=answer_sdp, content_type="application/sdp", headers={"Location": location}
         )
-    body = {"type": "answer", "sdp": answer_sdp, "session_id": session.session_id,
-            "transcript_id": session.session_id, "location": location}  # fmt: skip
-    return web.json_response(body)
+    body = WebRtcAnswer(
+        type="answer",
+        sdp=answer_sdp,
+        session_id=session.session_id,
+        transcript_id=session.session_id,
+        location=location,
+    )
+    return web.Response(body=encode(body), content_type="application/json")
 
 
 async def end(request: web.Request) -> web.Response:
     """WHIP teardown: end the stream (its words are kept and its second pass runs)."""
     session_id = request.match_info["session_id"]
-    state = request.app[SERVER_STATE]
-    for session in state.sessions:
-        if isinstance(session, WebRtcSession) and session.session_id == session_id:
-            session.stop()
-            return web.Response(status=204)
-    raise SessionNotFound(f"no running WebRTC session {session_id}")
+    slot = request.app[SERVER_STATE].sessions.find(session_id, "webrtc")
+    if slot is None or slot.driver is None:
+        raise SessionNotFound(f"no running WebRTC session {session_id}")
+    slot.driver.stop(wait_for_transcript=False)
+    return web.Response(status=204)
 
 
 def add_routes(app: web.Application) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import uuid
 
 import msgspec
 from aiohttp import WSMsgType, web
@@ -15,13 +14,14 @@ from ..errors import (
     BadMessage,
     FrameTooLarge,
     ProtocolViolation,
-    ShuttingDown,
     SlowConsumer,
     StreamscribeError,
     UnknownModel,
     close_code_for,
 )
-from ..stream.driver import SessionDriver
+from ..live.driver import SessionDriver
+from ..live.outbox import Outbox
+from ..live.sessions import SessionOptions, Slot
 from ..wire import (
     MAX_FRAME_BYTES,
     ClientMessage,
@@ -33,7 +33,6 @@ from ..wire import (
     decode_client,
     encode,
 )
-from .outbox import Outbox, pump_events
 from .state import SERVER_STATE, ServerState
 
 log = logging.getLogger(__name__)
@@ -46,53 +45,35 @@ START_TIMEOUT_S = 10.0
 class StreamConnection:
     """One client's WebSocket: reads frames into a session, writes its events back."""
 
-    replays_file = False
-
     def __init__(self, ws: web.WebSocketResponse, state: ServerState) -> None:
         self._ws = ws
         self._state = state
-        self.driver: SessionDriver | None = None
 
-    async def run(self) -> None:
+    async def run(self, slot: Slot) -> None:
+        """Open the session on the client's `start`, then serve it until it is closed."""
+        host = self._state.sessions
         try:
             start = await self._receive_start()
             converter = PcmConverter(start.encoding, start.sample_rate, start.channels)
-            language = self._check_model(start)
+            options = SessionOptions(
+                language=self._check_model(start),
+                stream=self._state.settings.stream,
+                input_sample_rate=start.sample_rate,
+                prompt=start.prompt,
+            )
+            driver = await host.open(slot, options)
         except StreamscribeError as exc:
             await self.refuse(exc)
             return
-        settings = self._state.settings
-        finalizer = self._state.finalizer
-        session_id = uuid.uuid4().hex
-        recorder = await finalizer.open_recording(session_id, language, self._state.scheduler.engine.name)
-        self.driver = driver = SessionDriver.open(
-            self._state.scheduler,
-            settings.stream,
-            language=language,
-            input_sample_rate=start.sample_rate,
-            session_id=session_id,
-            finalizer=finalizer,
-            recorder=recorder,
-            prompt=start.prompt,
-        )
-        outbox = Outbox(settings.outbox_max_messages)
+        outbox = Outbox(self._state.settings.outbox_max_messages)
         writer = asyncio.create_task(self._write(outbox))
-        event_logs = self._state.event_logs
-        pump = asyncio.create_task(
-            pump_events(driver, event_logs, event_logs.open(session_id), outbox, self._close_slow_consumer)
-        )
         reader = asyncio.create_task(self._read(driver, converter))
-        await pump  # ends once the session is closed, whoever ended it
+        await host.run(slot, outbox, self._close_slow_consumer)  # ends once the session is closed
         reader.cancel()  # nothing more is read from a closed session (nor during server shutdown)
         await asyncio.gather(reader, return_exceptions=True)
         await writer
         if not self._ws.closed:
             await self._ws.close(code=close_code_for(driver.session.error_code))
-
-    def drain(self) -> None:
-        """Server shutdown: tell the client why, and flush its stream as if it had sent `stop`."""
-        if self.driver is not None:
-            self.driver.fail(ShuttingDown("the server is shutting down; the stream was ended"))
 
     async def _receive_start(self) -> Start:
         try:
@@ -109,13 +90,13 @@ class StreamConnection:
         return start
 
     def _check_model(self, start: Start) -> str | None:
-        engine = self._state.scheduler.engine
+        engine = self._state.sessions.scheduler.engine
         if start.model is not None and start.model != engine.name:
             raise UnknownModel(
                 f"this server serves {engine.name!r}, not {start.model!r}; omit model or start a "
                 f"server with --model {start.model}"
             )
-        return self._state.live_language(start.language)
+        return self._state.sessions.live_language(start.language)
 
     async def refuse(self, error: StreamscribeError) -> None:
         """Answer with one `error` and close; no session is opened."""
@@ -185,18 +166,18 @@ async def stream_handler(request: web.Request) -> web.WebSocketResponse:
     await ws.prepare(request)
     connection = StreamConnection(ws, state)
     try:
-        state.admit(connection)
+        slot = state.sessions.admit("websocket")
     except StreamscribeError as exc:
         await connection.refuse(exc)
         return ws
     try:
-        await connection.run()
+        await connection.run(slot)
     except Exception:
         log.exception("stream handler failed")
         if not ws.closed:
             await connection.refuse(StreamscribeError("internal error; the stream was ended"))
     finally:
-        state.sessions.discard(connection)
+        state.sessions.release(slot)
     return ws
 
 

@@ -1,5 +1,6 @@
-"""Every session's events, kept so that any number of followers can read them from any `seq`
-(GET /v1/sessions/{id}/events), while the session runs and for a while after it closed.
+"""The in-process EventBus: every session's events, kept so that any number of followers can read
+them from any `seq` (GET /v1/sessions/{id}/events), while the session runs and for a while after
+it closed.
 
 Bounded: a newer partial replaces the partial right before it, each log keeps at most
 `max_events`, and finished logs are dropped after `linger_s` (or when too many are kept).
@@ -12,22 +13,14 @@ import bisect
 import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 
 from ..errors import EventsExpired
 from ..wire import Closed, Partial, ServerMessage, encode
-
-
-@dataclass(frozen=True, slots=True)
-class LoggedEvent:
-    seq: int
-    type: str
-    """The wire `type` tag: "final", "speech_started", ..."""
-    json: bytes
+from .base import EventStream, LoggedEvent
 
 
 class EventLog:
-    """`append` each event in seq order, `close` after the last; `follow` from any seq."""
+    """One session's EventStream in memory: `append` each event in seq order; `follow` from any seq."""
 
     def __init__(self, session_id: str, max_events: int) -> None:
         self.session_id = session_id
@@ -91,29 +84,29 @@ class EventLog:
         self._changed = asyncio.Event()
 
 
-class EventLogs:
+class InProcessEventBus:
     """The logs of running sessions, and of finished ones for `linger_s` (at most `max_finished`)."""
 
     def __init__(self, max_events: int, linger_s: float, max_finished: int = 256) -> None:
         self._max_events = max_events
         self._linger_s = linger_s
         self._max_finished = max_finished
-        self._running: dict[str, EventLog] = {}
-        self._finished: OrderedDict[str, tuple[float, EventLog]] = OrderedDict()
+        self._running: dict[str, EventStream] = {}
+        self._finished: OrderedDict[str, tuple[float, EventStream]] = OrderedDict()
 
     def open(self, session_id: str) -> EventLog:
         log = EventLog(session_id, self._max_events)
         self._running[session_id] = log
         return log
 
-    def finish(self, log: EventLog) -> None:
+    def finish(self, log: EventStream) -> None:
         """The session closed: its log stays readable for `linger_s`."""
         log.close()
         self._running.pop(log.session_id, None)
         self._finished[log.session_id] = (time.monotonic(), log)
         self._prune()
 
-    def get(self, session_id: str) -> EventLog | None:
+    def get(self, session_id: str) -> EventStream | None:
         self._prune()
         if session_id in self._running:
             return self._running[session_id]

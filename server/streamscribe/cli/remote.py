@@ -6,8 +6,8 @@ import sys
 from pathlib import Path
 from typing import TextIO
 
-from .client import fetch_transcript, follow_session, upload_file
-from .wire import Error, Finalizing, Progress, ServerMessage, TranscriptReady
+from ..client.http import fetch_transcript, follow_session, upload_file
+from ..wire import Error, Finalizing, Progress, ServerMessage, TranscriptReady
 
 _BAR_WIDTH = 30
 _LOG_STEP = 0.1
@@ -68,8 +68,8 @@ async def transcribe_remote(base_url: str, path: Path, options: dict[str, str], 
     base_url = base_url.rstrip("/")
     accepted = await upload_file(base_url, path, options)
     bar = ProgressBar(sys.stderr.isatty())
-    await follow_session(base_url, accepted["session_id"], bar.show)
-    transcript_id = accepted["transcript_id"]
+    await follow_session(base_url, accepted.session_id, bar.show)
+    transcript_id = accepted.transcript_id
     print((await fetch_transcript(base_url, transcript_id, "txt")).decode(), end="", flush=True)
     for output in outputs:
         output.write_bytes(await fetch_transcript(base_url, transcript_id, output.suffix.lstrip(".")))

@@ -16,9 +16,9 @@ from typing import Protocol
 
 import msgspec
 
-from .asr.engine import AsrWord, Engine
-from .audio import SAMPLE_RATE
-from .stream.session import DecodeRequest
+from ..asr.engine import AsrWord, Engine
+from ..audio import SAMPLE_RATE
+from ..stream.session import DecodeRequest
 
 log = logging.getLogger(__name__)
 

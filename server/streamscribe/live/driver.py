@@ -1,61 +1,47 @@
-"""Async glue around a LiveSession: feeds it with backpressure, lets the scheduler decode for it,
-and hands its events out in order. Used by every transport and by in-process transcription.
-"""
+"""Async glue around a LiveSession: feeds it with backpressure, records what it takes, lets the
+scheduler decode for it, and hands its events out in order. Used by every transport and by
+in-process transcription."""
 
 from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from collections.abc import AsyncIterator, Callable
 
 from ..asr.engine import AsrWord
 from ..audio import SAMPLE_RATE, Samples
 from ..config import StreamSettings
 from ..errors import StreamscribeError
-from ..finalize.service import FinalizeService, JobDone, JobEvent, JobProgress, LiveEnd
-from ..store.recording import AudioRecorder
+from ..stream.session import FEED_SLICE_SAMPLES, DecodeRequest, LiveSession
 from ..vad import SpeechGate, VoiceDetector
 from ..wire import ServerMessage
-from .session import FEED_SLICE_SAMPLES, DecodeRequest, LiveSession
-
-if TYPE_CHECKING:
-    from ..scheduler import DecodeScheduler
-
-
-@dataclass(frozen=True, slots=True)
-class ReplayOptions:
-    """A file replayed into a session: its length (if known), the second-pass settings it asked
-    for (FinalizeSettings fields as JSON) and whether it yields the decoder to live sessions."""
-
-    total_s: float | None
-    finalize_overrides: bytes = b"{}"
-    background: bool = False
+from .handover import AudioSink, JobDone, JobEvent, JobProgress
+from .scheduler import DecodeScheduler
 
 
 class SessionDriver:
     """Feed it (`feed_audio`, `finalize`, `stop`, `fail`) and iterate `events()` until closed.
 
-    With a FinalizeService the stream's audio is recorded, and once its last final is out the
-    session is handed over for the second pass; `closed` then waits for the new version.
+    With a recorder, the audio the session takes is written to it (off the event loop). Once the
+    last final is out, `on_live_finished` is called once with the driver: the owner hands the
+    stream over there and passes how the second pass goes back through `receive_job_event`.
     """
 
     def __init__(
         self,
         session: LiveSession,
         scheduler: DecodeScheduler,
-        finalizer: FinalizeService | None = None,
-        recorder: AudioRecorder | None = None,
-        replay: ReplayOptions | None = None,
+        *,
+        recorder: AudioSink | None = None,
+        on_live_finished: Callable[[SessionDriver], None] | None = None,
+        background: bool = False,
     ) -> None:
         self.session = session
-        self.background = replay is not None and replay.background
+        self.recorder = recorder
+        self.background = background
         """Decoded only when no foreground (live) session is waiting: a file replayed at max speed."""
-        self._finalize_overrides = replay.finalize_overrides if replay else b"{}"
         self._scheduler = scheduler
-        self._finalizer = finalizer
-        self._recorder = recorder
+        self._on_live_finished = on_live_finished
         self._handed_over = False
         self._changed = asyncio.Event()
 
@@ -68,34 +54,38 @@ class SessionDriver:
         language: str | None,
         input_sample_rate: int = SAMPLE_RATE,
         session_id: str | None = None,
-        finalizer: FinalizeService | None = None,
-        recorder: AudioRecorder | None = None,
+        transcript_id: str | None = None,
         prompt: str | None = None,
-        replay: ReplayOptions | None = None,
+        file_total_s: float | None = None,
+        replays_file: bool = False,
+        recorder: AudioSink | None = None,
+        on_live_finished: Callable[[SessionDriver], None] | None = None,
+        background: bool = False,
     ) -> SessionDriver:
-        """A new session with its own VAD state; its `ready` event is already queued.
-        Pass a finalizer and the recorder it opened to keep the transcript (its id is session_id);
-        `replay` for a file replayed into the session."""
+        """A new session with its own VAD state; its `ready` event is already queued. With a
+        `transcript_id`, `closed` waits for the stored transcript (see `receive_job_event`); a
+        file replay (`replays_file`) reports `progress` against `file_total_s`."""
         gate = SpeechGate(
             threshold=settings.vad_threshold,
             release=settings.vad_release,
             min_silence_samples=settings.min_silence_ms * SAMPLE_RATE // 1000,
             pad_samples=settings.speech_pad_ms * SAMPLE_RATE // 1000,
         )
-        session_id = session_id or uuid.uuid4().hex
         session = LiveSession(
-            session_id=session_id,
+            session_id=session_id or uuid.uuid4().hex,
             settings=settings,
             detector=VoiceDetector(gate),
             model_name=scheduler.engine.name,
             input_sample_rate=input_sample_rate,
             language=language,
-            transcript_id=session_id if finalizer is not None else None,
+            transcript_id=transcript_id,
             prompt=prompt,
-            progress_total_s=replay.total_s if replay else None,
-            reports_progress=replay is not None,
+            progress_total_s=file_total_s,
+            reports_progress=replays_file,
         )
-        return cls(session, scheduler, finalizer, recorder, replay)
+        return cls(
+            session, scheduler, recorder=recorder, on_live_finished=on_live_finished, background=background
+        )
 
     async def feed_audio(self, samples: Samples) -> None:
         """Feed converted audio; waits (so the caller stops reading) while decoding lags behind."""
@@ -107,9 +97,9 @@ class SessionDriver:
             piece = samples[offset : offset + FEED_SLICE_SAMPLES]
             before = self.session.received_samples
             self.session.receive_audio(piece)
-            if self._recorder is not None and self.session.received_samples > before:
-                self._recorder.write(piece)
             self._touch()
+            if self.recorder is not None and self.session.received_samples > before:
+                await asyncio.to_thread(self.recorder.write, piece)
 
     def finalize(self) -> None:
         self.session.receive_finalize()
@@ -124,12 +114,25 @@ class SessionDriver:
         self.session.receive_error(error.code, error.message, wait_for_transcript)
         self._touch()
 
+    def receive_job_event(self, event: JobEvent) -> None:
+        """How the second pass of this stream goes (from the keeper it was handed over to)."""
+        if isinstance(event, JobProgress):
+            self.session.receive_transcript_progress(event.progress)
+        elif isinstance(event, JobDone):
+            self.session.receive_transcript_ready(event.version)
+        else:
+            self.session.receive_transcript_failed(event.message)
+        self._touch()
+
     async def events(self) -> AsyncIterator[ServerMessage]:
         """Every event in order, ending after `closed`."""
         while True:
             changed = self._changed
-            for event in self.session.events_to_send():
+            batch = self.session.events_to_send()
+            for event in batch:
                 yield event
+            if batch:
+                continue  # more may have come while the consumer handled these
             if self.session.closed:
                 return
             await changed.wait()
@@ -137,6 +140,8 @@ class SessionDriver:
     async def wait_closed(self) -> None:
         while not self.session.closed:
             await self._changed.wait()
+
+    # ---- the scheduler's side (DecodeClient) -----------------------------------------------------
 
     def take_decode_request(self) -> DecodeRequest | None:
         request = self.session.take_decode_request()
@@ -152,38 +157,16 @@ class SessionDriver:
         self.session.receive_decode_error(reason)
         self._touch()
 
+    # ---- internals ------------------------------------------------------------------------------
+
     def _wake(self) -> None:
         """Wake everyone waiting on this session; hand it over once its live part is done."""
         if self.session.live_finished and not self._handed_over:
-            self._hand_over()
+            self._handed_over = True
+            if self._on_live_finished is not None:
+                self._on_live_finished(self)
         self._changed.set()
         self._changed = asyncio.Event()
-
-    def _hand_over(self) -> None:
-        self._handed_over = True
-        if self._finalizer is None or self._recorder is None:
-            return
-        self._finalizer.live_ended(
-            LiveEnd(
-                transcript_id=self.session.session_id,
-                finals=self.session.finals,
-                language=self.session.language,
-                duration_s=self.session.received_samples / SAMPLE_RATE,
-                live_model=self._scheduler.engine.name,
-                recorder=self._recorder,
-                finalize_overrides=self._finalize_overrides,
-            ),
-            self._on_job_event,
-        )
-
-    def _on_job_event(self, event: JobEvent) -> None:
-        if isinstance(event, JobProgress):
-            self.session.receive_transcript_progress(event.progress)
-        elif isinstance(event, JobDone):
-            self.session.receive_transcript_ready(event.version)
-        else:
-            self.session.receive_transcript_failed(event.message)
-        self._touch()
 
     def _touch(self) -> None:
         """Wake the waiters and let the scheduler look for work."""

@@ -5,19 +5,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-from collections.abc import Coroutine, Iterable
+from collections.abc import Coroutine
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import Any, TextIO
 
-import msgspec
-
-from .audio import SAMPLE_RATE, Samples, iter_file, read_file
-from .errors import StreamscribeError
-from .wire import Closed, Error, Final, Partial, ServerMessage, Start, UtteranceEnd, Word
-
-if TYPE_CHECKING:
-    from .asr.engine import Engine
-    from .config import ServerSettings
+from ..audio import SAMPLE_RATE, iter_file, read_file
+from ..config import ServerSettings
+from ..errors import StreamscribeError
+from ..wire import Closed, Error, Final, Partial, ServerMessage, Start, UtteranceEnd, Word
 
 
 class LivePrinter:
@@ -73,20 +68,22 @@ def _settings_overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
-    from .app import load_model, serve
-    from .config import load_settings
+    from ..app import serve
+    from ..asr.models import load_engine
+    from ..config import load_settings
 
     settings = load_settings(_settings_overrides(args))
-    engine = load_model(settings)
+    engine = load_engine(settings)
     return _run(serve(settings, engine))
 
 
 def _cmd_transcribe(args: argparse.Namespace) -> int:
     """The live pass in-process (shown on stderr when a second pass follows), then the second
     pass; prints the final version as text and writes the --output files."""
-    from .app import load_model
-    from .config import load_settings
-    from .transcript import FORMATS
+    from ..asr.models import load_engine
+    from ..config import load_settings
+    from ..local import live_pass
+    from ..transcript import FORMATS
 
     outputs = [Path(path) for path in args.output or []]
     for path in outputs:
@@ -97,14 +94,14 @@ def _cmd_transcribe(args: argparse.Namespace) -> int:
         return _transcribe_remote(args, outputs)
     settings = load_settings(_settings_overrides(args))
     second_pass = settings.finalize.enabled
-    engine = load_model(settings)
+    engine = load_engine(settings)
     printer = LivePrinter(sys.stderr.isatty() if second_pass else sys.stdout.isatty(),
                           sys.stderr if second_pass else sys.stdout)  # fmt: skip
     language = args.language or settings.stream.language
 
     async def transcribe() -> None:
         chunks = iter_file(Path(args.file))
-        finals = await live_pass(engine, settings, chunks, language, printer, settings.finalize.prompt)
+        finals = await live_pass(engine, settings, chunks, language, printer.show, settings.finalize.prompt)
         if second_pass or outputs:
             await _second_pass(settings, engine.name, Path(args.file), finals, language, outputs, second_pass)
 
@@ -125,39 +122,6 @@ def _transcribe_remote(args: argparse.Namespace, outputs: list[Path]) -> int:
     return _run(transcribe_remote(args.url, Path(args.file), chosen, outputs))
 
 
-async def live_pass(
-    engine: Engine,
-    settings: ServerSettings,
-    chunks: Iterable[Samples],
-    language: str | None,
-    printer: LivePrinter,
-    prompt: str | None = None,
-) -> list[Word]:
-    """Stream the chunks through a live session in-process, as fast as it decodes; its finals."""
-    from .scheduler import DecodeScheduler
-    from .stream.driver import SessionDriver
-
-    scheduler = DecodeScheduler(engine)
-    scheduler.start()
-    driver = SessionDriver.open(scheduler, settings.stream, language=language, prompt=prompt)
-
-    async def feed() -> None:
-        try:
-            for chunk in chunks:
-                await driver.feed_audio(chunk)
-        finally:
-            driver.stop()
-
-    feeder = asyncio.create_task(feed())
-    try:
-        async for event in driver.events():
-            printer.show(event)
-        await feeder
-    finally:
-        await scheduler.close()
-    return driver.session.finals
-
-
 async def _second_pass(
     settings: ServerSettings,
     live_model: str,
@@ -167,15 +131,11 @@ async def _second_pass(
     outputs: list[Path],
     enabled: bool,
 ) -> None:
-    from .app import load_model
-    from .finalize.pipeline import SecondPass, first_version
-    from .transcript import render, to_txt
+    from ..local import live_version, second_pass
+    from ..transcript import render, to_txt
 
     audio = read_file(file)
-    transcript = first_version(
-        file.stem, finals, language=language, duration_s=audio.size / SAMPLE_RATE,
-        live_model=live_model, settings=settings.finalize,
-    )  # fmt: skip
+    transcript = live_version(file.stem, finals, audio, language, live_model, settings)
     if enabled:
         interactive = sys.stderr.isatty()
 
@@ -183,8 +143,7 @@ async def _second_pass(
             if interactive:
                 print(f"\rsecond pass {progress:4.0%}", end="", file=sys.stderr, flush=True)
 
-        second = SecondPass(lambda name: load_model(msgspec.structs.replace(settings, model=name)))
-        transcript = await asyncio.to_thread(second.run, audio, transcript, settings.finalize, show_progress)
+        transcript = await asyncio.to_thread(second_pass, settings, audio, transcript, show_progress)
         if interactive:
             print(file=sys.stderr)
         for warning in transcript.info.warnings:
@@ -196,7 +155,7 @@ async def _second_pass(
 
 
 def _cmd_stream(args: argparse.Namespace) -> int:
-    from .client import stream_samples
+    from ..client.stream import stream_samples
 
     samples = read_file(Path(args.file))
     printer = LivePrinter(sys.stdout.isatty())
@@ -286,9 +245,9 @@ def build_parser() -> argparse.ArgumentParser:
     stream.add_argument("--language")
     stream.set_defaults(handler=_cmd_stream)
 
-    from .bench import add_bench_parser
-    from .bench_replay import add_bench_replay_parser
-    from .bench_second_pass import add_bench_second_pass_parser
+    from ..bench.live import add_bench_parser
+    from ..bench.replay import add_bench_replay_parser
+    from ..bench.second_pass import add_bench_second_pass_parser
 
     add_bench_parser(commands)
     add_bench_second_pass_parser(commands)
@@ -302,7 +261,3 @@ def main(argv: list[str] | None = None) -> int:
     handler = args.handler
     code: int = handler(args)
     return code
-
-
-if __name__ == "__main__":  # python -m streamscribe.cli
-    sys.exit(main())

@@ -10,36 +10,20 @@ would be, so decoding the file is part of the figure.
 from __future__ import annotations
 
 import argparse
-import asyncio
-import os
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-import av
 import msgspec
 
-from .audio import SAMPLE_RATE, Samples
-from .bench import DEFAULT_TESTDATA, Corpus, ServerProcess, append_json, corpus_from_args
-from .client import fetch_transcript, follow_session, upload_file
-from .evaluation import word_error_rate
-from .transcript import Transcript
-from .wire import Progress, ServerMessage, TranscriptReady
-
-
-def write_mp3(audio: Samples, path: Path) -> None:
-    with av.open(str(path), "w", format="mp3") as container:
-        stream = container.add_stream("libmp3lame", rate=SAMPLE_RATE, layout="mono")
-        stream.bit_rate = 64000
-        frame_samples = 1152
-        for offset in range(0, audio.size, frame_samples):
-            piece = audio[offset : offset + frame_samples].reshape(1, -1)
-            frame = av.AudioFrame.from_ndarray(piece, format="flt", layout="mono")
-            frame.sample_rate = SAMPLE_RATE
-            frame.pts = offset
-            container.mux(stream.encode(frame))
-        container.mux(stream.encode(None))
+from ..client.http import fetch_transcript, follow_session, upload_file
+from ..transcript import Transcript
+from ..wire import Progress, ServerMessage, TranscriptReady
+from .corpus import Corpus, write_mp3
+from .metrics import word_error_rate
+from .options import add_benchmark
+from .server import ServerProcess
 
 
 async def replay_once(base_url: str, file: Path, speed: str, corpus: Corpus) -> dict[str, Any]:
@@ -53,8 +37,8 @@ async def replay_once(base_url: str, file: Path, speed: str, corpus: Corpus) -> 
         elif isinstance(event, TranscriptReady):
             marks["final_s"] = time.monotonic() - began
 
-    await follow_session(base_url, accepted["session_id"], on_event)
-    transcript_id = accepted["transcript_id"]
+    await follow_session(base_url, accepted.session_id, on_event)
+    transcript_id = accepted.transcript_id
     live = msgspec.json.decode(await fetch_transcript(base_url, transcript_id, version=1), type=Transcript)
     final = msgspec.json.decode(await fetch_transcript(base_url, transcript_id), type=Transcript)
     return {
@@ -95,22 +79,12 @@ def report(figures: dict[str, Any]) -> None:
         )
 
 
-def _cmd_bench_replay(args: argparse.Namespace) -> int:
-    corpus = corpus_from_args(args)
-    if corpus is None:
-        return 2
-    figures = asyncio.run(measure(corpus, args))
-    report(figures)
-    append_json(args.json, figures)
-    return 0
-
-
 def add_bench_replay_parser(commands: Any) -> None:
-    bench = commands.add_parser("bench-replay", help="upload a recording to a server; replay speed and WER")
-    bench.add_argument("--corpus", choices=["librispeech", "conversation", "jfk"], default="librispeech")
-    bench.add_argument("--minutes", type=float, default=5.0, help="length of the LibriSpeech stream")
-    bench.add_argument("--speeds", nargs="+", choices=["max", "realtime"], default=["max", "realtime"])
-    bench.add_argument("--model", default="tiny.en")
-    bench.add_argument("--testdata", default=os.environ.get("STREAMSCRIBE_TESTDATA", str(DEFAULT_TESTDATA)))
-    bench.add_argument("--json", help="append the figures as one JSON line to this file")
-    bench.set_defaults(handler=_cmd_bench_replay)
+    bench = add_benchmark(
+        commands, "bench-replay", "upload a recording to a server; replay speed and WER", measure, report,
+        ("librispeech", "conversation", "jfk"),
+    )  # fmt: skip
+    bench.add_argument(
+        "--speeds", nargs="+", choices=["max", "realtime"], default=["max", "realtime"],
+        help="replay paces to measure, in order (default: max realtime)",
+    )  # fmt: skip

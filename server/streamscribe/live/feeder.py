@@ -15,7 +15,7 @@ log = logging.getLogger(__name__)
 _MICROPHONE_FRAME_SAMPLES = SAMPLE_RATE // 10
 
 
-async def replay(driver: SessionDriver, chunks: Iterator[Samples], realtime: bool) -> None:
+async def feed_file(driver: SessionDriver, chunks: Iterator[Samples], realtime: bool) -> None:
     """Feed every chunk (each decoded in a worker thread, so the loop never waits on ffmpeg),
     then stop and let the session wait for its transcript. The session's backpressure paces a
     `max` replay; a `realtime` one is also held to the wall clock.

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from streamscribe.asr.engine import AsrWord, DecodeOptions
-from streamscribe.scheduler import DecodeScheduler
+from streamscribe.live.scheduler import DecodeScheduler
 from streamscribe.stream.session import DecodeRequest
 
 

@@ -1,7 +1,7 @@
 import pytest
 
 from streamscribe.errors import SlowConsumer
-from streamscribe.transports.outbox import Outbox
+from streamscribe.live.outbox import Outbox
 from streamscribe.wire import Final, Partial, Word
 
 WORD = Word(text="hi", start=0.0, end=0.1, confidence=1.0)

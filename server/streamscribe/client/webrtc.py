@@ -7,15 +7,17 @@ import asyncio
 import fractions
 import time
 from collections.abc import Callable
-from typing import Any
 
+import aiohttp
 import av
+import msgspec
 import numpy as np
 from aiortc import AudioStreamTrack, RTCPeerConnection, RTCSessionDescription
 
-from .audio import SAMPLE_RATE, Samples
-from .client import StreamResult, TimedEvent
-from .wire import Closed, Stop, decode_server, encode
+from ..audio import SAMPLE_RATE, Samples
+from ..wire import Closed, Stop, WebRtcAnswer, decode_server, encode
+from .http import refusal
+from .stream import StreamResult, TimedEvent
 
 FRAME_SAMPLES = SAMPLE_RATE // 50
 """20 ms, the frame of WebRTC's Opus."""
@@ -63,11 +65,9 @@ class WebRtcPeer:
         self._on_event = on_event
         self.channel.on("message", self._receive)
 
-    async def offer(self, base_url: str, options: dict[str, str] | None = None, whip: bool = False) -> dict[str, Any]:
-        """Send the offer (JSON, or WHIP's application/sdp) and apply the answer; the answer as a
-        dict (WHIP: its `sdp` and `location`)."""
-        import aiohttp
-
+    async def offer(self, base_url: str, options: dict[str, str] | None = None, whip: bool = False) -> WebRtcAnswer:
+        """Send the offer (JSON, or WHIP's application/sdp) and apply the answer. Raises the
+        server's StreamscribeError if it refuses the offer."""
         await self.pc.setLocalDescription(await self.pc.createOffer())
         sdp = self.pc.localDescription.sdp
         options = options or {}
@@ -76,13 +76,22 @@ class WebRtcPeer:
             if whip:
                 headers = {"Content-Type": "application/sdp"}
                 async with http.post(url, data=sdp, headers=headers, params=options) as response:
-                    response.raise_for_status()
-                    answer = {"sdp": await response.text(), "location": response.headers["Location"]}
+                    body = await response.read()
+                    if response.status != 201:
+                        raise refusal(body)
+                    location = response.headers["Location"]
+                    session_id = location.rsplit("/", 1)[-1]
+                    answer = WebRtcAnswer(
+                        type="answer", sdp=body.decode(), session_id=session_id, transcript_id=session_id,
+                        location=location,
+                    )  # fmt: skip
             else:
                 async with http.post(url, json={"type": "offer", "sdp": sdp, **options}) as response:
-                    response.raise_for_status()
-                    answer = await response.json()
-        await self.pc.setRemoteDescription(RTCSessionDescription(sdp=answer["sdp"], type="answer"))
+                    body = await response.read()
+                    if response.status != 200:
+                        raise refusal(body)
+                    answer = msgspec.json.decode(body, type=WebRtcAnswer)
+        await self.pc.setRemoteDescription(RTCSessionDescription(sdp=answer.sdp, type="answer"))
         return answer
 
     def send_stop(self) -> None:

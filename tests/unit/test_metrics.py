@@ -1,16 +1,23 @@
 import pytest
 
 from streamscribe.asr.engine import AsrWord
-from streamscribe.bench import OfflineDecode, first_arrivals, latencies, latency_summary
-from streamscribe.client import TimedEvent
-from streamscribe.evaluation import align, normalise_text, word_error_rate
+from streamscribe.bench.metrics import (
+    OfflineDecode,
+    align,
+    first_arrivals,
+    latencies,
+    latency_summary,
+    word_error_rate,
+)
+from streamscribe.client.stream import TimedEvent
+from streamscribe.text import word_keys
 from streamscribe.wire import Final, Partial, Word
 
 
 def test_wer_normalises_both_sides() -> None:
     assert word_error_rate("AND SO MY FELLOW AMERICANS", "And so, my fellow Americans.") == 0.0
     assert word_error_rate("a b c d", "a x c") == pytest.approx(0.5)  # one substitution, one deletion
-    assert normalise_text("Twenty-five don't!") == ["twenty", "five", "don't"]
+    assert word_keys("Twenty-five don't!") == ["twenty", "five", "don't"]
 
 
 def test_alignment_pairs_only_exact_matches() -> None:

@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from streamscribe.errors import EventsExpired
-from streamscribe.stream.event_log import EventLog, EventLogs
+from streamscribe.store.events import EventLog, InProcessEventBus
 from streamscribe.wire import Closed, Final, Partial, Ready, Word
 
 
@@ -63,7 +63,7 @@ async def test_the_log_is_bounded_and_says_so_to_followers_that_ask_for_dropped_
 
 
 def test_finished_logs_linger_then_go() -> None:
-    logs = EventLogs(max_events=10, linger_s=60.0, max_finished=2)
+    logs = InProcessEventBus(max_events=10, linger_s=60.0, max_finished=2)
     first = logs.open("a")
     assert logs.get("a") is first
     logs.finish(first)
@@ -71,6 +71,6 @@ def test_finished_logs_linger_then_go() -> None:
     for name in ("b", "c"):
         logs.finish(logs.open(name))
     assert logs.get("a") is None, "past max_finished, the oldest finished log goes"
-    expired = EventLogs(max_events=10, linger_s=0.0)
+    expired = InProcessEventBus(max_events=10, linger_s=0.0)
     expired.finish(expired.open("x"))
     assert expired.get("x") is None

@@ -1,0 +1,1 @@
+"""Benchmarks: real speech to a real server (or the in-process core), measured and printed."""

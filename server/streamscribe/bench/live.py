@@ -1,0 +1,173 @@
+"""streamscribe bench: real speech streamed at real-time pace to a real server, measured.
+
+Prints WER of the finals and of an offline decode of the same audio with the same model,
+per-word latency of partials and finals (wall time a word first arrives minus its end time in
+the offline decode, words matched by alignment), real-time factor, and server memory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..client.http import follow_session, upload_file
+from ..client.stream import StreamResult, stream_samples
+from ..client.webrtc import stream_samples_webrtc
+from ..config import load_settings
+from ..wire import Start
+from .corpus import Corpus, write_mp3
+from .metrics import (
+    Latency,
+    OfflineDecode,
+    first_arrivals,
+    latencies,
+    latency_summary,
+    offline_decode,
+    word_error_rate,
+)
+from .options import add_benchmark
+from .server import ServerProcess
+
+
+@dataclass(frozen=True, slots=True)
+class StreamRun:
+    results: list[StreamResult]
+    decoder: dict[str, Any]
+    """The server's decoder totals over the run (uploads alongside included)."""
+    rss_mib: list[tuple[float, float]]
+    wall_s: float
+    uploads_done: int
+
+
+async def run_streams(corpus: Corpus, args: argparse.Namespace) -> StreamRun:
+    serve_args = ["--no-second-pass"] if args.no_second_pass else []
+    async with ServerProcess(args.model, *serve_args) as server:
+        before = await server.health()
+        began = time.monotonic()
+        streaming = asyncio.Event()
+        streaming.set()
+        uploads = [asyncio.create_task(_upload_while(streaming, server, corpus)) for _ in range(args.uploads)]
+        results = await asyncio.gather(*(_stream(server, corpus, args) for _ in range(args.sessions)))
+        wall_s = time.monotonic() - began
+        after = await server.health()
+        streaming.clear()
+        uploads_done = sum(await asyncio.gather(*uploads))
+        decoder = {key: after["decoder"][key] - before["decoder"][key] for key in after["decoder"]}
+        return StreamRun(list(results), decoder, server.rss_mib, wall_s, uploads_done)
+
+
+async def _stream(server: ServerProcess, corpus: Corpus, args: argparse.Namespace) -> StreamResult:
+    if args.transport == "webrtc":
+        return await stream_samples_webrtc(server.base_url, corpus.audio, speed=args.speed, language="en")
+    return await stream_samples(server.url, corpus.audio, speed=args.speed, start=Start(language="en"))
+
+
+async def _upload_while(streaming: asyncio.Event, server: ServerProcess, corpus: Corpus) -> int:
+    """Upload the corpus (as mp3, at max speed) again and again while the live streams run, each
+    followed to its final version; how many were done."""
+    done = 0
+    with tempfile.TemporaryDirectory() as scratch:
+        file = Path(scratch) / f"{corpus.name}.mp3"
+        await asyncio.to_thread(write_mp3, corpus.audio, file)
+        while streaming.is_set():
+            accepted = await upload_file(server.base_url, file, {"speed": "max", "language": "en"})
+            await follow_session(server.base_url, accepted.session_id, lambda event: None)
+            done += 1
+    return done
+
+
+def measure(corpus: Corpus, offline: OfflineDecode, run: StreamRun, args: argparse.Namespace) -> dict[str, Any]:
+    duration = corpus.duration_s
+    results, decoder, rss_mib = run.results, run.decoder, run.rss_mib
+    partial_latencies: list[Latency] = []
+    final_latencies: list[Latency] = []
+    for result in results:
+        seen, finals = first_arrivals(result.events, offline)
+        partial_latencies += latencies(seen, offline)
+        final_latencies += latencies(finals, offline)
+    stream_wers = [word_error_rate(corpus.reference, " ".join(w.text for w in r.finals)) for r in results]
+    figures: dict[str, Any] = {
+        "corpus": corpus.name,
+        "audio_s": round(duration, 1),
+        "sessions": len(results),
+        "transport": args.transport,
+        "uploads_alongside": args.uploads,
+        "uploads_done": run.uploads_done,
+        "second_pass": not args.no_second_pass,
+        "speed": args.speed,
+        "model": args.model,
+        "wer_finals": round(statistics.mean(stream_wers), 4),
+        "wer_offline": round(word_error_rate(corpus.reference, offline.text), 4),
+        "latency_partial": latency_summary(partial_latencies),
+        "latency_final": latency_summary(final_latencies),
+        "words_matched_final": f"{len(final_latencies)}/{len(offline.tokens) * len(results)}",
+        "rtf_decoder_busy": round(decoder["busy_s"] / (duration * len(results)), 3),
+        "decodes": decoder["decodes"],
+        "wall_s": round(run.wall_s, 1),
+        "offline_decode_s": round(offline.seconds, 1),
+        "server_rss_peak_mib": round(max(rss for _, rss in rss_mib), 1),
+    }
+    if duration >= 180:
+        first, last = (0.0, 60.0), (duration - 60.0, duration)
+        figures["latency_final_first_minute"] = latency_summary(final_latencies, first)
+        figures["latency_final_last_minute"] = latency_summary(final_latencies, last)
+        figures["server_rss_mib_at"] = {
+            f"{int(t // 60)}min": round(rss, 1) for t, rss in rss_mib if int(t) % 60 == 0 and t > 1
+        }
+    return figures
+
+
+def report(figures: dict[str, Any]) -> None:
+    def fmt(summary: dict[str, float]) -> str:
+        return f"p50 {summary['p50_s']:.2f} s  p95 {summary['p95_s']:.2f} s  ({summary['words']} words)"
+
+    print(
+        f"\n== {figures['corpus']}: {figures['audio_s']} s of audio, {figures['sessions']} session(s), "
+        f"speed {figures['speed']}x, model {figures['model']}, over {figures['transport']}"
+        + (f", {figures['uploads_done']} uploads replayed alongside" if figures["uploads_alongside"] else "")
+    )
+    print(f"WER finals          {100 * figures['wer_finals']:.2f} %")
+    print(f"WER offline decode  {100 * figures['wer_offline']:.2f} %   (same model, beam 5, whole file)")
+    print(f"latency partial     {fmt(figures['latency_partial'])}")
+    print(f"latency final       {fmt(figures['latency_final'])}")
+    for key in ("latency_final_first_minute", "latency_final_last_minute"):
+        if key in figures:
+            print(f"  {key.removeprefix('latency_final_').replace('_', ' '):17} {fmt(figures[key])}")
+    print(
+        f"real-time factor    {figures['rtf_decoder_busy']} (decoder busy s per audio s, {figures['decodes']} decodes)"
+    )
+    print(
+        f"server memory       peak {figures['server_rss_peak_mib']} MiB"
+        + (f"; by minute {figures['server_rss_mib_at']}" if "server_rss_mib_at" in figures else "")
+    )
+    sys.stdout.flush()
+
+
+async def measure_streams(corpus: Corpus, args: argparse.Namespace) -> dict[str, Any]:
+    """The offline reference decode, then the streams against a server, measured."""
+    offline = await asyncio.to_thread(offline_decode, corpus, load_settings({"model": args.model, "device": "cpu"}))
+    return measure(corpus, offline, await run_streams(corpus, args), args)
+
+
+def add_bench_parser(commands: Any) -> None:
+    bench = add_benchmark(
+        commands, "bench", "stream real speech to a server at real-time pace and measure", measure_streams, report,
+        ("librispeech", "conversation", "jfk"),
+    )  # fmt: skip
+    bench.add_argument("--sessions", type=int, default=1, help="concurrent streams of the same audio (default: 1)")
+    bench.add_argument("--speed", type=float, default=1.0, help="x real time (default: 1, real-time pace)")
+    bench.add_argument(
+        "--uploads", type=int, default=0, help="upload loops replaying the corpus at max speed alongside (default: 0)"
+    )
+    bench.add_argument("--no-second-pass", dest="no_second_pass", action="store_true", help="run the server without it")
+    bench.add_argument(
+        "--transport", choices=["websocket", "webrtc"], default="websocket",
+        help="how the streams reach the server (default: websocket)",
+    )  # fmt: skip

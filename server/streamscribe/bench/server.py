@@ -1,0 +1,72 @@
+"""`streamscribe serve` in a subprocess on a free loopback port, for benchmarks against a real server."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import sys
+import time
+from typing import Any
+
+import aiohttp
+import psutil
+
+
+class ServerProcess:
+    """`streamscribe serve` on a free loopback port, with its memory sampled every second."""
+
+    def __init__(self, model: str, *serve_args: str) -> None:
+        self._model = model
+        self._serve_args = serve_args
+        self.url = ""
+        self.base_url = ""
+        self.rss_mib: list[tuple[float, float]] = []
+        self._process: asyncio.subprocess.Process | None = None
+
+    async def __aenter__(self) -> ServerProcess:
+        self._process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "streamscribe.cli",
+            "serve",
+            "--port",
+            "0",
+            "--model",
+            self._model,
+            *self._serve_args,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+        )
+        assert self._process.stdout is not None
+        line = (await asyncio.wait_for(self._process.stdout.readline(), 120)).decode()
+        found = re.search(r"listening on http://(\S+)", line)
+        if not found:
+            raise RuntimeError(f"the server did not start: {line!r}")
+        self.base_url = f"http://{found.group(1)}"
+        self.url = f"ws://{found.group(1)}/v1/stream"
+        self._sampler = asyncio.create_task(self._sample_memory())
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._sampler.cancel()
+        assert self._process is not None
+        self._process.terminate()
+        await self._process.wait()
+
+    async def health(self) -> dict[str, Any]:
+        async with (
+            aiohttp.ClientSession() as http,
+            http.get(self.url.replace("ws://", "http://").replace("/v1/stream", "/healthz")) as response,
+        ):
+            health: dict[str, Any] = await response.json()
+            return health
+
+    async def _sample_memory(self) -> None:
+        assert self._process is not None
+        process = psutil.Process(self._process.pid)
+        began = time.monotonic()
+        while True:
+            self.rss_mib.append((time.monotonic() - began, process.memory_info().rss / 2**20))
+            await asyncio.sleep(1.0)
+
+

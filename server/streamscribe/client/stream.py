@@ -1,0 +1,73 @@
+"""The /v1/stream client over `websockets` (independent of the server's aiohttp)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
+
+from ..audio import SAMPLE_RATE, Samples, to_pcm_s16le
+from ..wire import Final, ServerMessage, Start, Stop, Word, decode_server, encode
+
+
+@dataclass(frozen=True, slots=True)
+class TimedEvent:
+    arrived_s: float
+    """Wall time since the first audio sample was sent."""
+    event: ServerMessage
+
+
+@dataclass(slots=True)
+class StreamResult:
+    events: list[TimedEvent] = field(default_factory=list)
+    close_code: int | None = None
+    close_reason: str = ""
+
+    @property
+    def finals(self) -> list[Word]:
+        return [word for timed in self.events if isinstance(timed.event, Final) for word in timed.event.words]
+
+
+async def stream_samples(
+    url: str,
+    samples: Samples,
+    *,
+    speed: float = 1.0,
+    chunk_ms: int = 100,
+    start: Start | None = None,
+    on_event: Callable[[TimedEvent], None] | None = None,
+) -> StreamResult:
+    """Stream 16 kHz mono audio as pcm_s16le at `speed` x real time (0 = as fast as the server
+    reads), send `stop`, and collect every event until the server closes the socket.
+    """
+    result = StreamResult()
+    chunk_samples = SAMPLE_RATE * chunk_ms // 1000
+    async with connect(url, max_size=None, open_timeout=30) as ws:
+        await ws.send(encode(start or Start()).decode())
+        began = time.monotonic()
+
+        async def send_audio() -> None:
+            for offset in range(0, samples.size, chunk_samples):
+                if speed > 0:
+                    await asyncio.sleep(max(0.0, began + offset / SAMPLE_RATE / speed - time.monotonic()))
+                await ws.send(to_pcm_s16le(samples[offset : offset + chunk_samples]))
+            await ws.send(encode(Stop()).decode())
+
+        sender = asyncio.create_task(send_audio())
+        try:
+            async for message in ws:
+                timed = TimedEvent(time.monotonic() - began, decode_server(message))
+                result.events.append(timed)
+                if on_event is not None:
+                    on_event(timed)
+        except ConnectionClosed:
+            pass
+        finally:
+            sender.cancel()
+            await asyncio.gather(sender, return_exceptions=True)
+        result.close_code, result.close_reason = ws.close_code, ws.close_reason or ""
+    return result

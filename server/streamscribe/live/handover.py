@@ -1,0 +1,65 @@
+"""What a finished live stream hands over to be kept, and what it hears back: the contract between
+the live runtime and whatever stores transcripts and runs second passes (finalize/service.py)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from ..audio import Samples
+from ..wire import Word
+
+
+class AudioSink(Protocol):
+    """Where a stream's audio is recorded. Blocking and thread-safe: call `write` off the event
+    loop, in order; `close` once, after the last write (later writes are ignored)."""
+
+    def write(self, samples: Samples) -> None: ...
+
+    def close(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class JobProgress:
+    progress: float
+
+
+@dataclass(frozen=True, slots=True)
+class JobDone:
+    version: int
+
+
+@dataclass(frozen=True, slots=True)
+class JobFailed:
+    message: str
+
+
+JobEvent = JobProgress | JobDone | JobFailed
+JobListener = Callable[[JobEvent], None]
+
+
+@dataclass(frozen=True, slots=True)
+class LiveEnd:
+    """What a live session hands over when its last final has been sent."""
+
+    transcript_id: str
+    finals: list[Word]
+    language: str | None
+    duration_s: float
+    live_model: str
+    recorder: AudioSink
+    finalize_overrides: bytes = b"{}"
+    """FinalizeSettings fields (JSON) the stream asked for; already checked by the keeper."""
+
+
+class TranscriptKeeper(Protocol):
+    """Keeps what live sessions hear: records their audio and stores their versions."""
+
+    async def open_recording(self, transcript_id: str, language: str | None, live_model: str) -> AudioSink:
+        """Create the transcript and a recorder for its audio; raises if storage fails."""
+        ...
+
+    def live_ended(self, end: LiveEnd, listener: JobListener | None) -> None:
+        """Store version 1 and queue the second pass; `listener` hears how that job goes."""
+        ...

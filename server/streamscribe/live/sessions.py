@@ -1,0 +1,183 @@
+"""The one path a session takes, whatever its transport: admission, its recording, its driver and
+event stream, the pump that carries its events, and its release; and the drain at shutdown.
+
+A transport calls `admit`, then `open` once it knows the stream's options, then `run` (which
+returns after `closed` and releases the slot). A slot whose session is never run is `release`d
+by the transport. `drain` ends every session at shutdown, keeping what was heard.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Literal
+
+from ..audio import SAMPLE_RATE
+from ..config import ServerSettings, StreamSettings
+from ..errors import Overloaded, ShuttingDown, SlowConsumer, UnsupportedLanguage
+from ..store.base import EventBus, EventStream
+from .driver import SessionDriver
+from .handover import LiveEnd, TranscriptKeeper
+from .outbox import Outbox
+from .scheduler import DecodeScheduler
+
+log = logging.getLogger(__name__)
+
+
+Transport = Literal["websocket", "webrtc", "upload"]
+
+
+@dataclass(slots=True, eq=False)
+class Slot:
+    """One admitted session, counted against the limits from admission until release."""
+
+    session_id: str
+    transport: Transport
+    driver: SessionDriver | None = None
+    events: EventStream | None = None
+
+    @property
+    def replays_file(self) -> bool:
+        return self.transport == "upload"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SessionOptions:
+    """What a transport learned from its client before the session opens."""
+
+    language: str | None
+    stream: StreamSettings
+    input_sample_rate: int = SAMPLE_RATE
+    prompt: str | None = None
+    finalize_overrides: bytes = b"{}"
+    """FinalizeSettings fields (JSON) for this stream's second pass; checked by the caller."""
+    file_total_s: float | None = None
+    """A replayed file's declared length (None if it declares none)."""
+    background: bool = False
+    """Decode only when no live session waits (a file replayed at max speed)."""
+
+
+@dataclass(slots=True)
+class SessionHost:
+    settings: ServerSettings
+    scheduler: DecodeScheduler
+    event_bus: EventBus
+    keeper: TranscriptKeeper
+    slots: set[Slot] = field(default_factory=set)
+    draining: bool = False
+
+    def live_language(self, requested: str | None) -> str | None:
+        """The language a session asks for (or the server's default), if the live model serves it."""
+        engine = self.scheduler.engine
+        language = requested or self.settings.stream.language
+        if not engine.multilingual and language not in (None, "en"):
+            raise UnsupportedLanguage(
+                f"the live model {engine.name!r} is English-only; language {language!r} is not served "
+                "(start the server with a multilingual --model)"
+            )
+        return language
+
+    def admit(self, transport: Transport) -> Slot:
+        """Count a new session in (its id is made here), or raise ShuttingDown / Overloaded."""
+        if self.draining:
+            raise ShuttingDown("the server is shutting down")
+        if len(self.slots) >= self.settings.max_sessions:
+            raise Overloaded(f"all {self.settings.max_sessions} sessions are in use; retry later")
+        replays = sum(1 for running in self.slots if running.replays_file)
+        if transport == "upload" and replays >= self.settings.max_uploads:
+            raise Overloaded(f"{self.settings.max_uploads} files are being transcribed already; retry later")
+        slot = Slot(uuid.uuid4().hex, transport)
+        self.slots.add(slot)
+        return slot
+
+    def find(self, session_id: str, transport: Transport) -> Slot | None:
+        """The running session with this id, if it came over `transport`."""
+        return next((s for s in self.slots if s.session_id == session_id and s.transport == transport), None)
+
+    def release(self, slot: Slot) -> None:
+        """The session is over (or never opened): free its place. Safe to call more than once."""
+        self.slots.discard(slot)
+
+    async def open(self, slot: Slot, options: SessionOptions) -> SessionDriver:
+        """Create the transcript and its recording, and the session's driver and event stream.
+        Raises ShuttingDown if shutdown began meanwhile, or the keeper's error if storage fails."""
+        if self.draining:
+            raise ShuttingDown("the server is shutting down")
+        engine_name = self.scheduler.engine.name
+        recorder = await self.keeper.open_recording(slot.session_id, options.language, engine_name)
+
+        def hand_over(driver: SessionDriver) -> None:
+            session = driver.session
+            end = LiveEnd(
+                transcript_id=slot.session_id,
+                finals=session.finals,
+                language=session.language,
+                duration_s=session.received_samples / SAMPLE_RATE,
+                live_model=engine_name,
+                recorder=recorder,
+                finalize_overrides=options.finalize_overrides,
+            )
+            self.keeper.live_ended(end, driver.receive_job_event)
+
+        slot.driver = SessionDriver.open(
+            self.scheduler,
+            options.stream,
+            language=options.language,
+            input_sample_rate=options.input_sample_rate,
+            session_id=slot.session_id,
+            transcript_id=slot.session_id,
+            prompt=options.prompt,
+            file_total_s=options.file_total_s,
+            replays_file=slot.replays_file,
+            recorder=recorder,
+            on_live_finished=hand_over,
+            background=options.background,
+        )
+        slot.events = self.event_bus.open(slot.session_id)
+        return slot.driver
+
+    async def run(
+        self,
+        slot: Slot,
+        outbox: Outbox | None = None,
+        on_slow_consumer: Callable[[SlowConsumer], Awaitable[None]] | None = None,
+    ) -> None:
+        """Pump every event of the opened session, until `closed`, into its event stream (for
+        followers) and the client's outbox; then release the slot. A client that falls behind
+        its outbox has its stream stopped (what was heard is kept) after `on_slow_consumer` has
+        told it why. The event stream stays readable afterwards."""
+        driver, events = slot.driver, slot.events
+        if driver is None or events is None:
+            raise RuntimeError("run() needs a slot that open() has opened")
+        try:
+            async for event in driver.events():
+                events.append(event)
+                if outbox is not None:
+                    outbox.push(event)
+        except SlowConsumer as exc:
+            driver.stop(wait_for_transcript=False)
+            if on_slow_consumer is not None:
+                await on_slow_consumer(exc)
+            await driver.wait_closed()
+        finally:
+            if outbox is not None:
+                outbox.close()
+            self.event_bus.finish(events)
+            self.release(slot)
+
+    async def drain(self) -> None:
+        """Shutdown: admit no one; end every session (its client is told why, what it said is
+        kept) and wait for them to close, at most `shutdown_timeout_s`."""
+        self.draining = True
+        for slot in list(self.slots):
+            if slot.driver is not None:
+                what = "the file was not finished" if slot.replays_file else "the stream was ended"
+                slot.driver.fail(ShuttingDown(f"the server is shutting down; {what}"))
+        closing = [slot.driver.wait_closed() for slot in self.slots if slot.driver is not None]
+        try:
+            await asyncio.wait_for(asyncio.gather(*closing), self.settings.shutdown_timeout_s)
+        except TimeoutError:
+            log.warning("sessions still open after %.0f s of shutdown", self.settings.shutdown_timeout_s)

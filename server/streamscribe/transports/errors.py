@@ -1,0 +1,22 @@
+"""Every StreamscribeError a handler raises becomes the JSON error body with its HTTP status."""
+
+from __future__ import annotations
+
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+from ..errors import StreamscribeError
+from ..wire import ErrorBody, ErrorDetail, encode
+
+
+@web.middleware
+async def json_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """{"error": {"code", "message", "type"}} (`type` as OpenAI's API has it, so its SDKs raise
+    the matching exception)."""
+    try:
+        response: web.StreamResponse = await handler(request)
+        return response
+    except StreamscribeError as exc:
+        kind = "invalid_request_error" if exc.http_status < 500 else "server_error"
+        body = ErrorBody(error=ErrorDetail(code=exc.code, message=exc.message, type=kind))
+        return web.Response(body=encode(body), status=exc.http_status, content_type="application/json")
