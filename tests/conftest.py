@@ -50,6 +50,8 @@ def settings(tmp_path_factory: pytest.TempPathFactory) -> ServerSettings:
     data = tmp_path_factory.mktemp("data")
     overrides = {
         "port": 0,
+        "device": "cpu",
+        "compute_type": "int8",
         "model_cache_dir": cache,
         "data_dir": data,
         "max_sessions": 4,

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The project's test command: installs the test extras into .venv, and where they are missing and
 # we may, Debian's ffmpeg (the upload tests encode their media with it) and chromium (the browser
-# tests drive it with Playwright); then lint, types, the import layers and the tests.
+# tests drive it with Playwright); then lint, types and the tests (tests/unit/test_layers.py holds
+# the import layers to the contracts in pyproject.toml).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 missing=()
@@ -15,5 +16,4 @@ fi
 .venv/bin/pip install -q -e '.[test]'
 .venv/bin/ruff check server tests loadtests
 .venv/bin/mypy
-.venv/bin/lint-imports --no-cache
 .venv/bin/pytest "$@"

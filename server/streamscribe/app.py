@@ -16,7 +16,6 @@ from pathlib import Path
 from aiohttp import web
 
 from .asr.engine import Engine
-from .asr.models import load_engine
 from .config import ServerSettings
 from .finalize.pipeline import SecondPass
 from .finalize.service import FinalizeService
@@ -33,8 +32,7 @@ def create_app(settings: ServerSettings, engine: Engine) -> web.Application:
     """The aiohttp application serving `engine` as the live model (see the module for the order
     in which its parts start and stop)."""
     store = SqliteTranscriptStore(settings.data_dir / "transcripts.sqlite3")
-    second_pass = SecondPass(lambda name: load_engine(settings, name), settings.rewrite_api_key)
-    finalizer = FinalizeService(store, store, settings, second_pass)
+    finalizer = FinalizeService(store, store, settings, SecondPass.for_server(settings))
     scheduler = DecodeScheduler(engine)
     event_bus = InProcessEventBus(settings.event_log_max_events, settings.event_log_linger_s)
     host = SessionHost(settings, scheduler, event_bus, finalizer)

@@ -8,7 +8,6 @@ import asyncio
 from collections.abc import Callable, Iterable
 
 from .asr.engine import Engine, Progress
-from .asr.models import load_engine
 from .audio import SAMPLE_RATE, Samples
 from .config import ServerSettings
 from .finalize.pipeline import SecondPass, first_version
@@ -59,12 +58,17 @@ def second_pass(
     """Version 2 from the recording and version 1, with the settings' second-pass defaults.
     Blocks for as long as the decode takes: call it from a worker thread. Pass `passes` to keep
     its loaded models for another run."""
-    passes = passes or SecondPass(lambda name: load_engine(settings, name), settings.rewrite_api_key)
+    passes = passes or SecondPass.for_server(settings)
     return passes.run(audio, first, settings.finalize, on_progress)
 
 
 def live_version(
-    name: str, finals: list[Word], audio: Samples, language: str | None, live_model: str, settings: ServerSettings
+    name: str,
+    finals: list[Word],
+    audio: Samples,
+    language: str | None,
+    live_model: str,
+    settings: ServerSettings,
 ) -> Transcript:
     """Version 1 of an in-process transcript named `name`: the live finals as streamed."""
     return first_version(

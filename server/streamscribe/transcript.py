@@ -95,6 +95,16 @@ class VersionSummary(msgspec.Struct, frozen=True, kw_only=True):
     warnings: list[str]
 
 
+class VersionList(msgspec.Struct, frozen=True, kw_only=True):
+    """GET /v1/transcripts/{id}/versions: the second-pass state and every version."""
+
+    transcript_id: str
+    state: str
+    error: str | None
+    audio_kept: bool
+    versions: list[VersionSummary]
+
+
 def summarise(transcript: Transcript) -> VersionSummary:
     return VersionSummary(
         version=transcript.version,

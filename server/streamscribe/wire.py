@@ -184,6 +184,35 @@ class UploadAccepted(msgspec.Struct, frozen=True, kw_only=True):
     file: UploadedFile
 
 
+class FinalizeAnswer(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """Answer of POST /v1/transcripts/{id}/finalize: "queued" (202), or with ?wait the new version."""
+
+    transcript_id: str
+    state: str
+    version: int | None = None
+
+
+class DecoderTotals(msgspec.Struct, kw_only=True):
+    """Since the server started: decodes run, seconds the model was busy, seconds of audio decoded."""
+
+    decodes: int = 0
+    busy_s: float = 0.0
+    decoded_audio_s: float = 0.0
+
+
+class Health(msgspec.Struct, frozen=True, kw_only=True):
+    """GET /healthz."""
+
+    status: str
+    """ok, or draining while the server shuts down."""
+    model: str
+    sessions: int
+    max_sessions: int
+    uploads: int
+    max_uploads: int
+    decoder: DecoderTotals
+
+
 class WebRtcAnswer(msgspec.Struct, frozen=True, kw_only=True):
     """Answer of POST /v1/webrtc/offer (JSON form)."""
 
@@ -217,12 +246,17 @@ def encode(message: msgspec.Struct) -> bytes:
 
 
 def json_schema() -> dict[str, Any]:
-    """The JSON schema of both directions, served at GET /v1/schema."""
-    (client, server), components = msgspec.json.schema_components([ClientUnion, ServerUnion])
+    """The JSON schema of both directions of the stream, and of the REST bodies (`rest`, by
+    name), served at GET /v1/schema."""
+    rest_bodies = (ErrorBody, UploadAccepted, WebRtcAnswer, FinalizeAnswer, Health)
+    (client, server, *rest), components = msgspec.json.schema_components(
+        [ClientUnion, ServerUnion, *rest_bodies]
+    )
     return {
         "protocol": PROTOCOL_VERSION,
         "max_frame_bytes": MAX_FRAME_BYTES,
         "client_to_server": client,
         "server_to_client": server,
         "$defs": components,
+        "rest": {body.__name__: schema for body, schema in zip(rest_bodies, rest, strict=True)},
     }

@@ -120,7 +120,9 @@ async def test_live_captions_then_the_final_version(
     assert page.errors == []  # type: ignore[attr-defined]
 
 
-async def test_versions_search_player_and_exports(browser: Browser, page_url: str, jfk: tuple[object, str]) -> None:
+async def test_versions_search_player_and_exports(
+    browser: Browser, page_url: str, jfk: tuple[object, str]
+) -> None:
     page = await open_page(browser, page_url)
     await page.set_input_files("#file", speech_file("jfk/jfk.wav"))
     await final_text(page)
@@ -130,12 +132,19 @@ async def test_versions_search_player_and_exports(browser: Browser, page_url: st
     fellow = page.locator("#transcript .word", has_text="fellow")
     start = float(await fellow.get_attribute("data-start") or "nan")
     await fellow.click()
-    assert await page.evaluate("document.getElementById('player').currentTime") == pytest.approx(start, abs=0.05)
+    assert await page.evaluate("document.getElementById('player').currentTime") == pytest.approx(
+        start, abs=0.05
+    )
     await page.evaluate("document.getElementById('player').dispatchEvent(new Event('timeupdate'))")
     assert await page.locator("#transcript .word.now").all_text_contents() == ["fellow"]
     await page.select_option("#version", "1")
     await page.wait_for_function("document.getElementById('transcript').dataset.version === '1'")
-    for extension, pattern in (("txt", r"^And so my fellow"), ("srt", r"^1\n00:00:0"), ("vtt", r"^WEBVTT"), ("json", r"^\{")):
+    for extension, pattern in (
+        ("txt", r"^And so my fellow"),
+        ("srt", r"^1\n00:00:0"),
+        ("vtt", r"^WEBVTT"),
+        ("json", r"^\{"),
+    ):
         href = await page.get_attribute(f"#export-{extension}", "href")
         assert href and href.endswith(f"/versions/1?format={extension}")
         exported = await page.request.get(page_url + href)

@@ -70,7 +70,9 @@ async def test_stream_command_prints_the_words(served: tuple[asyncio.subprocess.
 
 def test_transcribe_runs_the_live_core_then_the_second_pass(tmp_path: Path) -> None:
     captions, web_captions = tmp_path / "jfk.srt", tmp_path / "jfk.vtt"
-    done = run_cli("transcribe", str(speech_file("jfk/jfk.wav")), "-o", str(captions), "-o", str(web_captions))
+    done = run_cli(
+        "transcribe", str(speech_file("jfk/jfk.wav")), "-o", str(captions), "-o", str(web_captions)
+    )
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("Speaker 1: And so") and "Speaker 2" not in done.stdout
     assert "ask what you can do for your country" in " ".join(word_keys(done.stdout))
@@ -97,12 +99,16 @@ async def test_transcribe_with_url_uploads_and_shows_progress(
 ) -> None:
     _, url = served
     captions = tmp_path / "jfk.vtt"
-    done = await asyncio.to_thread(run_cli, "transcribe", str(media["jfk.m4a"]), "--url", url, "-o", str(captions))
+    done = await asyncio.to_thread(
+        run_cli, "transcribe", str(media["jfk.m4a"]), "--url", url, "-o", str(captions)
+    )
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("Speaker 1: And so")
     assert "ask not what your country can do for you" in " ".join(word_keys(done.stdout))
     progress = done.stderr.splitlines()
-    assert any(line.startswith("transcribing 100%") and "0:11 / 0:11" in line for line in progress), done.stderr
+    assert any(line.startswith("transcribing 100%") and "0:11 / 0:11" in line for line in progress), (
+        done.stderr
+    )
     assert any(line.startswith("second pass  100%") for line in progress), done.stderr
     assert len(webvtt.from_string(captions.read_text())) >= 2
 
@@ -113,7 +119,10 @@ async def test_transcribe_with_url_reports_a_refused_file(
     _, url = served
     done = await asyncio.to_thread(run_cli, "transcribe", str(media["silent-video.mp4"]), "--url", url)
     assert done.returncode == 2
-    assert "error no_audio_stream: silent-video.mp4 (format mov,mp4,m4a,3gp,3g2,mj2) has no audio stream" in done.stderr
+    assert (
+        "error no_audio_stream: silent-video.mp4 (format mov,mp4,m4a,3gp,3g2,mj2) has no audio stream"
+        in done.stderr
+    )
 
 
 # Last: it stops the served process.
@@ -133,4 +142,3 @@ async def test_sigterm_flushes_live_streams_then_exits(
     assert result.close_code == 1001
     assert events[-1].audio_s < audio.size / SAMPLE_RATE
     assert await asyncio.wait_for(process.wait(), 30) == 0
-

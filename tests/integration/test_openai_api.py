@@ -72,7 +72,9 @@ async def test_text_srt_vtt_and_diarized_json(client: openai.AsyncOpenAI, media:
     async def create(response_format: str) -> object:
         with media["jfk.ogg"].open("rb") as file:
             return await client.audio.transcriptions.create(
-                file=file, model="whisper-1", response_format=response_format  # type: ignore[call-overload]
+                file=file,
+                model="whisper-1",
+                response_format=response_format,  # type: ignore[call-overload]
             )
 
     text, captions, web_captions, diarized = await asyncio.gather(
@@ -86,7 +88,9 @@ async def test_text_srt_vtt_and_diarized_json(client: openai.AsyncOpenAI, media:
     assert diarized.segments[0].type == "transcript.text.segment"  # type: ignore[attr-defined]
 
 
-async def test_the_sdk_raises_its_own_errors_with_our_codes(client: openai.AsyncOpenAI, media: dict[str, Path]) -> None:
+async def test_the_sdk_raises_its_own_errors_with_our_codes(
+    client: openai.AsyncOpenAI, media: dict[str, Path]
+) -> None:
     with pytest.raises(openai.BadRequestError) as empty:
         await client.audio.transcriptions.create(file=("empty.mp3", b""), model="whisper-1")
     assert empty.value.code == "empty_upload"
@@ -94,14 +98,18 @@ async def test_the_sdk_raises_its_own_errors_with_our_codes(client: openai.Async
         await client.audio.transcriptions.create(file=media["silent-video.mp4"], model="whisper-1")
     assert silent.value.code == "no_audio_stream" and "no audio stream" in silent.value.message
     with pytest.raises(openai.APIStatusError) as text:
-        await client.audio.transcriptions.create(file=("notes.txt", b"not audio at all\n" * 50), model="whisper-1")
+        await client.audio.transcriptions.create(
+            file=("notes.txt", b"not audio at all\n" * 50), model="whisper-1"
+        )
     assert text.value.status_code == 415 and text.value.code == "unsupported_audio"
     with pytest.raises(openai.BadRequestError) as model:
         await client.audio.transcriptions.create(file=media["jfk.mp3"], model="large-v9")
     assert model.value.code == "unknown_model" and "base" in model.value.message
 
 
-async def test_upload_options_reach_the_second_pass(client: openai.AsyncOpenAI, media: dict[str, Path]) -> None:
+async def test_upload_options_reach_the_second_pass(
+    client: openai.AsyncOpenAI, media: dict[str, Path]
+) -> None:
     """POST /v1/transcriptions with wait: the final version comes from the second pass, run with
     the options the upload gave."""
     import aiohttp
@@ -114,6 +122,9 @@ async def test_upload_options_reach_the_second_pass(client: openai.AsyncOpenAI, 
                 assert response.status == 200, await response.text()
                 final = await response.json()
     assert final["version"] == 2 and final["info"]["parent"] == 1
-    assert final["info"]["settings"]["diarize"] is False and final["info"]["settings"]["prompt"] == "Kennedy, 1961."
+    assert (
+        final["info"]["settings"]["diarize"] is False
+        and final["info"]["settings"]["prompt"] == "Kennedy, 1961."
+    )
     assert final["info"]["models"] == {"second_pass": "base", "diarizer": "none"}
     assert all(segment["speaker"] is None for segment in final["segments"])

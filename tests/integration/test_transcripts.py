@@ -60,7 +60,10 @@ async def base_url(finalize_settings: ServerSettings, engine: Engine) -> AsyncIt
 async def stream(url: str, audio: np.ndarray, wait: bool = True) -> list[dict]:
     """Stream as fast as the server reads, send stop, return every event until the socket closes."""
     events: list[dict] = []
-    async with aiohttp.ClientSession() as http, http.ws_connect(url.replace("http", "ws") + "/v1/stream") as ws:
+    async with (
+        aiohttp.ClientSession() as http,
+        http.ws_connect(url.replace("http", "ws") + "/v1/stream") as ws,
+    ):
         await ws.send_str(json.dumps({"type": "start"}))
         pcm = to_pcm_s16le(audio)
         for offset in range(0, len(pcm), 32000):
@@ -120,7 +123,12 @@ def test_transcript_ready_comes_before_closed(streamed: tuple[str, list[dict]]) 
     transcript_id, events = streamed
     kinds = [event["type"] for event in events]
     assert kinds[-2:] == ["transcript_ready", "closed"]
-    assert events[-2] == {"type": "transcript_ready", "transcript_id": transcript_id, "version": 2, "seq": events[-2]["seq"]}
+    assert events[-2] == {
+        "type": "transcript_ready",
+        "transcript_id": transcript_id,
+        "version": 2,
+        "seq": events[-2]["seq"],
+    }
     progress = [event["progress"] for event in events if event["type"] == "finalizing"]
     assert progress[0] == 0.0 and progress[-1] == 1.0 and progress == sorted(progress)
     first_finalizing = kinds.index("finalizing")
@@ -128,7 +136,9 @@ def test_transcript_ready_comes_before_closed(streamed: tuple[str, list[dict]]) 
     assert [event["seq"] for event in events] == list(range(1, len(events) + 1))
 
 
-async def test_versions_are_listed_and_v1_is_the_live_finals(base_url: str, streamed: tuple[str, list[dict]]) -> None:
+async def test_versions_are_listed_and_v1_is_the_live_finals(
+    base_url: str, streamed: tuple[str, list[dict]]
+) -> None:
     transcript_id, events = streamed
     listing = await get_json(base_url, f"/v1/transcripts/{transcript_id}/versions")
     assert listing["state"] == "done" and listing["audio_kept"]
@@ -167,7 +177,9 @@ async def test_rerun_adds_a_version_and_leaves_the_others_untouched(
     transcript_id, _events = streamed
     path = f"/v1/transcripts/{transcript_id}"
     before = [await get_text(base_url, f"{path}/versions/{n}") for n in (1, 2)]
-    status, body = await post(base_url, f"{path}/finalize?wait=1", {"num_speakers": 2, "caption_max_chars": 32})
+    status, body = await post(
+        base_url, f"{path}/finalize?wait=1", {"num_speakers": 2, "caption_max_chars": 32}
+    )
     assert status == 200, body
     assert body["version"] == 3
     third = await get_json(base_url, f"{path}/versions/3")
@@ -192,7 +204,9 @@ async def test_bad_requests_get_codes(base_url: str, streamed: tuple[str, list[d
     assert bad_format["error"]["code"] == "invalid_request"
 
 
-async def test_client_that_does_not_wait_gets_closed_first(base_url: str, jfk: tuple[np.ndarray, str]) -> None:
+async def test_client_that_does_not_wait_gets_closed_first(
+    base_url: str, jfk: tuple[np.ndarray, str]
+) -> None:
     events = await stream(base_url, jfk[0], wait=False)
     assert events[-1]["type"] == "closed"
     assert not [event for event in events if event["type"] in ("finalizing", "transcript_ready")]
@@ -209,7 +223,10 @@ async def test_delete_removes_transcript_and_audio(
     transcript_id = events[0]["transcript_id"]
     audio = finalize_settings.data_dir / "audio" / f"{transcript_id}.wav"
     assert audio.is_file()
-    async with aiohttp.ClientSession() as http, http.delete(f"{base_url}/v1/transcripts/{transcript_id}") as response:
+    async with (
+        aiohttp.ClientSession() as http,
+        http.delete(f"{base_url}/v1/transcripts/{transcript_id}") as response,
+    ):
         assert response.status == 204
     assert not audio.exists()
     await get_json(base_url, f"/v1/transcripts/{transcript_id}", expect=404)
@@ -244,9 +261,14 @@ async def test_restart_keeps_transcripts(
         await runner.cleanup()
 
 
-async def test_crash_during_second_pass_keeps_v1_and_reruns(tmp_path: Path, jfk: tuple[np.ndarray, str]) -> None:
+async def test_crash_during_second_pass_keeps_v1_and_reruns(
+    tmp_path: Path, jfk: tuple[np.ndarray, str]
+) -> None:
     """SIGKILL the server as soon as the second pass starts; the next server redoes it."""
-    env = os.environ | {"STREAMSCRIBE_DATA_DIR": str(tmp_path / "data"), "STREAMSCRIBE_MODEL_CACHE_DIR": str(tmp_path / "cache")}
+    env = os.environ | {
+        "STREAMSCRIBE_DATA_DIR": str(tmp_path / "data"),
+        "STREAMSCRIBE_MODEL_CACHE_DIR": str(tmp_path / "cache"),
+    }
     command = [sys.executable, "-m", "streamscribe.cli", "serve", "--port", "0"]
 
     async def serve() -> tuple[asyncio.subprocess.Process, str]:
@@ -260,7 +282,10 @@ async def test_crash_during_second_pass_keeps_v1_and_reruns(tmp_path: Path, jfk:
 
     process, url = await serve()
     events: list[dict] = []
-    async with aiohttp.ClientSession() as http, http.ws_connect(url.replace("http", "ws") + "/v1/stream") as ws:
+    async with (
+        aiohttp.ClientSession() as http,
+        http.ws_connect(url.replace("http", "ws") + "/v1/stream") as ws,
+    ):
         await ws.send_str(json.dumps({"type": "start"}))
         await ws.send_bytes(to_pcm_s16le(jfk[0]))
         await ws.send_str(json.dumps({"type": "stop"}))
@@ -276,7 +301,9 @@ async def test_crash_during_second_pass_keeps_v1_and_reruns(tmp_path: Path, jfk:
         listing = await wait_until_done(url, transcript_id, 120)
         assert [v["version"] for v in listing["versions"]] == [1, 2]
         first = await get_json(url, f"/v1/transcripts/{transcript_id}/versions/1")
-        assert [w["text"] for s in first["segments"] for line in s["lines"] for w in line["words"]] == streamed_words(events)
+        assert [
+            w["text"] for s in first["segments"] for line in s["lines"] for w in line["words"]
+        ] == streamed_words(events)
     finally:
         process.terminate()
         await process.wait()

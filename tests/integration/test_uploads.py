@@ -66,7 +66,10 @@ async def follow_ws(url: str, session_id: str, after: int = 0) -> list[dict]:
 async def follow_sse(url: str, session_id: str, last_event_id: int = 0) -> tuple[int, list[dict]]:
     headers = {"Accept": "text/event-stream", "Last-Event-ID": str(last_event_id)}
     events: list[dict] = []
-    async with aiohttp.ClientSession() as http, http.get(url + f"/v1/sessions/{session_id}/events", headers=headers) as response:
+    async with (
+        aiohttp.ClientSession() as http,
+        http.get(url + f"/v1/sessions/{session_id}/events", headers=headers) as response,
+    ):
         async for line in response.content:
             if line.startswith(b"data: "):
                 events.append(json.loads(line[6:]))
@@ -97,7 +100,9 @@ async def test_an_upload_is_answered_at_once_and_its_events_are_those_of_a_live_
     processed = [event["processed_s"] for event in progress]
     assert processed == sorted(processed)
     version = await get_json(server, f"/v1/transcripts/{session_id}")
-    stored = [word["text"] for segment in version["segments"] for line in segment["lines"] for word in line["words"]]
+    stored = [
+        word["text"] for segment in version["segments"] for line in segment["lines"] for word in line["words"]
+    ]
     assert stored == finals, "version 1 is the words the replay streamed"
     assert not any((upload_settings.data_dir / "uploads").glob("*")), "the spooled upload is removed"
 
@@ -132,7 +137,9 @@ async def test_a_live_websocket_stream_can_be_followed_by_a_second_client(
             follower = asyncio.ensure_future(follow_ws(server, event.session_id))
         seen.append(event.__struct_config__.tag)
 
-    result = await stream_samples(server.replace("http", "ws") + "/v1/stream", audio, speed=0, on_event=on_event)  # type: ignore[arg-type]
+    result = await stream_samples(
+        server.replace("http", "ws") + "/v1/stream", audio, speed=0, on_event=on_event
+    )  # type: ignore[arg-type]
     assert follower is not None
     followed = await follower
     assert followed[-1]["type"] == "closed"
@@ -140,10 +147,14 @@ async def test_a_live_websocket_stream_can_be_followed_by_a_second_client(
     assert followed_finals == [w.text for w in result.finals]
 
 
-async def test_wait_answers_with_the_final_version_in_the_asked_format(server: str, media: dict[str, Path]) -> None:
+async def test_wait_answers_with_the_final_version_in_the_asked_format(
+    server: str, media: dict[str, Path]
+) -> None:
     async with aiohttp.ClientSession() as http:
         params = {"wait": "true", "format": "srt"}
-        async with http.post(server + "/v1/transcriptions", params=params, data=media["jfk.flac"].read_bytes()) as response:
+        async with http.post(
+            server + "/v1/transcriptions", params=params, data=media["jfk.flac"].read_bytes()
+        ) as response:
             assert response.status == 200, await response.text()
             cues = list(srt.parse(await response.text()))
     assert "ask not what your country" in " ".join(cue.content for cue in cues).replace("\n", " ").lower()
@@ -265,7 +276,6 @@ async def get_json(url: str, path: str) -> dict:
     async with aiohttp.ClientSession() as http, http.get(url + path) as response:
         assert response.status == 200, await response.text()
         return await response.json()  # type: ignore[no-any-return]
-
 
 
 async def test_events_older_than_the_log_keeps_are_refused_with_410(

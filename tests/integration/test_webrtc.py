@@ -37,7 +37,10 @@ def assert_well_formed_over_webrtc(events: list) -> None:  # type: ignore[type-a
 
 
 async def stored_words(server_url: str, transcript_id: str) -> str | None:
-    async with aiohttp.ClientSession() as http, http.get(f"{server_url}/v1/transcripts/{transcript_id}") as response:
+    async with (
+        aiohttp.ClientSession() as http,
+        http.get(f"{server_url}/v1/transcripts/{transcript_id}") as response,
+    ):
         if response.status != 200:
             return None
         stored = await response.json()
@@ -88,9 +91,12 @@ async def test_whip_offer_and_delete(server_url: str, jfk: tuple[object, str]) -
     ],
 )
 async def test_a_bad_offer_gets_a_code_and_a_reason(server_url: str, body: str, content_type: str) -> None:
-    async with aiohttp.ClientSession() as http, http.post(
-        server_url + "/v1/webrtc/offer", data=body, headers={"Content-Type": content_type}
-    ) as response:
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(
+            server_url + "/v1/webrtc/offer", data=body, headers={"Content-Type": content_type}
+        ) as response,
+    ):
         assert response.status == 400
         assert (await response.json())["error"]["code"] == "invalid_request"
 

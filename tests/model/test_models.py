@@ -18,6 +18,7 @@ from streamscribe.errors import UnknownModel
 def cpu_settings(cache_dir: Path) -> ServerSettings:
     return load_settings({"device": "cpu", "model_cache_dir": cache_dir}, environ={})
 
+
 def test_base_is_assembled_once_checked_and_decodes(tmp_path: Path, jfk: tuple[np.ndarray, str]) -> None:
     folder = assemble_base(tmp_path)
     model_bin = folder / "model.bin"

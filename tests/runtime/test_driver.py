@@ -13,8 +13,8 @@ from streamscribe.asr.engine import AsrWord, DecodeOptions
 from streamscribe.audio import SAMPLE_RATE, Samples
 from streamscribe.config import StreamSettings
 from streamscribe.live.driver import SessionDriver
-from streamscribe.live.handover import JobDone, JobProgress
 from streamscribe.live.scheduler import DecodeScheduler
+from streamscribe.store.handover import JobDone, JobProgress
 from streamscribe.stream.session import LiveSession
 from streamscribe.wire import Closed, Final, Finalizing, TranscriptReady
 
@@ -39,13 +39,20 @@ class OneWordEngine:
 
 
 class MemorySink:
+    """Counts what is recorded; `writable` can hold a write up, as a slow disk would."""
+
     def __init__(self) -> None:
         self.samples = 0
         self.closed = False
         self.writer_threads: set[str] = set()
+        self.writing = threading.Event()
+        self.writable = threading.Event()
+        self.writable.set()
 
     def write(self, samples: Samples) -> None:
         self.writer_threads.add(threading.current_thread().name)
+        self.writing.set()
+        self.writable.wait(30)
         if not self.closed:
             self.samples += samples.size
 
@@ -53,9 +60,12 @@ class MemorySink:
         self.closed = True
 
 
-def driver_for(engine: OneWordEngine, handed_over: list[SessionDriver], sink: MemorySink) -> tuple[SessionDriver, DecodeScheduler]:
+def driver_for(
+    engine: OneWordEngine, handed_over: list[SessionDriver], sink: MemorySink, speech_from: int | None = 0
+) -> tuple[SessionDriver, DecodeScheduler]:
     settings = StreamSettings(max_lookahead_s=2.0)
-    session = LiveSession("s1", settings, ScriptedVad(0, None), engine.name, SAMPLE_RATE, "en", transcript_id="s1")
+    vad = ScriptedVad(speech_from, None)
+    session = LiveSession("s1", settings, vad, engine.name, SAMPLE_RATE, "en", transcript_id="s1")
     scheduler = DecodeScheduler(engine)  # type: ignore[arg-type]
     driver = SessionDriver(session, scheduler, recorder=sink, on_live_finished=handed_over.append)
     return driver, scheduler
@@ -103,4 +113,22 @@ async def test_a_fast_feeder_waits_while_decoding_lags_behind() -> None:
         await asyncio.wait_for(driver.wait_closed(), 10)
     finally:
         engine.release.set()
+        await scheduler.close()
+
+
+async def test_a_stop_during_a_recording_write_hands_over_only_once_the_write_is_done() -> None:
+    engine, sink, handed_over = OneWordEngine(), MemorySink(), []
+    driver, scheduler = driver_for(engine, handed_over, sink, speech_from=None)  # silence: nothing to decode
+    sink.writable.clear()
+    scheduler.start()
+    try:
+        feeding = asyncio.create_task(driver.feed_audio(np.zeros(SAMPLE_RATE // 2, dtype=np.float32)))
+        assert await asyncio.to_thread(sink.writing.wait, 30)
+        driver.stop(wait_for_transcript=False)  # e.g. the server drains while the disk is slow
+        assert driver.session.live_finished and handed_over == [], "no hand-over before the audio is written"
+        sink.writable.set()
+        await asyncio.wait_for(feeding, 30)
+        assert handed_over == [driver] and sink.samples == SAMPLE_RATE // 2
+    finally:
+        sink.writable.set()
         await scheduler.close()

@@ -21,7 +21,9 @@ class Recorder:
     def __init__(self) -> None:
         self.order: list[float] = []
 
-    def transcribe(self, audio: np.ndarray, options: DecodeOptions, on_progress: object = None) -> list[AsrWord]:
+    def transcribe(
+        self, audio: np.ndarray, options: DecodeOptions, on_progress: object = None
+    ) -> list[AsrWord]:
         self.order.append(float(audio[0]))
         return []
 

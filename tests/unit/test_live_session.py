@@ -169,7 +169,9 @@ def test_the_session_moves_through_its_states_in_order_and_is_silent_once_closed
     request = live.take_decode_request()
     assert request is not None and request.ends_region
     live.receive_decode_result(request, [word("done", 0.1)])
-    assert live.state is State.FINALIZING and live.live_finished, "every final is out; the transcript is awaited"
+    assert live.state is State.FINALIZING and live.live_finished, (
+        "every final is out; the transcript is awaited"
+    )
     live.receive_transcript_ready(2)
     assert live.state is State.CLOSED and live.closed
     live.events_to_send()

@@ -17,7 +17,12 @@ def test_overrides_apply_over_the_server_defaults() -> None:
 
 @pytest.mark.parametrize(
     ("field", "value"),
-    [("enabled", "false"), ("pyannote_checkpoint", '"/tmp/x"'), ("rewrite_url", '"http://x"'), ("rewrite_model", '"m"')],
+    [
+        ("enabled", "false"),
+        ("pyannote_checkpoint", '"/tmp/x"'),
+        ("rewrite_url", '"http://x"'),
+        ("rewrite_model", '"m"'),
+    ],
 )
 def test_settings_that_name_server_files_or_endpoints_are_the_operators(field: str, value: str) -> None:
     with pytest.raises(InvalidRequest, match=f"{field} can only be set by the server's operator"):

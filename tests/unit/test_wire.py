@@ -31,3 +31,22 @@ def test_schema_names_every_message() -> None:
     expected = {"Start", "Finalize", "Stop", "Ready", "SpeechStarted", "Partial", "Final"}
     assert expected | {"UtteranceEnd", "Error", "Closed", "Word"} <= names
     assert schema["protocol"] == wire.PROTOCOL_VERSION
+
+
+def test_schema_describes_the_rest_bodies_too() -> None:
+    rest = wire.json_schema()["rest"]
+    assert set(rest) == {"ErrorBody", "UploadAccepted", "WebRtcAnswer", "FinalizeAnswer", "Health"}
+    assert rest["ErrorBody"] == {"$ref": "#/$defs/ErrorBody"}
+
+
+def test_rest_bodies_keep_their_wire_names() -> None:
+    body = wire.ErrorBody(
+        error=wire.ErrorDetail(code="overloaded", message="retry", type="invalid_request_error")
+    )
+    assert msgspec.json.decode(wire.encode(body)) == {
+        "error": {"code": "overloaded", "message": "retry", "type": "invalid_request_error"}
+    }
+    queued = wire.FinalizeAnswer(transcript_id="t", state="queued")
+    assert msgspec.json.decode(wire.encode(queued)) == {"transcript_id": "t", "state": "queued"}, (
+        "no version yet"
+    )

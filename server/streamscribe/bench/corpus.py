@@ -33,9 +33,6 @@ class Corpus:
         return self.audio.size / SAMPLE_RATE
 
 
-
-
-
 def librispeech_stream(testdata: Path, minutes: float) -> Corpus:
     """dev-clean utterances in a fixed order, joined with short silences, up to `minutes`."""
     pieces: list[Samples] = []
@@ -63,13 +60,17 @@ def conversation(testdata: Path) -> Corpus:
     base = testdata / "conversations" / "conv2spk_1272_84"
     with base.with_suffix(".transcript.tsv").open() as handle:
         reference = " ".join(row["text"] for row in csv.DictReader(handle, delimiter="\t"))
-    return Corpus("conversation-2spk", read_file(base.with_suffix(".wav")), reference, base.with_suffix(".rttm"))
+    return Corpus(
+        "conversation-2spk", read_file(base.with_suffix(".wav")), reference, base.with_suffix(".rttm")
+    )
 
 
 def meeting(testdata: Path) -> Corpus:
     """pyannote's 30 s two-person sample: real conversation with overlap; speaker turns only."""
     base = testdata / "pyannote" / "sample"
-    return Corpus("meeting-pyannote-sample", read_file(base.with_suffix(".wav")), "", base.with_suffix(".rttm"))
+    return Corpus(
+        "meeting-pyannote-sample", read_file(base.with_suffix(".wav")), "", base.with_suffix(".rttm")
+    )
 
 
 def load_corpus(name: str, testdata: Path, minutes: float) -> Corpus:
@@ -84,9 +85,6 @@ def load_corpus(name: str, testdata: Path, minutes: float) -> Corpus:
 
 def jfk(testdata: Path) -> Corpus:
     return Corpus("jfk", read_file(testdata / "jfk" / "jfk.wav"), (testdata / "jfk" / "jfk.txt").read_text())
-
-
-CORPORA = ("librispeech", "conversation", "jfk", "meeting")
 
 
 def write_mp3(audio: Samples, path: Path) -> None:

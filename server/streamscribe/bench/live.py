@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import msgspec
+
 from ..client.http import follow_session, upload_file
 from ..client.stream import StreamResult, stream_samples
 from ..client.webrtc import stream_samples_webrtc
@@ -59,7 +61,8 @@ async def run_streams(corpus: Corpus, args: argparse.Namespace) -> StreamRun:
         after = await server.health()
         streaming.clear()
         uploads_done = sum(await asyncio.gather(*uploads))
-        decoder = {key: after["decoder"][key] - before["decoder"][key] for key in after["decoder"]}
+        totals = msgspec.structs.asdict(after.decoder).items()
+        decoder = {key: value - getattr(before.decoder, key) for key, value in totals}
         return StreamRun(list(results), decoder, server.rss_mib, wall_s, uploads_done)
 
 
@@ -83,7 +86,9 @@ async def _upload_while(streaming: asyncio.Event, server: ServerProcess, corpus:
     return done
 
 
-def measure(corpus: Corpus, offline: OfflineDecode, run: StreamRun, args: argparse.Namespace) -> dict[str, Any]:
+def measure(
+    corpus: Corpus, offline: OfflineDecode, run: StreamRun, args: argparse.Namespace
+) -> dict[str, Any]:
     duration = corpus.duration_s
     results, decoder, rss_mib = run.results, run.decoder, run.rss_mib
     partial_latencies: list[Latency] = []
@@ -152,7 +157,9 @@ def report(figures: dict[str, Any]) -> None:
 
 async def measure_streams(corpus: Corpus, args: argparse.Namespace) -> dict[str, Any]:
     """The offline reference decode, then the streams against a server, measured."""
-    offline = await asyncio.to_thread(offline_decode, corpus, load_settings({"model": args.model, "device": "cpu"}))
+    offline = await asyncio.to_thread(
+        offline_decode, corpus, load_settings({"model": args.model, "device": "cpu", "compute_type": "int8"})
+    )
     return measure(corpus, offline, await run_streams(corpus, args), args)
 
 
@@ -161,12 +168,19 @@ def add_bench_parser(commands: Any) -> None:
         commands, "bench", "stream real speech to a server at real-time pace and measure", measure_streams, report,
         ("librispeech", "conversation", "jfk"),
     )  # fmt: skip
-    bench.add_argument("--sessions", type=int, default=1, help="concurrent streams of the same audio (default: 1)")
+    bench.add_argument(
+        "--sessions", type=int, default=1, help="concurrent streams of the same audio (default: 1)"
+    )
     bench.add_argument("--speed", type=float, default=1.0, help="x real time (default: 1, real-time pace)")
     bench.add_argument(
-        "--uploads", type=int, default=0, help="upload loops replaying the corpus at max speed alongside (default: 0)"
+        "--uploads",
+        type=int,
+        default=0,
+        help="upload loops replaying the corpus at max speed alongside (default: 0)",
     )
-    bench.add_argument("--no-second-pass", dest="no_second_pass", action="store_true", help="run the server without it")
+    bench.add_argument(
+        "--no-second-pass", dest="no_second_pass", action="store_true", help="run the server without it"
+    )
     bench.add_argument(
         "--transport", choices=["websocket", "webrtc"], default="websocket",
         help="how the streams reach the server (default: websocket)",

@@ -163,5 +163,7 @@ def diarization_error(transcript: Transcript, rttm: Path) -> float | None:
         reference[Segment(start, start + float(fields[4]))] = fields[7]
     for segment in transcript.segments:
         for caption in segment.lines:
-            hypothesis[Segment(caption.start, max(caption.end, caption.start + 0.01))] = segment.speaker or "?"
+            hypothesis[Segment(caption.start, max(caption.end, caption.start + 0.01))] = (
+                segment.speaker or "?"
+            )
     return float(DiarizationErrorRate(collar=0.25)(reference, hypothesis))

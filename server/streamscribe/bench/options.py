@@ -39,8 +39,15 @@ def add_benchmark(
         return 0
 
     bench: argparse.ArgumentParser = commands.add_parser(name, help=help)
-    bench.add_argument("--corpus", choices=list(corpora), default=corpora[0], help=f"the speech to play (default: {corpora[0]})")
-    bench.add_argument("--minutes", type=float, default=5.0, help="length of the LibriSpeech stream (default: 5)")
+    bench.add_argument(
+        "--corpus",
+        choices=list(corpora),
+        default=corpora[0],
+        help=f"the speech to play (default: {corpora[0]})",
+    )
+    bench.add_argument(
+        "--minutes", type=float, default=5.0, help="length of the LibriSpeech stream (default: 5)"
+    )
     bench.add_argument("--model", default="tiny.en", help="the live model (default: tiny.en)")
     bench.add_argument(
         "--testdata",

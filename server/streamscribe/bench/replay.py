@@ -61,16 +61,24 @@ async def measure(corpus: Corpus, args: argparse.Namespace) -> dict[str, Any]:
         file = Path(scratch) / f"{corpus.name}.mp3"
         write_mp3(corpus.audio, file)
         serve_args = ["--data-dir", str(Path(scratch) / "data")]
-        figures: dict[str, Any] = {"corpus": corpus.name, "audio_s": round(corpus.duration_s, 1), "model": args.model}
+        figures: dict[str, Any] = {
+            "corpus": corpus.name,
+            "audio_s": round(corpus.duration_s, 1),
+            "model": args.model,
+        }
         async with ServerProcess(args.model, *serve_args) as server:
             await replay_once(server.base_url, file, "max", corpus)  # warm-up: second-pass model load, caches
-            figures["runs"] = [await replay_once(server.base_url, file, speed, corpus) for speed in args.speeds]
+            figures["runs"] = [
+                await replay_once(server.base_url, file, speed, corpus) for speed in args.speeds
+            ]
     return figures
 
 
 def report(figures: dict[str, Any]) -> None:
     print(f"corpus {figures['corpus']} ({figures['audio_s']} s of audio), live model {figures['model']}")
-    print(f"{'speed':<9} {'live pass':>10} {'x real time':>12} {'final after':>12} {'WER v1':>8} {'WER final':>10}")
+    print(
+        f"{'speed':<9} {'live pass':>10} {'x real time':>12} {'final after':>12} {'WER v1':>8} {'WER final':>10}"
+    )
     for run in figures["runs"]:
         print(
             f"{run['speed']:<9} {run['live_pass_s']:>9.1f}s {run['replay_x_realtime']:>11.1f}x "

@@ -30,7 +30,7 @@ async def measure(corpus: Corpus, args: argparse.Namespace) -> dict[str, Any]:
     finals = await live_pass(engine, settings, [corpus.audio], "en", lambda _event: None)
     live_s = time.perf_counter() - began
     first = live_version(corpus.name, finals, corpus.audio, "en", engine.name, settings)
-    passes = SecondPass(lambda name: load_engine(settings, name))
+    passes = SecondPass.for_server(settings)
     # Warm up once (model load, the speaker encoder's first run) so the timing is the steady state.
     warm_up = corpus.audio[: 5 * SAMPLE_RATE]
     await asyncio.to_thread(second_pass, settings, warm_up, first, lambda _p: None, passes)
@@ -51,7 +51,9 @@ async def measure(corpus: Corpus, args: argparse.Namespace) -> dict[str, Any]:
     }
     if corpus.reference:
         figures["wer_v1"] = round(word_error_rate(corpus.reference, " ".join(w.text for w in first.words)), 4)
-        figures["wer_v2"] = round(word_error_rate(corpus.reference, " ".join(w.text for w in second.words)), 4)
+        figures["wer_v2"] = round(
+            word_error_rate(corpus.reference, " ".join(w.text for w in second.words)), 4
+        )
     if corpus.rttm is not None:
         figures["der"] = diarization_error(second, corpus.rttm)
     return figures
@@ -67,5 +69,8 @@ def add_bench_second_pass_parser(commands: Any) -> None:
         ("librispeech", "conversation", "jfk", "meeting"),
     )  # fmt: skip
     bench.add_argument(
-        "--second-pass-model", dest="second_pass_model", default="base", help="the second pass's model (default: base)"
+        "--second-pass-model",
+        dest="second_pass_model",
+        default="base",
+        help="the second pass's model (default: base)",
     )

@@ -6,10 +6,12 @@ import asyncio
 import re
 import sys
 import time
-from typing import Any
 
 import aiohttp
+import msgspec
 import psutil
+
+from ..wire import Health
 
 
 class ServerProcess:
@@ -53,13 +55,9 @@ class ServerProcess:
         self._process.terminate()
         await self._process.wait()
 
-    async def health(self) -> dict[str, Any]:
-        async with (
-            aiohttp.ClientSession() as http,
-            http.get(self.url.replace("ws://", "http://").replace("/v1/stream", "/healthz")) as response,
-        ):
-            health: dict[str, Any] = await response.json()
-            return health
+    async def health(self) -> Health:
+        async with aiohttp.ClientSession() as http, http.get(f"{self.base_url}/healthz") as response:
+            return msgspec.json.decode(await response.read(), type=Health)
 
     async def _sample_memory(self) -> None:
         assert self._process is not None
@@ -68,5 +66,3 @@ class ServerProcess:
         while True:
             self.rss_mib.append((time.monotonic() - began, process.memory_info().rss / 2**20))
             await asyncio.sleep(1.0)
-
-

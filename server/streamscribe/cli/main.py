@@ -56,7 +56,9 @@ def _settings_overrides(args: argparse.Namespace) -> dict[str, Any]:
         "audio_retention_h",
     )  # fmt: skip
     overrides: dict[str, Any] = {key: getattr(args, key, None) for key in keys}
-    finalize: dict[str, Any] = {key: getattr(args, key, None) for key in ("num_speakers", "min_speakers", "max_speakers")}
+    finalize: dict[str, Any] = {
+        key: getattr(args, key, None) for key in ("num_speakers", "min_speakers", "max_speakers")
+    }
     finalize["model"] = getattr(args, "second_pass_model", None)
     finalize["prompt"] = getattr(args, "prompt", None)
     if getattr(args, "no_second_pass", False):

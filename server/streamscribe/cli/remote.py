@@ -31,7 +31,11 @@ class ProgressBar:
             detail = f"{_clock(event.processed_s)} / {_clock(total)}" if total else _clock(event.processed_s)
             self._draw("transcribing", fraction, detail)
         elif isinstance(event, Finalizing):
-            self._draw("second pass ", event.progress, f"{_clock(event.processed_s or 0.0)} / {_clock(event.total_s or 0.0)}")
+            self._draw(
+                "second pass ",
+                event.progress,
+                f"{_clock(event.processed_s or 0.0)} / {_clock(event.total_s or 0.0)}",
+            )
         elif isinstance(event, TranscriptReady):
             self._end_line()
         elif isinstance(event, Error):

@@ -25,7 +25,7 @@ async def upload_file(base_url: str, path: Path, options: dict[str, str]) -> Upl
             async with http.post(url, params=options, data=body, headers=headers) as response:
                 answer = await response.read()
                 if response.status != 202:
-                    raise refusal(answer)
+                    raise refusal(response.status, answer)
     return msgspec.json.decode(answer, type=UploadAccepted)
 
 
@@ -39,11 +39,13 @@ async def follow_session(
         while True:
             try:
                 headers = {"Accept": "text/event-stream", "Last-Event-ID": str(last_seq)}
-                async with http.get(f"{base_url}/v1/sessions/{session_id}/events", headers=headers) as response:
+                async with http.get(
+                    f"{base_url}/v1/sessions/{session_id}/events", headers=headers
+                ) as response:
                     if response.status == 204:
                         return
                     if response.status != 200:
-                        raise refusal(await response.read())
+                        raise refusal(response.status, await response.read())
                     kind = ""
                     async for line in response.content:
                         if line.startswith(b"event: "):
@@ -76,11 +78,15 @@ async def fetch_transcript(
         async with http.get(url, params={"format": format}) as response:
             body = await response.read()
             if response.status != 200:
-                raise refusal(body)
+                raise refusal(response.status, body)
     return body
 
 
-def refusal(body: bytes) -> StreamscribeError:
-    """The server's error body as the matching StreamscribeError."""
-    detail = msgspec.json.decode(body, type=ErrorBody).error
+def refusal(status: int, body: bytes) -> StreamscribeError:
+    """The server's error body as the matching StreamscribeError; a body that is not one (a proxy's
+    page, say) as the root error with the HTTP status and the start of the body."""
+    try:
+        detail = msgspec.json.decode(body, type=ErrorBody).error
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return StreamscribeError(f"HTTP {status}: {body[:200].decode(errors='replace').strip()}")
     return error_for(detail.code, detail.message)

@@ -55,7 +55,9 @@ class SpeechTrack(AudioStreamTrack):
 class WebRtcPeer:
     """One peer connection with a speech track and an `events` data channel."""
 
-    def __init__(self, audio: Samples, speed: float, on_event: Callable[[TimedEvent], None] | None = None) -> None:
+    def __init__(
+        self, audio: Samples, speed: float, on_event: Callable[[TimedEvent], None] | None = None
+    ) -> None:
         self.pc = RTCPeerConnection()
         self.channel = self.pc.createDataChannel("events")
         self.track = SpeechTrack(audio, speed)
@@ -65,7 +67,9 @@ class WebRtcPeer:
         self._on_event = on_event
         self.channel.on("message", self._receive)
 
-    async def offer(self, base_url: str, options: dict[str, str] | None = None, whip: bool = False) -> WebRtcAnswer:
+    async def offer(
+        self, base_url: str, options: dict[str, str] | None = None, whip: bool = False
+    ) -> WebRtcAnswer:
         """Send the offer (JSON, or WHIP's application/sdp) and apply the answer. Raises the
         server's StreamscribeError if it refuses the offer."""
         await self.pc.setLocalDescription(await self.pc.createOffer())
@@ -78,7 +82,7 @@ class WebRtcPeer:
                 async with http.post(url, data=sdp, headers=headers, params=options) as response:
                     body = await response.read()
                     if response.status != 201:
-                        raise refusal(body)
+                        raise refusal(response.status, body)
                     location = response.headers["Location"]
                     session_id = location.rsplit("/", 1)[-1]
                     answer = WebRtcAnswer(
@@ -89,7 +93,7 @@ class WebRtcPeer:
                 async with http.post(url, json={"type": "offer", "sdp": sdp, **options}) as response:
                     body = await response.read()
                     if response.status != 200:
-                        raise refusal(body)
+                        raise refusal(response.status, body)
                     answer = msgspec.json.decode(body, type=WebRtcAnswer)
         await self.pc.setRemoteDescription(RTCSessionDescription(sdp=answer.sdp, type="answer"))
         return answer

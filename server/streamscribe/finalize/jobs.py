@@ -17,8 +17,8 @@ from typing import Any, TypeVar
 
 from ..config import ServerSettings
 from ..errors import AudioNotRetained, TranscriptNotFound
-from ..live.handover import JobDone, JobEvent, JobFailed, JobListener, JobProgress
 from ..store.base import JobQueue, TranscriptStore
+from ..store.handover import JobDone, JobEvent, JobFailed, JobListener, JobProgress
 from ..store.recording import read_recording, recording_duration_s
 from ..transcript import Transcript
 from .overrides import apply_overrides
@@ -100,7 +100,9 @@ class JobRunner:
             await sweep_expired_audio(self._store, self._settings.audio_retention_h)
             self._listeners.notify(job.id, JobFailed(error) if error else JobDone(stored.version))
 
-    async def _run_job(self, transcript_id: str, audio_path: str | None, overrides: bytes | None) -> Transcript:
+    async def _run_job(
+        self, transcript_id: str, audio_path: str | None, overrides: bytes | None
+    ) -> Transcript:
         if audio_path is None:
             raise AudioNotRetained("the audio is no longer kept")
         settings = apply_overrides(self._settings.finalize, overrides)

@@ -35,7 +35,9 @@ def merge(previous: list[Word], decoded: list[Word]) -> list[Word]:
 
 
 def _merge_chunk(old: list[Word], new: list[Word], ids: _IdAllocator) -> Iterator[Word]:
-    matcher = SequenceMatcher(None, [word_key(w.text) for w in old], [word_key(w.text) for w in new], autojunk=False)
+    matcher = SequenceMatcher(
+        None, [word_key(w.text) for w in old], [word_key(w.text) for w in new], autojunk=False
+    )
     for tag, old_from, old_to, new_from, new_to in matcher.get_opcodes():
         old_span, new_span = old[old_from:old_to], new[new_from:new_to]
         if tag == "equal":

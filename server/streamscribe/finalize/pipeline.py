@@ -16,8 +16,9 @@ from msgspec.structs import replace
 
 from .. import wire
 from ..asr.engine import DecodeOptions, Engine, Progress
+from ..asr.models import load_engine
 from ..audio import SAMPLE_RATE, Samples
-from ..config import FinalizeSettings
+from ..config import FinalizeSettings, ServerSettings
 from ..transcript import CaptionLayout, Segment, Transcript, VersionInfo, Word
 from .diarize import Diarizer, SpeakerHints, assign_speakers, make_diarizer
 from .enhance import paragraphs, readable_paragraphs, to_segments
@@ -74,11 +75,17 @@ class SecondPass:
     """Holds the loaded second-pass models and diarizers between jobs (one job at a time)."""
 
     def __init__(self, load_engine: EngineLoader, rewrite_api_key: str | None = None) -> None:
+        """`load_engine` loads a model by name; prefer `for_server` unless a test needs another."""
         self._load_engine = load_engine
         self._rewrite_api_key = rewrite_api_key
         self._engines: dict[str, Engine] = {}
         self._diarizers: dict[tuple[str, str | None], Diarizer] = {}
         self._lock = threading.Lock()
+
+    @classmethod
+    def for_server(cls, settings: ServerSettings) -> SecondPass:
+        """Models loaded by name on the server's device (asr.models.load_engine), with its rewrite key."""
+        return cls(lambda name: load_engine(settings, name), settings.rewrite_api_key)
 
     def run(
         self, audio: Samples, parent: Transcript, settings: FinalizeSettings, on_progress: Progress

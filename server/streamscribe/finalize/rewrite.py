@@ -45,7 +45,9 @@ class RewriteClient:
                 result.append(words)
                 continue
             result.append([replace(word, text=token) for word, token in zip(words, tokens, strict=True)])
-        warnings = [f"rewrite changed the words of {rejected} paragraph(s); those were kept"] if rejected else []
+        warnings = (
+            [f"rewrite changed the words of {rejected} paragraph(s); those were kept"] if rejected else []
+        )
         return result, warnings
 
     def _complete(self, text: str) -> str:

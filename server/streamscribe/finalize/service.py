@@ -15,8 +15,8 @@ from typing import Any
 
 from ..config import ServerSettings
 from ..errors import AudioNotRetained, TranscriptBusy, TranscriptNotFound
-from ..live.handover import JobDone, JobFailed, JobListener, LiveEnd
 from ..store.base import JobQueue, TranscriptStore
+from ..store.handover import JobDone, JobFailed, JobListener, LiveEnd
 from ..store.recording import AudioRecorder
 from .jobs import JobListeners, JobRunner
 from .overrides import apply_overrides, check_overrides
@@ -55,7 +55,9 @@ class FinalizeService:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await asyncio.to_thread(self.store.close)
 
-    async def open_recording(self, transcript_id: str, language: str | None, live_model: str) -> AudioRecorder:
+    async def open_recording(
+        self, transcript_id: str, language: str | None, live_model: str
+    ) -> AudioRecorder:
         path = self._settings.data_dir / "audio" / f"{transcript_id}.wav"
         recorder = await asyncio.to_thread(AudioRecorder, path)
         await asyncio.to_thread(self.store.create, transcript_id, language, live_model, str(path))

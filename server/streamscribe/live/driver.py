@@ -12,10 +12,10 @@ from ..asr.engine import AsrWord
 from ..audio import SAMPLE_RATE, Samples
 from ..config import StreamSettings
 from ..errors import StreamscribeError
+from ..store.handover import AudioSink, JobDone, JobEvent, JobProgress
 from ..stream.session import FEED_SLICE_SAMPLES, DecodeRequest, LiveSession
 from ..vad import SpeechGate, VoiceDetector
 from ..wire import ServerMessage
-from .handover import AudioSink, JobDone, JobEvent, JobProgress
 from .scheduler import DecodeScheduler
 
 
@@ -23,8 +23,9 @@ class SessionDriver:
     """Feed it (`feed_audio`, `finalize`, `stop`, `fail`) and iterate `events()` until closed.
 
     With a recorder, the audio the session takes is written to it (off the event loop). Once the
-    last final is out, `on_live_finished` is called once with the driver: the owner hands the
-    stream over there and passes how the second pass goes back through `receive_job_event`.
+    last final is out and that audio is written, `on_live_finished` is called once with the
+    driver: the owner hands the stream over there and passes how the second pass goes back
+    through `receive_job_event`.
     """
 
     def __init__(
@@ -43,6 +44,7 @@ class SessionDriver:
         self._scheduler = scheduler
         self._on_live_finished = on_live_finished
         self._handed_over = False
+        self._recording = False
         self._changed = asyncio.Event()
 
     @classmethod
@@ -99,7 +101,12 @@ class SessionDriver:
             self.session.receive_audio(piece)
             self._touch()
             if self.recorder is not None and self.session.received_samples > before:
-                await asyncio.to_thread(self.recorder.write, piece)
+                self._recording = True  # the hand-over waits: every sample taken is in the recording
+                try:
+                    await asyncio.to_thread(self.recorder.write, piece)
+                finally:
+                    self._recording = False
+                    self._wake()
 
     def finalize(self) -> None:
         self.session.receive_finalize()
@@ -160,8 +167,9 @@ class SessionDriver:
     # ---- internals ------------------------------------------------------------------------------
 
     def _wake(self) -> None:
-        """Wake everyone waiting on this session; hand it over once its live part is done."""
-        if self.session.live_finished and not self._handed_over:
+        """Wake everyone waiting on this session; hand it over once its live part is done and
+        the audio it took is recorded."""
+        if self.session.live_finished and not self._handed_over and not self._recording:
             self._handed_over = True
             if self._on_live_finished is not None:
                 self._on_live_finished(self)

@@ -14,11 +14,10 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Protocol
 
-import msgspec
-
 from ..asr.engine import AsrWord, Engine
 from ..audio import SAMPLE_RATE
 from ..stream.session import DecodeRequest
+from ..wire import DecoderTotals
 
 log = logging.getLogger(__name__)
 
@@ -33,14 +32,6 @@ class DecodeClient(Protocol):
     def deliver_error(self, reason: str) -> None: ...
 
 
-class SchedulerStats(msgspec.Struct):
-    """Totals since start: decodes run, seconds the model was busy, seconds of audio decoded."""
-
-    decodes: int = 0
-    busy_s: float = 0.0
-    decoded_audio_s: float = 0.0
-
-
 class DecodeScheduler:
     """Call `start()` inside the running loop, `poke(client)` whenever a client may have work,
     `forget(client)` when it ends, and `close()` at shutdown.
@@ -48,7 +39,7 @@ class DecodeScheduler:
 
     def __init__(self, engine: Engine, workers: int = 1) -> None:
         self.engine = engine
-        self.stats = SchedulerStats()
+        self.stats = DecoderTotals()
         self._workers = workers
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="decode")
         self._ready: dict[DecodeClient, None] = {}

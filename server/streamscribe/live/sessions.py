@@ -19,8 +19,8 @@ from ..audio import SAMPLE_RATE
 from ..config import ServerSettings, StreamSettings
 from ..errors import Overloaded, ShuttingDown, SlowConsumer, UnsupportedLanguage
 from ..store.base import EventBus, EventStream
+from ..store.handover import LiveEnd, TranscriptKeeper
 from .driver import SessionDriver
-from .handover import LiveEnd, TranscriptKeeper
 from .outbox import Outbox
 from .scheduler import DecodeScheduler
 

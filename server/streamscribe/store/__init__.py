@@ -1,1 +1,2 @@
-"""Where transcripts, their versions and recorded audio are kept."""
+"""What the server keeps: transcripts and their versions, second-pass jobs, session events and
+recorded audio; the protocols (base.py, handover.py) and their embedded implementations."""

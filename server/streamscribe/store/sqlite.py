@@ -146,7 +146,9 @@ class SqliteTranscriptStore:
 
     def delete(self, transcript_id: str) -> TranscriptRecord | None:
         with self._lock:
-            row = self._db.execute("DELETE FROM transcripts WHERE id = ? RETURNING *", (transcript_id,)).fetchone()
+            row = self._db.execute(
+                "DELETE FROM transcripts WHERE id = ? RETURNING *", (transcript_id,)
+            ).fetchone()
         return _record(row) if row else None
 
     def close(self) -> None:
@@ -164,7 +166,9 @@ class SqliteTranscriptStore:
 
 def _record(row: tuple[Any, ...]) -> TranscriptRecord:
     """A transcripts row, its columns in the order of _SCHEMA."""
-    transcript_id, created_at, language, live_model, audio_path, state, job_settings, error, finalized_at = row
+    transcript_id, created_at, language, live_model, audio_path, state, job_settings, error, finalized_at = (
+        row
+    )
     return TranscriptRecord(
         id=transcript_id,
         created_at=created_at,

@@ -6,7 +6,8 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from ..errors import StreamscribeError
-from ..wire import ErrorBody, ErrorDetail, encode
+from ..wire import ErrorBody, ErrorDetail
+from .responses import struct_response
 
 
 @web.middleware
@@ -19,4 +20,4 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
     except StreamscribeError as exc:
         kind = "invalid_request_error" if exc.http_status < 500 else "server_error"
         body = ErrorBody(error=ErrorDetail(code=exc.code, message=exc.message, type=kind))
-        return web.Response(body=encode(body), status=exc.http_status, content_type="application/json")
+        return struct_response(body, exc.http_status)

@@ -4,27 +4,26 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import msgspec
 from aiohttp import web
 
-from ..wire import json_schema
+from ..wire import Health, json_schema
+from .responses import struct_response
 from .state import SERVER_STATE
 
 
 async def healthz(request: web.Request) -> web.Response:
     state = request.app[SERVER_STATE]
     host = state.sessions
-    return web.json_response(
-        {
-            "status": "draining" if host.draining else "ok",
-            "model": host.scheduler.engine.name,
-            "sessions": len(host.slots),
-            "max_sessions": state.settings.max_sessions,
-            "uploads": sum(1 for slot in host.slots if slot.replays_file),
-            "max_uploads": state.settings.max_uploads,
-            "decoder": msgspec.structs.asdict(host.scheduler.stats),
-        }
+    health = Health(
+        status="draining" if host.draining else "ok",
+        model=host.scheduler.engine.name,
+        sessions=len(host.slots),
+        max_sessions=state.settings.max_sessions,
+        uploads=sum(1 for slot in host.slots if slot.replays_file),
+        max_uploads=state.settings.max_uploads,
+        decoder=host.scheduler.stats,
     )
+    return struct_response(health)
 
 
 async def schema(request: web.Request) -> web.Response:

@@ -5,13 +5,14 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-import msgspec
 from aiohttp import web
 
 from ..errors import AudioNotRetained, FinalizeFailed, InvalidRequest, TranscriptNotFound
 from ..finalize.service import FinalizeService
-from ..live.handover import JobDone, JobEvent, JobFailed
-from ..transcript import FORMATS, Transcript, render
+from ..store.handover import JobDone, JobEvent, JobFailed
+from ..transcript import FORMATS, Transcript, VersionList, render
+from ..wire import FinalizeAnswer
+from .responses import struct_response
 from .state import SERVER_STATE
 
 _WAIT_TIMEOUT_S = 3600.0
@@ -64,14 +65,14 @@ async def versions(request: web.Request) -> web.Response:
     if record is None:
         raise TranscriptNotFound(f"no transcript {transcript_id}")
     summaries = await asyncio.to_thread(store.versions, transcript_id)
-    body = {
-        "transcript_id": transcript_id,
-        "state": record.state,
-        "error": record.error,
-        "audio_kept": record.audio_path is not None,
-        "versions": msgspec.to_builtins(summaries),
-    }
-    return web.json_response(body)
+    body = VersionList(
+        transcript_id=transcript_id,
+        state=record.state,
+        error=record.error,
+        audio_kept=record.audio_path is not None,
+        versions=summaries,
+    )
+    return struct_response(body)
 
 
 async def finalize(request: web.Request) -> web.Response:
@@ -91,19 +92,15 @@ async def finalize(request: web.Request) -> web.Response:
     try:
         await finalizer.request(transcript_id, await request.read())
         if not wait:
-            location = f"/v1/transcripts/{transcript_id}/versions"
-            return web.json_response(
-                {"transcript_id": transcript_id, "state": "queued"},
-                status=202,
-                headers={"Location": location},
-            )
+            queued = FinalizeAnswer(transcript_id=transcript_id, state="queued")
+            return struct_response(queued, 202, {"Location": f"/v1/transcripts/{transcript_id}/versions"})
         event = await asyncio.wait_for(done, _WAIT_TIMEOUT_S)
     finally:
         if wait:
             finalizer.unlisten(transcript_id, settle)
     if isinstance(event, JobFailed):
         raise FinalizeFailed(f"the second pass failed: {event.message}")
-    return web.json_response({"transcript_id": transcript_id, "state": "done", "version": event.version})
+    return struct_response(FinalizeAnswer(transcript_id=transcript_id, state="done", version=event.version))
 
 
 async def audio(request: web.Request) -> web.FileResponse:

@@ -26,7 +26,8 @@ from ..live.driver import SessionDriver
 from ..live.feeder import feed_file
 from ..live.sessions import SessionOptions, Slot
 from ..transcript import Transcript
-from ..wire import Prompt, UploadAccepted, UploadedFile, encode
+from ..wire import Prompt, UploadAccepted, UploadedFile
+from .responses import struct_response
 from .state import SERVER_STATE, ServerState
 from .transcripts import transcript_response
 from .upload_body import Upload, discard, receive_upload
@@ -85,7 +86,6 @@ class FileSession:
         self._state = state
         self.slot = slot
         self.session_id = slot.session_id
-        self.driver: SessionDriver | None = None
         self.info: FileInfo | None = None
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -119,7 +119,7 @@ class FileSession:
                 file_total_s=declared_s,
                 background=options.speed == "max",
             )
-            self.driver = await host.open(self.slot, session_options)
+            driver = await host.open(self.slot, session_options)
         except BaseException:
             if audio is not None:
                 await asyncio.to_thread(audio.close)
@@ -128,7 +128,7 @@ class FileSession:
         self.info = audio.info
         self._tasks = [
             asyncio.create_task(
-                self._replay(audio, _then(first, chunks), upload, options.speed == "realtime")
+                self._replay(driver, audio, _then(first, chunks), upload, options.speed == "realtime")
             ),
             asyncio.create_task(host.run(self.slot)),
         ]
@@ -136,8 +136,8 @@ class FileSession:
     async def transcript(self) -> Transcript:
         """Wait for the end and return the newest version. The session's input error, if any, is
         raised once its transcript (of what decoded) is stored."""
-        driver = self.driver
-        assert driver is not None
+        driver = self.slot.driver
+        assert driver is not None, "start() opened the session"
         await driver.wait_closed()
         session = driver.session
         if session.error_code is not None:
@@ -151,11 +151,15 @@ class FileSession:
         return version
 
     async def _replay(
-        self, audio: AudioFile, chunks: Iterator[Samples], upload: Upload, realtime: bool
+        self,
+        driver: SessionDriver,
+        audio: AudioFile,
+        chunks: Iterator[Samples],
+        upload: Upload,
+        realtime: bool,
     ) -> None:
-        assert self.driver is not None
         try:
-            await feed_file(self.driver, chunks, realtime)
+            await feed_file(driver, chunks, realtime)
         finally:
             await asyncio.to_thread(audio.close)
             discard(upload.path)
@@ -218,8 +222,7 @@ async def transcriptions(request: web.Request) -> web.StreamResponse:
             duration_s=None if info.duration_s is None else round(info.duration_s, 3),
         ),
     )
-    headers = {"Location": f"/v1/transcripts/{session_id}"}
-    return web.Response(body=encode(body), status=202, content_type="application/json", headers=headers)
+    return struct_response(body, 202, {"Location": f"/v1/transcripts/{session_id}"})
 
 
 def add_routes(app: web.Application) -> None:

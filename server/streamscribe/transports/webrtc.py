@@ -36,6 +36,7 @@ from ..live.driver import SessionDriver
 from ..live.outbox import Outbox
 from ..live.sessions import SessionOptions, Slot
 from ..wire import Finalize, Prompt, Stop, WebRtcAnswer, decode_client, encode
+from .responses import struct_response
 from .state import SERVER_STATE, ServerState
 
 log = logging.getLogger(__name__)
@@ -64,7 +65,6 @@ class WebRtcSession:
         self._state = state
         self._slot = slot
         self.session_id = slot.session_id
-        self.driver: SessionDriver | None = None
         self._pc = RTCPeerConnection()
         self._channel: RTCDataChannel | None = None
         self._channel_open = asyncio.Event()
@@ -95,12 +95,12 @@ class WebRtcSession:
                 input_sample_rate=OPUS_RATE,
                 prompt=options.prompt,
             )
-            self.driver = await host.open(self._slot, session_options)
+            driver = await host.open(self._slot, session_options)
         except BaseException:
             await self._pc.close()  # a refused offer leaves no peer connection behind
             raise
-        self._spawn(self._run(self.driver))
-        self._spawn(self._expect_audio(self.driver))
+        self._spawn(self._run(driver))
+        self._spawn(self._expect_audio(driver))
         return str(self._pc.localDescription.sdp)
 
     # ---- internals ------------------------------------------------------------------------------
@@ -135,7 +135,7 @@ class WebRtcSession:
         channel.on("open", self._channel_open.set)
 
     def _on_message(self, message: str | bytes) -> None:
-        driver = self.driver
+        driver = self._slot.driver
         if driver is None:
             return
         try:
@@ -161,7 +161,9 @@ class WebRtcSession:
         try:
             await asyncio.wait_for(self._track_arrived.wait(), _CONNECT_TIMEOUT_S)
         except TimeoutError:
-            driver.fail(ProtocolViolation(f"no audio arrived within {_CONNECT_TIMEOUT_S:.0f} s of the answer"))
+            driver.fail(
+                ProtocolViolation(f"no audio arrived within {_CONNECT_TIMEOUT_S:.0f} s of the answer")
+            )
 
     def _on_track(self, track: MediaStreamTrack) -> None:
         if track.kind == "audio":
@@ -187,10 +189,10 @@ class WebRtcSession:
                 self._audio.put_nowait(samples)
             except asyncio.QueueFull:
                 overloaded = True
-                if self.driver is not None:
-                    self.driver.fail(Overloaded("the server cannot decode this stream in real time"))
-        if self.driver is not None and not self.driver.session.ended:
-            self._spawn(self._stop_after_audio(self.driver, True))
+                if self._slot.driver is not None:
+                    self._slot.driver.fail(Overloaded("the server cannot decode this stream in real time"))
+        if self._slot.driver is not None and not self._slot.driver.session.ended:
+            self._spawn(self._stop_after_audio(self._slot.driver, True))
 
     async def _feed(self, driver: SessionDriver) -> None:
         while True:
@@ -216,9 +218,9 @@ class WebRtcSession:
                 channel.send(encode(event).decode())
 
     def _on_connection_state(self) -> None:
-        if self._pc.connectionState in ("failed", "closed") and self.driver is not None:
+        if self._pc.connectionState in ("failed", "closed") and self._slot.driver is not None:
             self._channel_open.set()  # nobody will read: let the writer drain
-            self.driver.stop(wait_for_transcript=False)
+            self._slot.driver.stop(wait_for_transcript=False)
 
 
 async def offer(request: web.Request) -> web.Response:
@@ -233,8 +235,8 @@ async def offer(request: web.Request) -> web.Response:
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
         raise InvalidRequest(f"bad offer: {exc}") from exc
     slot = state.sessions.admit("webrtc")
-    session = WebRtcSession(state, slot)
     try:
+        session = WebRtcSession(state, slot)
         answer_sdp = await session.answer(options)
     except BaseException:
         state.sessions.release(slot)
@@ -251,7 +253,7 @@ async def offer(request: web.Request) -> web.Response:
         transcript_id=session.session_id,
         location=location,
     )
-    return web.Response(body=encode(body), content_type="application/json")
+    return struct_response(body)
 
 
 async def end(request: web.Request) -> web.Response:
