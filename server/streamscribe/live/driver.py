@@ -8,6 +8,8 @@ import asyncio
 import uuid
 from collections.abc import AsyncIterator, Callable
 
+import numpy as np
+
 from ..asr.engine import AsrWord
 from ..audio import SAMPLE_RATE, Samples
 from ..config import StreamSettings
@@ -44,7 +46,8 @@ class SessionDriver:
         self._scheduler = scheduler
         self._on_live_finished = on_live_finished
         self._handed_over = False
-        self._recording = False
+        self._unrecorded: list[Samples] = []
+        """Audio the session took that is not written yet: the hand-over waits for it."""
         self._changed = asyncio.Event()
 
     @classmethod
@@ -90,23 +93,25 @@ class SessionDriver:
         )
 
     async def feed_audio(self, samples: Samples) -> None:
-        """Feed converted audio; waits (so the caller stops reading) while decoding lags behind."""
-        for offset in range(0, samples.size, FEED_SLICE_SAMPLES):
-            while not self.session.can_accept_audio() and not self.session.ended:
-                await self._changed.wait()
-            if self.session.ended:
-                return
-            piece = samples[offset : offset + FEED_SLICE_SAMPLES]
-            before = self.session.received_samples
-            self.session.receive_audio(piece)
-            self._touch()
-            if self.recorder is not None and self.session.received_samples > before:
-                self._recording = True  # the hand-over waits: every sample taken is in the recording
-                try:
-                    await asyncio.to_thread(self.recorder.write, piece)
-                finally:
-                    self._recording = False
-                    self._wake()
+        """Feed converted audio; waits (so the caller stops reading) while decoding lags behind.
+        What the session takes is recorded before this returns, and before any wait."""
+        try:
+            for offset in range(0, samples.size, FEED_SLICE_SAMPLES):
+                while not self.session.can_accept_audio() and not self.session.ended:
+                    if self._unrecorded:
+                        await self._record()
+                        continue  # the session may have moved on during the write
+                    await self._changed.wait()
+                if self.session.ended:
+                    return
+                piece = samples[offset : offset + FEED_SLICE_SAMPLES]
+                before = self.session.received_samples
+                self.session.receive_audio(piece)
+                if self.recorder is not None and self.session.received_samples > before:
+                    self._unrecorded.append(piece)
+                self._touch()
+        finally:
+            await self._record()
 
     def finalize(self) -> None:
         self.session.receive_finalize()
@@ -169,12 +174,23 @@ class SessionDriver:
     def _wake(self) -> None:
         """Wake everyone waiting on this session; hand it over once its live part is done and
         the audio it took is recorded."""
-        if self.session.live_finished and not self._handed_over and not self._recording:
+        if self.session.live_finished and not self._handed_over and not self._unrecorded:
             self._handed_over = True
             if self._on_live_finished is not None:
                 self._on_live_finished(self)
         self._changed.set()
         self._changed = asyncio.Event()
+
+    async def _record(self) -> None:
+        """Write the audio taken since the last write, off the event loop (one write per call)."""
+        if self.recorder is None or not self._unrecorded:
+            return
+        audio = np.concatenate(self._unrecorded)
+        try:
+            await asyncio.to_thread(self.recorder.write, audio)
+        finally:
+            self._unrecorded = []
+            self._wake()
 
     def _touch(self) -> None:
         """Wake the waiters and let the scheduler look for work."""

@@ -62,6 +62,9 @@ class SessionOptions:
 
 @dataclass(slots=True)
 class SessionHost:
+    """Admission and the life of every session on this server (see the module for the order of
+    calls); `drain` at shutdown."""
+
     settings: ServerSettings
     scheduler: DecodeScheduler
     event_bus: EventBus
@@ -137,6 +140,8 @@ class SessionHost:
             background=options.background,
         )
         slot.events = self.event_bus.open(slot.session_id)
+        if self.draining:  # shutdown began while the recording was being opened
+            self._end_for_shutdown(slot)
         return slot.driver
 
     async def run(
@@ -173,11 +178,14 @@ class SessionHost:
         kept) and wait for them to close, at most `shutdown_timeout_s`."""
         self.draining = True
         for slot in list(self.slots):
-            if slot.driver is not None:
-                what = "the file was not finished" if slot.replays_file else "the stream was ended"
-                slot.driver.fail(ShuttingDown(f"the server is shutting down; {what}"))
+            self._end_for_shutdown(slot)
         closing = [slot.driver.wait_closed() for slot in self.slots if slot.driver is not None]
         try:
             await asyncio.wait_for(asyncio.gather(*closing), self.settings.shutdown_timeout_s)
         except TimeoutError:
             log.warning("sessions still open after %.0f s of shutdown", self.settings.shutdown_timeout_s)
+
+    def _end_for_shutdown(self, slot: Slot) -> None:
+        if slot.driver is not None:
+            what = "the file was not finished" if slot.replays_file else "the stream was ended"
+            slot.driver.fail(ShuttingDown(f"the server is shutting down; {what}"))
