@@ -111,6 +111,8 @@ class ServerSettings(msgspec.Struct, frozen=True, kw_only=True):
     """How long a finished session's events can still be followed."""
     outbox_max_messages: int = 512
     shutdown_timeout_s: float = 10.0
+    stall_after_s: float = 120.0
+    """/healthz counts an open session as stalled after this long without progress."""
     data_dir: Path = Path.home() / ".local" / "share" / "streamscribe"
     """Transcripts (SQLite) and recorded audio."""
     audio_retention_h: float = 168.0

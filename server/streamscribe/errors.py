@@ -85,6 +85,14 @@ class ShuttingDown(StreamscribeError):
     http_status = 503
 
 
+class StorageFailed(StreamscribeError):
+    """The server could not write what it keeps (a full disk, say); what was heard before stays."""
+
+    code = "storage_failed"
+    close_code = 1011
+    http_status = 507  # insufficient storage
+
+
 class FinalizeFailed(StreamscribeError):
     """The second pass failed; the versions stored before it stay."""
 

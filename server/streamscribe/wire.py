@@ -211,6 +211,8 @@ class Health(msgspec.Struct, frozen=True, kw_only=True):
     uploads: int
     max_uploads: int
     decoder: DecoderTotals
+    stalled_sessions: int = 0
+    """Open sessions with no progress (audio, decodes, state) for stall_after_s: held by nobody."""
 
 
 class WebRtcAnswer(msgspec.Struct, frozen=True, kw_only=True):

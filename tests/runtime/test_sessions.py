@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import types
+
 import pytest
 
-from streamscribe.config import load_settings
+from streamscribe.audio import SAMPLE_RATE
+from streamscribe.config import StreamSettings, load_settings
 from streamscribe.errors import Overloaded, ShuttingDown
+from streamscribe.live.driver import SessionDriver
+from streamscribe.live.scheduler import DecodeScheduler
 from streamscribe.live.sessions import SessionHost
+from streamscribe.stream.session import LiveSession
+
+from ..unit.test_live_session import ScriptedVad
 
 
 def host(max_sessions: int, max_uploads: int) -> SessionHost:
@@ -51,3 +59,16 @@ async def test_nothing_is_admitted_while_draining() -> None:
     with pytest.raises(ShuttingDown):
         sessions.admit("websocket")
     assert not sessions.slots
+
+
+async def test_health_counts_an_open_session_without_progress_as_stalled() -> None:
+    sessions = host(max_sessions=3, max_uploads=1)
+    slot = sessions.admit("websocket")
+    engine = types.SimpleNamespace(name="scripted", multilingual=False)
+    session = LiveSession("s", StreamSettings(), ScriptedVad(None, None), "scripted", SAMPLE_RATE, "en")
+    slot.driver = SessionDriver(session, DecodeScheduler(engine))  # type: ignore[arg-type]
+    assert sessions.stalled() == 0, "it just opened"
+    slot.driver.last_progress_s -= sessions.settings.stall_after_s + 1
+    assert sessions.stalled() == 1, "held, but nothing happened for stall_after_s"
+    slot.driver.stop(wait_for_transcript=False)
+    assert slot.driver.session.closed and sessions.stalled() == 0, "a stop is progress"

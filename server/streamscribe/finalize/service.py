@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sqlite3
 from pathlib import Path
 from typing import Any
 
 from ..config import ServerSettings
-from ..errors import AudioNotRetained, TranscriptBusy, TranscriptNotFound
+from ..errors import AudioNotRetained, StorageFailed, TranscriptBusy, TranscriptNotFound
 from ..store.base import JobQueue, TranscriptStore
 from ..store.handover import JobDone, JobFailed, JobListener, LiveEnd
 from ..store.recording import AudioRecorder
@@ -58,9 +59,14 @@ class FinalizeService:
     async def open_recording(
         self, transcript_id: str, language: str | None, live_model: str
     ) -> AudioRecorder:
+        """The transcript's row and its recorder; raises StorageFailed when either cannot be written."""
         path = self._settings.data_dir / "audio" / f"{transcript_id}.wav"
-        recorder = await asyncio.to_thread(AudioRecorder, path)
-        await asyncio.to_thread(self.store.create, transcript_id, language, live_model, str(path))
+        try:
+            recorder = await asyncio.to_thread(AudioRecorder, path)
+            await asyncio.to_thread(self.store.create, transcript_id, language, live_model, str(path))
+        except (OSError, sqlite3.Error) as exc:
+            log.error("opening the recording of %s failed: %s", transcript_id, exc)
+            raise StorageFailed(f"the server cannot store a new stream now ({exc})") from exc
         return recorder
 
     def live_ended(self, end: LiveEnd, listener: JobListener | None) -> None:
@@ -108,7 +114,6 @@ class FinalizeService:
         task.add_done_callback(self._tasks.discard)
 
     async def _store_live(self, end: LiveEnd) -> None:
-        await asyncio.to_thread(end.recorder.close)
         first = first_version(
             end.transcript_id,
             end.finals,
@@ -118,6 +123,7 @@ class FinalizeService:
             settings=apply_overrides(self._settings.finalize, end.finalize_overrides),
         )
         try:
+            await asyncio.to_thread(end.recorder.close)
             await asyncio.to_thread(self.store.add_version, first)
             if self._settings.finalize.enabled:
                 await asyncio.to_thread(self._jobs.enqueue, end.transcript_id, end.finalize_overrides)

@@ -5,6 +5,8 @@ in-process transcription."""
 from __future__ import annotations
 
 import asyncio
+import logging
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 
@@ -13,12 +15,14 @@ import numpy as np
 from ..asr.engine import AsrWord
 from ..audio import SAMPLE_RATE, Samples
 from ..config import StreamSettings
-from ..errors import StreamscribeError
+from ..errors import StorageFailed, StreamscribeError
 from ..store.handover import AudioSink, JobDone, JobEvent, JobProgress
 from ..stream.session import FEED_SLICE_SAMPLES, DecodeRequest, LiveSession
 from ..vad import SpeechGate, VoiceDetector
 from ..wire import ServerMessage
 from .scheduler import DecodeScheduler
+
+log = logging.getLogger(__name__)
 
 
 class SessionDriver:
@@ -46,6 +50,8 @@ class SessionDriver:
         self._scheduler = scheduler
         self._on_live_finished = on_live_finished
         self._handed_over = False
+        self.last_progress_s = time.monotonic()
+        """When the session last took audio, had a decode, or changed state (monotonic clock)."""
         self._unrecorded: list[Samples] = []
         """Audio the session took that is not written yet: the hand-over waits for it."""
         self._changed = asyncio.Event()
@@ -174,6 +180,7 @@ class SessionDriver:
     def _wake(self) -> None:
         """Wake everyone waiting on this session; hand it over once its live part is done and
         the audio it took is recorded."""
+        self.last_progress_s = time.monotonic()
         if self.session.live_finished and not self._handed_over and not self._unrecorded:
             self._handed_over = True
             if self._on_live_finished is not None:
@@ -188,6 +195,10 @@ class SessionDriver:
         audio = np.concatenate(self._unrecorded)
         try:
             await asyncio.to_thread(self.recorder.write, audio)
+        except OSError as exc:  # a full disk ends the stream; the words sent so far stay valid
+            log.error("recording session %s failed: %s", self.session.session_id, exc)
+            reason = exc.strerror or type(exc).__name__
+            self.fail(StorageFailed(f"the server could not record the stream ({reason}); it was ended"))
         finally:
             self._unrecorded = []
             self._wake()

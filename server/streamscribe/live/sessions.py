@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -99,6 +100,15 @@ class SessionHost:
     def find(self, session_id: str, transport: Transport) -> Slot | None:
         """The running session with this id, if it came over `transport`."""
         return next((s for s in self.slots if s.session_id == session_id and s.transport == transport), None)
+
+    def stalled(self) -> int:
+        """Open sessions that made no progress (no audio taken, no decode, no state change) for
+        `stall_after_s`, second passes not counted: slots held by nobody, for /healthz."""
+        deadline = time.monotonic() - self.settings.stall_after_s
+        drivers = [slot.driver for slot in self.slots if slot.driver is not None]
+        return sum(
+            1 for driver in drivers if not driver.session.live_finished and driver.last_progress_s < deadline
+        )
 
     def release(self, slot: Slot) -> None:
         """The session is over (or never opened): free its place. Safe to call more than once."""

@@ -22,6 +22,7 @@ async def healthz(request: web.Request) -> web.Response:
         uploads=sum(1 for slot in host.slots if slot.replays_file),
         max_uploads=state.settings.max_uploads,
         decoder=host.scheduler.stats,
+        stalled_sessions=host.stalled(),
     )
     return struct_response(health)
 

@@ -126,6 +126,16 @@ class StreamConnection:
         except StreamscribeError as exc:
             driver.fail(exc)
             return
+        except ConnectionError:
+            pass  # the connection broke (a reset while answering a ping, say): as if it closed
+        except Exception as exc:  # a bug or a failing disk must not leave the session open
+            log.exception("reading stream %s failed", driver.session.session_id)
+            driver.fail(
+                StreamscribeError(
+                    f"the server failed reading the stream ({type(exc).__name__}); what was heard is kept"
+                )
+            )
+            return
         driver.stop(wait_for_transcript=False)  # the client vanished: flush and keep what it sent
 
     async def _close_slow_consumer(self, error: SlowConsumer) -> None:
@@ -145,6 +155,8 @@ class StreamConnection:
 def _parse(data: str) -> ClientMessage:
     try:
         return decode_client(data)
+    except RecursionError as exc:
+        raise BadMessage("not a valid message: JSON nested too deeply") from exc
     except msgspec.DecodeError as exc:
         raise BadMessage(f"not valid JSON: {exc}") from exc
     except msgspec.ValidationError as exc:
