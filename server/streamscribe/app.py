@@ -1,10 +1,11 @@
 """Wiring: the model, the scheduler, the stores, the routes, and ordered startup and shutdown.
 
-Startup: the decoder threads, then the transcript store and its second-pass worker (which first
-requeues what a stopped server left running). Shutdown: refuse new sessions and end every live
+Startup: the lock on the data directory (one process per directory), the decoder threads, then
+the transcript store and its second-pass worker (which first requeues what a stopped server left
+running). Shutdown: refuse new sessions and end every live
 one (their finals are flushed, their transcripts stored and `closed` is sent), waiting up to
 shutdown_timeout_s; then the second-pass worker stops (a running job is redone at the next
-start) and the store closes; then the decoder threads.
+start) and the store closes; then the decoder threads; then the data directory is let go.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from .finalize.service import FinalizeService
 from .live.scheduler import DecodeScheduler
 from .live.sessions import SessionHost
 from .store.events import InProcessEventBus
+from .store.lock import DataDirLock
 from .store.sqlite import SqliteTranscriptStore
 from .transports import events, http, openai_audio, transcripts, uploads, webrtc, websocket
 from .transports.errors import json_errors
@@ -31,6 +33,7 @@ from .transports.state import SERVER_STATE, ServerState
 def create_app(settings: ServerSettings, engine: Engine) -> web.Application:
     """The aiohttp application serving `engine` as the live model (see the module for the order
     in which its parts start and stop)."""
+    lock = DataDirLock(settings.data_dir)
     store = SqliteTranscriptStore(settings.data_dir / "transcripts.sqlite3")
     finalizer = FinalizeService(store, store, settings, SecondPass.for_server(settings))
     scheduler = DecodeScheduler(engine)
@@ -44,6 +47,11 @@ def create_app(settings: ServerSettings, engine: Engine) -> web.Application:
         yield
         await scheduler.close()
 
+    async def holding_data_dir(app: web.Application) -> AsyncIterator[None]:
+        lock.acquire()  # first: recovery must never touch another process's live streams
+        yield
+        lock.release()
+
     async def keeping_transcripts(app: web.Application) -> AsyncIterator[None]:
         await asyncio.to_thread(_remove_spooled_uploads, settings.data_dir / "uploads")
         await finalizer.start()
@@ -53,7 +61,7 @@ def create_app(settings: ServerSettings, engine: Engine) -> web.Application:
     async def ending_sessions(app: web.Application) -> None:
         await host.drain()
 
-    app.cleanup_ctx.extend([decoding, keeping_transcripts])  # cleaned up in reverse order
+    app.cleanup_ctx.extend([holding_data_dir, decoding, keeping_transcripts])  # cleaned up in reverse order
     app.on_shutdown.append(ending_sessions)  # before connections close: clients hear the end
     http.add_routes(app, settings.client_dir)
     websocket.add_routes(app)

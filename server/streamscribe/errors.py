@@ -93,6 +93,12 @@ class StorageFailed(StreamscribeError):
     http_status = 507  # insufficient storage
 
 
+class DataDirInUse(StreamscribeError):
+    """Another server process keeps the same data directory; this one does not start."""
+
+    code = "data_dir_in_use"
+
+
 class FinalizeFailed(StreamscribeError):
     """The second pass failed; the versions stored before it stay."""
 

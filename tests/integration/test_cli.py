@@ -27,13 +27,16 @@ CLI = [sys.executable, "-m", "streamscribe.cli"]
 
 
 @pytest.fixture(scope="module")
-async def served(
-    tmp_path_factory: pytest.TempPathFactory,
-) -> AsyncIterator[tuple[asyncio.subprocess.Process, str]]:
-    env = os.environ | {
+def served_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    return os.environ | {
         "STREAMSCRIBE_MODEL_CACHE_DIR": str(tmp_path_factory.mktemp("cache")),
         "STREAMSCRIBE_DATA_DIR": str(tmp_path_factory.mktemp("data")),
     }
+
+
+@pytest.fixture(scope="module")
+async def served(served_env: dict[str, str]) -> AsyncIterator[tuple[asyncio.subprocess.Process, str]]:
+    env = served_env
     process = await asyncio.create_subprocess_exec(
         *CLI,
         "serve",
@@ -54,8 +57,19 @@ async def served(
         await process.wait()
 
 
-def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=120, check=False)
+def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=120, check=False, env=env)
+
+
+async def test_a_second_server_on_the_same_data_dir_refuses_to_start(
+    served: tuple[asyncio.subprocess.Process, str], served_env: dict[str, str]
+) -> None:
+    process, _ = served
+    done = await asyncio.to_thread(run_cli, "serve", "--port", "0", env=served_env)
+    data_dir = served_env["STREAMSCRIBE_DATA_DIR"]
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert f"data directory {data_dir} is in use" in done.stderr and f"(pid {process.pid})" in done.stderr
+    assert "listening" not in done.stdout and "Traceback" not in done.stderr
 
 
 async def test_stream_command_prints_the_words(served: tuple[asyncio.subprocess.Process, str]) -> None:

@@ -26,6 +26,7 @@ from streamscribe.asr.engine import Engine
 from streamscribe.audio import to_pcm_s16le
 from streamscribe.bench.metrics import word_error_rate
 from streamscribe.config import ServerSettings
+from streamscribe.errors import DataDirInUse
 
 pytestmark = pytest.mark.model
 
@@ -249,14 +250,23 @@ async def test_audio_retention_zero_deletes_audio_after_the_second_pass(
         await runner.cleanup()
 
 
-async def test_restart_keeps_transcripts(
-    finalize_settings: ServerSettings, engine: Engine, streamed: tuple[str, list[dict]], base_url: str
+async def test_restart_keeps_transcripts_and_one_data_dir_serves_one_server(
+    settings: ServerSettings, engine: Engine, jfk: tuple[np.ndarray, str], tmp_path: Path
 ) -> None:
-    transcript_id, _events = streamed
-    before = await get_text(base_url, f"/v1/transcripts/{transcript_id}/versions/2")
-    runner, url = await start_server(finalize_settings, engine)  # a second server on the same data
+    own = msgspec.structs.replace(settings, data_dir=tmp_path)
+    runner, url = await start_server(own, engine)
     try:
-        assert await get_text(url, f"/v1/transcripts/{transcript_id}/versions/2") == before
+        transcript_id = (await stream(url, jfk[0]))[0]["transcript_id"]
+        before = await get_text(url, f"/v1/transcripts/{transcript_id}/versions/1")
+        with pytest.raises(
+            DataDirInUse, match=rf"{tmp_path} is in use by another streamscribe process \(pid {os.getpid()}\)"
+        ):
+            await start_server(own, engine)  # two servers on one data dir would corrupt each other
+    finally:
+        await runner.cleanup()
+    runner, url = await start_server(own, engine)  # the restart
+    try:
+        assert await get_text(url, f"/v1/transcripts/{transcript_id}/versions/1") == before
     finally:
         await runner.cleanup()
 
