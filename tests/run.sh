@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # The project's test command: installs the test extras into .venv, and where they are missing and
-# we may, Debian's ffmpeg (the upload tests encode their media with it) and chromium (the browser
-# tests drive it with Playwright); then lint, types and the tests (tests/unit/test_layers.py holds
-# the import layers to the contracts in pyproject.toml).
+# we may, Debian's ffmpeg (the upload tests encode their media with it), curl (the README's upload
+# command is tested as written) and chromium (the browser tests drive it with Playwright); then
+# lint, types and the tests (tests/unit/test_layers.py holds the import layers to the contracts in
+# pyproject.toml).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 missing=()
 command -v ffmpeg >/dev/null || missing+=(ffmpeg)
+command -v curl >/dev/null || missing+=(curl)
 [ -x /usr/bin/chromium ] || missing+=(chromium)
 if [ ${#missing[@]} -gt 0 ] && command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
     apt-get update -qq

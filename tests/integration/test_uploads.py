@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shutil
 import subprocess
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -170,7 +171,7 @@ async def test_wait_answers_with_the_final_version_in_the_asked_format(
         ("noise", 415, "unsupported_audio"),
         ("silent-video", 422, "no_audio_stream"),
         ("no-file-field", 400, "invalid_request"),
-        ("url-encoded-form", 400, "invalid_request"),
+        ("url-encoded-form", 415, "unsupported_audio"),
         ("unknown-option", 400, "invalid_request"),
         ("bad-speed", 400, "invalid_request"),
         ("german-on-tiny.en", 400, "unsupported_language"),
@@ -212,6 +213,8 @@ async def test_bad_uploads_get_a_code_and_a_reason_and_leave_nothing_behind(
     answered, body = await post(server, **requests[send])
     assert (answered, body["error"]["code"]) == (status, code), body
     assert body["error"]["message"]
+    if send == "url-encoded-form":
+        assert "labelled as a url-encoded form" in body["error"]["message"], "it says what was wrong"
     assert not any((upload_settings.data_dir / "uploads").glob("*")), "no spooled upload is left"
     assert set((upload_settings.data_dir / "audio").glob("*")) == audio_before, "no recording was started"
     assert (await get_json(server, "/healthz"))["uploads"] == 0
@@ -297,3 +300,17 @@ async def test_events_older_than_the_log_keeps_are_refused_with_410(
         assert tail[0]["seq"] == dropped_until + 1
     finally:
         await runner.cleanup()
+
+
+async def test_the_readmes_curl_command_gets_captions(server: str, media: dict[str, Path], tmp_path: Path) -> None:
+    """`curl --data-binary @memo.mp3 ...` labels the body a url-encoded form; it is the file all the same."""
+    shutil.copy(media["jfk.mp3"], tmp_path / "memo.mp3")
+    url = f"{server}/v1/transcriptions?wait=true&format=srt"
+    done = await asyncio.to_thread(
+        subprocess.run,
+        ["curl", "--silent", "--show-error", "--fail-with-body", "--data-binary", "@memo.mp3", url],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    cues = list(srt.parse(done.stdout))
+    assert "ask not what your country" in " ".join(cue.content for cue in cues).replace("\n", " ").lower()

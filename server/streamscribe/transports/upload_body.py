@@ -1,5 +1,6 @@
-"""Receiving an uploaded file: a multipart form (field `file`) or the raw request body, written
-to a spool file as it arrives, never held in memory, and never past the size limit."""
+"""Receiving an uploaded file: a multipart form (field `file`) or the raw request body (whatever
+Content-Type it is labelled with), written to a spool file as it arrives, never held in memory,
+and never past the size limit."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from ..errors import EmptyUpload, InvalidRequest, UploadInterrupted, UploadTooLa
 
 _CHUNK_BYTES = 1 << 16
 _MAX_FIELD_BYTES = 64 * 1024
+_URLENCODED = "application/x-www-form-urlencoded"
 T = TypeVar("T")
 
 
@@ -27,6 +29,9 @@ class Upload:
     size_bytes: int
     fields: dict[str, list[str]] = field(default_factory=dict)
     """Form fields and query parameters, each with all its values (`timestamp_granularities[]`)."""
+    labelled_form: bool = False
+    """The raw body came labelled as a url-encoded form, as `curl --data-binary @file` labels it:
+    it is taken as the file all the same, and recognised by its content."""
 
 
 async def receive_upload(request: web.Request, spool: Path, max_bytes: int) -> Upload:
@@ -38,8 +43,6 @@ async def receive_upload(request: web.Request, spool: Path, max_bytes: int) -> U
     for name, value in request.query.items():
         fields.setdefault(name, []).append(value)
     spool.parent.mkdir(parents=True, exist_ok=True)
-    if request.content_type == "application/x-www-form-urlencoded":
-        raise InvalidRequest("send the file as multipart/form-data (field `file`) or as the raw request body")
     try:
         if request.content_type.startswith("multipart/"):
             filename, size = await _receive_form(request, spool, max_bytes, fields)
@@ -52,7 +55,7 @@ async def receive_upload(request: web.Request, spool: Path, max_bytes: int) -> U
     if size == 0:
         discard(spool)
         raise EmptyUpload("the uploaded file is empty")
-    return Upload(spool, filename, size, fields)
+    return Upload(spool, filename, size, fields, labelled_form=request.content_type == _URLENCODED)
 
 
 async def _receive_form(

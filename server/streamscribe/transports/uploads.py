@@ -8,7 +8,7 @@ decoded as it is replayed; the answer comes at once with the session and transcr
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import Awaitable, Iterator
 from typing import Literal, Protocol, TypeVar
 
 import msgspec
@@ -20,6 +20,7 @@ from ..errors import (
     NoAudioStream,
     SessionTooLong,
     StreamscribeError,
+    UnsupportedAudio,
     error_for,
 )
 from ..live.driver import SessionDriver
@@ -54,6 +55,7 @@ class ReplayRequest(Protocol):
 
 
 OptionsT = TypeVar("OptionsT", bound=ReplayRequest)
+T = TypeVar("T")
 
 
 class TranscriptionOptions(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -100,7 +102,7 @@ class FileSession:
             language = host.live_language(options.language)
             overrides = options.finalize_overrides()
             state.finalizer.check_overrides(overrides)
-            audio = await asyncio.to_thread(AudioFile, upload.path, upload.filename)
+            audio = await _explained(upload, asyncio.to_thread(AudioFile, upload.path, upload.filename))
             declared_s = audio.info.duration_s
             if declared_s is not None and declared_s > stream_settings.max_session_s:
                 raise SessionTooLong(
@@ -108,7 +110,9 @@ class FileSession:
                     f"{stream_settings.max_session_s / 3600:.1f} h"
                 )
             chunks = audio.chunks(_CHUNK_SAMPLES)
-            first = await asyncio.to_thread(next, chunks, None)  # a file that cannot decode is refused now
+            first = await _explained(
+                upload, asyncio.to_thread(next, chunks, None)
+            )  # cannot decode: refused now
             if first is None:
                 raise NoAudioStream(f"{upload.filename} holds no audio samples")
             session_options = SessionOptions(
@@ -163,6 +167,20 @@ class FileSession:
         finally:
             await asyncio.to_thread(audio.close)
             discard(upload.path)
+
+
+async def _explained(upload: Upload, decoding: Awaitable[T]) -> T:
+    """A body labelled as a url-encoded form that is no media file either: say what went wrong."""
+    try:
+        return await decoding
+    except UnsupportedAudio as exc:
+        if not upload.labelled_form:
+            raise
+        raise UnsupportedAudio(
+            "the body is labelled as a url-encoded form (curl's default for -d and --data-binary) and is not "
+            "an audio or video file either: send the file itself (curl --data-binary @memo.mp3, or "
+            "-F file=@memo.mp3 for a multipart form)"
+        ) from exc
 
 
 def _then(first: Samples, rest: Iterator[Samples]) -> Iterator[Samples]:
