@@ -11,6 +11,9 @@ start) and the store closes; then the decoder threads; then the data directory i
 from __future__ import annotations
 
 import asyncio
+import logging
+import os
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -28,6 +31,8 @@ from .store.sqlite import SqliteTranscriptStore
 from .transports import events, http, openai_audio, transcripts, uploads, webrtc, websocket
 from .transports.errors import json_errors
 from .transports.state import SERVER_STATE, ServerState
+
+log = logging.getLogger(__name__)
 
 
 def create_app(settings: ServerSettings, engine: Engine) -> web.Application:
@@ -80,10 +85,12 @@ def _remove_spooled_uploads(spool: Path) -> None:
 
 
 async def serve(settings: ServerSettings, engine: Engine) -> None:
-    """Run until SIGINT or SIGTERM, then shut down in order. Prints the bound address."""
+    """Run until SIGINT or SIGTERM, then shut down in order. Prints the bound address. A second
+    pass cut off by the shutdown ends the process here, with status 0 (see below)."""
     import signal
 
-    runner = web.AppRunner(create_app(settings, engine), handle_signals=False)
+    app = create_app(settings, engine)
+    runner = web.AppRunner(app, handle_signals=False)
     await runner.setup()
     site = web.TCPSite(runner, settings.host, settings.port)
     await site.start()
@@ -96,3 +103,12 @@ async def serve(settings: ServerSettings, engine: Engine) -> None:
     await stopping.wait()
     print("streamscribe shutting down", flush=True)
     await runner.cleanup()
+    if app[SERVER_STATE].finalizer.native_work_running():
+        # A second pass is inside CTranslate2 or torch in its daemon thread; finalising the
+        # interpreter under it aborts the process (SIGABRT). Everything else is closed, and the
+        # job is redone at the next start: leave now, with status 0.
+        log.warning("a second pass was cut off by the shutdown; it is redone at the next start")
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)

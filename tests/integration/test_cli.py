@@ -17,9 +17,9 @@ import srt
 import webvtt
 
 from streamscribe.audio import SAMPLE_RATE
-from streamscribe.client.stream import stream_samples
+from streamscribe.client.stream import TimedEvent, stream_samples
 from streamscribe.text import word_keys
-from streamscribe.wire import Closed, Error
+from streamscribe.wire import Closed, Error, Final
 
 from ..conftest import speech_file
 
@@ -145,8 +145,18 @@ async def test_sigterm_flushes_live_streams_then_exits(
 ) -> None:
     process, url = served
     audio, _ = jfk
-    live = asyncio.create_task(stream_samples(url.replace("http", "ws") + "/v1/stream", audio, speed=1))
-    await asyncio.sleep(4.5)  # "And so my fellow Americans, ask not" has been said
+    heard = asyncio.Event()
+
+    def on_event(timed: TimedEvent) -> None:
+        if isinstance(timed.event, Final) and "americans" in " ".join(w.text for w in timed.event.words).lower():
+            heard.set()
+
+    live = asyncio.create_task(
+        stream_samples(url.replace("http", "ws") + "/v1/stream", audio, speed=1, on_event=on_event)
+    )
+    await asyncio.wait_for(
+        heard.wait(), 60
+    )  # "And so my fellow Americans" is final; the rest is not said yet
     process.send_signal(signal.SIGTERM)
     result = await asyncio.wait_for(live, 30)
     events = [timed.event for timed in result.events]

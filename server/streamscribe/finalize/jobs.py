@@ -72,6 +72,11 @@ class JobRunner:
         self._second_pass = second_pass
         self._listeners = listeners
         self._wakeup = asyncio.Event()
+        self._threads: set[threading.Thread] = set()
+
+    def native_work_running(self) -> bool:
+        """A second pass still runs in its daemon thread (after `work_forever` was cancelled, say)."""
+        return any(thread.is_alive() for thread in self._threads)
 
     def wake(self) -> None:
         self._wakeup.set()
@@ -114,7 +119,9 @@ class JobRunner:
         progress = _ThrottledProgress(
             asyncio.get_running_loop(), lambda done: self._listeners.notify(transcript_id, JobProgress(done))
         )
-        result = await _in_daemon_thread(self._second_pass.run, audio, parent, settings, progress)
+        result = await _in_daemon_thread(
+            self._threads, self._second_pass.run, audio, parent, settings, progress
+        )
         return await asyncio.to_thread(self._store.add_version, result)
 
     async def _store_missing_first_version(self, transcript_id: str) -> None:
@@ -152,8 +159,11 @@ class _ThrottledProgress:
                 self._loop.call_soon_threadsafe(self._deliver, round(float(progress), 3))
 
 
-async def _in_daemon_thread(function: Callable[..., ResultT], *args: Any) -> ResultT:
-    """Run in a daemon thread, so a long job never holds up the process exit (it is redone later)."""
+async def _in_daemon_thread(
+    threads: set[threading.Thread], function: Callable[..., ResultT], *args: Any
+) -> ResultT:
+    """Run in a daemon thread, kept in `threads` while it runs, so that a long job never holds up
+    shutdown (it is redone at the next start); see `JobRunner.native_work_running`."""
     loop = asyncio.get_running_loop()
     future: asyncio.Future[ResultT] = loop.create_future()
 
@@ -174,6 +184,10 @@ async def _in_daemon_thread(function: Callable[..., ResultT], *args: Any) -> Res
         else:
             with contextlib.suppress(RuntimeError):
                 loop.call_soon_threadsafe(settle_result, result)
+        finally:
+            threads.discard(threading.current_thread())
 
-    threading.Thread(target=target, name="finalize", daemon=True).start()
+    thread = threading.Thread(target=target, name="finalize", daemon=True)
+    threads.add(thread)
+    thread.start()
     return await future

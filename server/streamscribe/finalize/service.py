@@ -47,6 +47,11 @@ class FinalizeService:
         self._spawn(self._runner.work_forever())
         self._spawn(sweep_forever(self.store, self._settings.audio_retention_h))
 
+    def native_work_running(self) -> bool:
+        """After `close`: a second pass is still inside native code in its daemon thread. The
+        process must then leave without finalising the interpreter under it (see app.serve)."""
+        return self._runner.native_work_running()
+
     async def close(self) -> None:
         """Stop working; a running job stays 'running' in the store and is redone at the next start."""
         pending = [task for task in self._tasks if task.get_name() == "live-ended"]
