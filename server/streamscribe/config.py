@@ -5,10 +5,11 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 
+from .languages import check_language
 from .wire import Prompt
 
 Device = Literal["cpu", "cuda", "auto"]
@@ -60,12 +61,19 @@ def max_speed_replay() -> StreamSettings:
     )
 
 
+MAX_BEAM_SIZE = 10
+"""Memory and time grow with the beam (beam 1600 took 50 s and 1.8 GB for one request)."""
+MAX_SPEAKERS = 32
+SpeakerCount = Annotated[int, msgspec.Meta(ge=1, le=MAX_SPEAKERS)]
+
+
 class FinalizeSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """The second pass at end of stream; POST /v1/transcripts/{id}/finalize may override any field."""
+    """The second pass at end of stream; POST /v1/transcripts/{id}/finalize may override any field
+    (checked: out-of-range values are refused, naming the field)."""
 
     enabled: bool = True
     model: str = "base"
-    beam_size: int = 5
+    beam_size: Annotated[int, msgspec.Meta(ge=1, le=MAX_BEAM_SIZE)] = 5
     language: str | None = None
     prompt: Prompt | None = None
     """Text that sets the vocabulary and style of the redecode (Whisper's initial prompt)."""
@@ -74,16 +82,26 @@ class FinalizeSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown
     diarizer: Literal["resemblyzer", "pyannote"] = "resemblyzer"
     pyannote_checkpoint: str | None = None
     """A local pyannote.audio pipeline (config.yaml or directory); used with diarizer "pyannote"."""
-    num_speakers: int | None = None
-    min_speakers: int | None = None
-    max_speakers: int | None = None
-    paragraph_pause_s: float = 2.0
-    caption_max_chars: int = 42
-    caption_max_lines: int = 2
+    num_speakers: SpeakerCount | None = None
+    min_speakers: SpeakerCount | None = None
+    max_speakers: SpeakerCount | None = None
+    paragraph_pause_s: Annotated[float, msgspec.Meta(gt=0.0, le=60.0)] = 2.0
+    caption_max_chars: Annotated[int, msgspec.Meta(ge=16, le=120)] = 42
+    caption_max_lines: Annotated[int, msgspec.Meta(ge=1, le=4)] = 2
     rewrite_url: str | None = None
     """An OpenAI-compatible API base (e.g. http://localhost:11434/v1): optional punctuation rewrite."""
     rewrite_model: str = "gpt-4o-mini"
-    rewrite_timeout_s: float = 30.0
+    rewrite_timeout_s: Annotated[float, msgspec.Meta(gt=0.0)] = 30.0
+
+    def __post_init__(self) -> None:
+        check_language(self.language)
+        low, high = self.min_speakers or 1, self.max_speakers or MAX_SPEAKERS
+        if low > high:
+            raise ValueError(f"min_speakers {low} is more than max_speakers {high}")
+        if self.num_speakers is not None and not low <= self.num_speakers <= high:
+            raise ValueError(
+                f"num_speakers {self.num_speakers} is outside min_speakers..max_speakers ({low}-{high})"
+            )
 
 
 class ServerSettings(msgspec.Struct, frozen=True, kw_only=True):

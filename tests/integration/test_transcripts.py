@@ -198,6 +198,15 @@ async def test_bad_requests_get_codes(base_url: str, streamed: tuple[str, list[d
     assert status == 400 and body["error"]["code"] == "invalid_request"
     status, body = await post(base_url, f"{path}/finalize", {"pyannote_checkpoint": "/etc/passwd"})
     assert status == 400 and "operator" in body["error"]["message"]
+    out_of_range = [
+        ({"beam_size": 1600}, "beam_size"), ({"beam_size": 0}, "beam_size"), ({"beam_size": -1}, "beam_size"),
+        ({"language": "zz"}, "language 'zz'"), ({"caption_max_chars": 0}, "caption_max_chars"),
+        ({"num_speakers": 1000000}, "num_speakers"), ({"min_speakers": 4, "max_speakers": 2}, "min_speakers 4"),
+    ]  # fmt: skip
+    for settings, named in out_of_range:
+        status, body = await post(base_url, f"{path}/finalize", settings)
+        assert status == 400 and body["error"]["code"] == "invalid_request", (settings, body)
+        assert named in body["error"]["message"], "the refusal names the option"
     missing = await get_json(base_url, "/v1/transcripts/nope", expect=404)
     assert missing["error"]["code"] == "transcript_not_found"
     await get_json(base_url, f"{path}/versions/99", expect=404)

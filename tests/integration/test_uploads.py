@@ -176,6 +176,9 @@ async def test_wait_answers_with_the_final_version_in_the_asked_format(
         ("bad-speed", 400, "invalid_request"),
         ("german-on-tiny.en", 400, "unsupported_language"),
         ("unknown-model", 400, "unknown_model"),
+        ("a-million-speakers", 400, "invalid_request"),
+        ("inverted-speaker-range", 400, "invalid_request"),
+        ("unknown-language", 400, "unsupported_language"),
         ("longer-than-a-session", 413, "session_too_long"),
     ],
 )
@@ -208,6 +211,9 @@ async def test_bad_uploads_get_a_code_and_a_reason_and_leave_nothing_behind(
         "bad-speed": {"data": jfk_mp3, "params": {"speed": "warp"}},
         "german-on-tiny.en": {"data": jfk_mp3, "params": {"language": "de"}},
         "unknown-model": {"data": jfk_mp3, "params": {"model": "/etc/passwd"}},
+        "a-million-speakers": {"data": jfk_mp3, "params": {"num_speakers": "1000000"}},
+        "inverted-speaker-range": {"data": form(media["jfk.mp3"], min_speakers="5", max_speakers="2")},
+        "unknown-language": {"data": jfk_mp3, "params": {"language": "zz"}},
         "longer-than-a-session": {"data": silence_mp3(MAX_SESSION_S + 30, tmp_path)},
     }
     answered, body = await post(server, **requests[send])
@@ -302,7 +308,9 @@ async def test_events_older_than_the_log_keeps_are_refused_with_410(
         await runner.cleanup()
 
 
-async def test_the_readmes_curl_command_gets_captions(server: str, media: dict[str, Path], tmp_path: Path) -> None:
+async def test_the_readmes_curl_command_gets_captions(
+    server: str, media: dict[str, Path], tmp_path: Path
+) -> None:
     """`curl --data-binary @memo.mp3 ...` labels the body a url-encoded form; it is the file all the same."""
     shutil.copy(media["jfk.mp3"], tmp_path / "memo.mp3")
     url = f"{server}/v1/transcriptions?wait=true&format=srt"
@@ -314,3 +322,21 @@ async def test_the_readmes_curl_command_gets_captions(server: str, media: dict[s
     assert done.returncode == 0, done.stdout + done.stderr
     cues = list(srt.parse(done.stdout))
     assert "ask not what your country" in " ".join(cue.content for cue in cues).replace("\n", " ").lower()
+
+
+async def test_a_bad_request_is_refused_as_bad_even_when_uploads_are_busy(
+    upload_settings: ServerSettings, engine: Engine, media: dict[str, Path], tmp_path: Path
+) -> None:
+    busy = msgspec.structs.replace(
+        upload_settings, max_uploads=0, data_dir=tmp_path
+    )  # every upload slot taken
+    runner, url = await start_server(busy, engine)
+    try:
+        status, body = await post(url, data=media["jfk.mp3"].read_bytes(), params={"num_speakers": "-3"})
+        assert (status, body["error"]["code"]) == (400, "invalid_request") and "num_speakers" in body[
+            "error"
+        ]["message"]
+        status, body = await post(url, data=media["jfk.mp3"].read_bytes())
+        assert (status, body["error"]["code"]) == (429, "overloaded"), "a good request waits its turn"
+    finally:
+        await runner.cleanup()

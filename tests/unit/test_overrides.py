@@ -40,3 +40,24 @@ def test_a_model_must_be_one_the_server_offers() -> None:
 def test_malformed_or_unknown_overrides_are_invalid_requests(body: bytes) -> None:
     with pytest.raises(InvalidRequest, match="bad finalize settings"):
         check_overrides(SETTINGS, body)
+
+
+@pytest.mark.parametrize(
+    ("body", "named"),
+    [
+        (b'{"beam_size": 1600}', "beam_size"),
+        (b'{"beam_size": 0}', "beam_size"),
+        (b'{"num_speakers": 1000000}', "num_speakers"),
+        (b'{"num_speakers": -1}', "num_speakers"),
+        (b'{"min_speakers": 5, "max_speakers": 2}', "min_speakers 5 is more than max_speakers 2"),
+        (b'{"num_speakers": 6, "max_speakers": 3}', "num_speakers 6 is outside"),
+        (b'{"language": "zz"}', "language 'zz'"),
+        (b'{"caption_max_chars": 0}', "caption_max_chars"),
+        (b'{"caption_max_lines": 9}', "caption_max_lines"),
+        (b'{"paragraph_pause_s": -2}', "paragraph_pause_s"),
+    ],
+)
+def test_every_setting_is_range_checked_and_the_refusal_names_it(body: bytes, named: str) -> None:
+    with pytest.raises(InvalidRequest, match="bad finalize settings") as refused:
+        check_overrides(SETTINGS, body)
+    assert named in refused.value.message

@@ -19,6 +19,7 @@ from typing import Literal
 from ..audio import SAMPLE_RATE
 from ..config import ServerSettings, StreamSettings
 from ..errors import Overloaded, ShuttingDown, SlowConsumer, UnsupportedLanguage
+from ..languages import check_language
 from ..store.base import EventBus, EventStream
 from ..store.handover import LiveEnd, TranscriptKeeper
 from .driver import SessionDriver
@@ -77,6 +78,10 @@ class SessionHost:
         """The language a session asks for (or the server's default), if the live model serves it."""
         engine = self.scheduler.engine
         language = requested or self.settings.stream.language
+        try:
+            check_language(language)
+        except ValueError as exc:
+            raise UnsupportedLanguage(str(exc)) from exc
         if not engine.multilingual and language not in (None, "en"):
             raise UnsupportedLanguage(
                 f"the live model {engine.name!r} is English-only; language {language!r} is not served "

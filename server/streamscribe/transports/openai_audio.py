@@ -16,6 +16,7 @@ from typing import Literal
 import msgspec
 from aiohttp import web
 
+from ..languages import LANGUAGES
 from ..transcript import Transcript, Word, to_srt, to_vtt
 from ..wire import Prompt
 from .uploads import accept_upload
@@ -26,24 +27,6 @@ OPENAI_MODELS = frozenset(
 """OpenAI's model names: they mean this server's default second-pass model."""
 _SEGMENT_MAX_S = 30.0
 _SENTENCE_ENDS = (".", "?", "!")
-_LANGUAGE_NAMES = dict(
-    pair.split(":")
-    for pair in (
-        "en:english zh:chinese de:german es:spanish ru:russian ko:korean fr:french ja:japanese pt:portuguese "
-        "tr:turkish pl:polish ca:catalan nl:dutch ar:arabic sv:swedish it:italian id:indonesian hi:hindi "
-        "fi:finnish vi:vietnamese he:hebrew uk:ukrainian el:greek ms:malay cs:czech ro:romanian da:danish "
-        "hu:hungarian ta:tamil no:norwegian th:thai ur:urdu hr:croatian bg:bulgarian lt:lithuanian la:latin "
-        "mi:maori ml:malayalam cy:welsh sk:slovak te:telugu fa:persian lv:latvian bn:bengali sr:serbian "
-        "az:azerbaijani sl:slovenian kn:kannada et:estonian mk:macedonian br:breton eu:basque is:icelandic "
-        "hy:armenian ne:nepali mn:mongolian bs:bosnian kk:kazakh sq:albanian sw:swahili gl:galician mr:marathi "
-        "pa:punjabi si:sinhala km:khmer sn:shona yo:yoruba so:somali af:afrikaans oc:occitan ka:georgian "
-        "be:belarusian tg:tajik sd:sindhi gu:gujarati am:amharic yi:yiddish lo:lao uz:uzbek fo:faroese "
-        "ht:haitian_creole ps:pashto tk:turkmen nn:nynorsk mt:maltese sa:sanskrit lb:luxembourgish my:myanmar "
-        "bo:tibetan tl:tagalog mg:malagasy as:assamese tt:tatar haw:hawaiian ln:lingala ha:hausa ba:bashkir "
-        "jw:javanese su:sundanese yue:cantonese"
-    ).split()
-)
-"""Whisper's language codes and the names OpenAI's verbose_json gives (underscores for spaces)."""
 
 
 class OpenAIOptions(msgspec.Struct, frozen=True, kw_only=True):
@@ -122,9 +105,7 @@ def _sentences(transcript: Transcript) -> list[list[Word]]:
 def _verbose(transcript: Transcript, granularities: Collection[str]) -> dict[str, object]:
     body: dict[str, object] = {
         "task": "transcribe",
-        "language": _LANGUAGE_NAMES.get(transcript.language or "", transcript.language or "").replace(
-            "_", " "
-        ),
+        "language": LANGUAGES.get(transcript.language or "", transcript.language or "").replace("_", " "),
         "duration": transcript.duration_s,
         "text": _text(transcript.words),
         "usage": _usage(transcript),

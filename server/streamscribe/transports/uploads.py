@@ -99,9 +99,8 @@ class FileSession:
         stream_settings = state.settings.replay if options.speed == "max" else state.settings.stream
         audio: AudioFile | None = None
         try:
-            language = host.live_language(options.language)
+            language = check_options(state, options)
             overrides = options.finalize_overrides()
-            state.finalizer.check_overrides(overrides)
             audio = await _explained(upload, asyncio.to_thread(AudioFile, upload.path, upload.filename))
             declared_s = audio.info.duration_s
             if declared_s is not None and declared_s > stream_settings.max_session_s:
@@ -183,6 +182,14 @@ async def _explained(upload: Upload, decoding: Awaitable[T]) -> T:
         ) from exc
 
 
+def check_options(state: ServerState, options: ReplayRequest) -> str | None:
+    """Raises for a language the live model does not serve or second-pass settings a client may
+    not give (naming the option); the language to use."""
+    language = state.sessions.live_language(options.language)
+    state.finalizer.check_overrides(options.finalize_overrides())
+    return language
+
+
 def _then(first: Samples, rest: Iterator[Samples]) -> Iterator[Samples]:
     yield first
     yield from rest
@@ -192,13 +199,15 @@ async def accept_upload(request: web.Request, parse: type[OptionsT]) -> tuple[Fi
     """Admission, the upload and its options (a msgspec Struct of type `parse`, from its string
     fields), and the started replay. Raises a StreamscribeError and keeps nothing on bad input."""
     state = request.app[SERVER_STATE]
+    query = {name: request.query.getall(name) for name in request.query}
+    check_options(state, parse_options(query, parse))  # a bad request is refused as such, never as overloaded
     session = FileSession(state, state.sessions.admit("upload"))
     try:
         spool = state.settings.data_dir / "uploads" / f"{session.session_id}.upload"
         max_bytes = int(state.settings.max_upload_mb * 2**20)
         upload = await receive_upload(request, spool, max_bytes)
         try:
-            options = parse_options(upload, parse)
+            options = parse_options(upload.fields, parse)
         except InvalidRequest:
             discard(upload.path)
             raise
@@ -209,10 +218,11 @@ async def accept_upload(request: web.Request, parse: type[OptionsT]) -> tuple[Fi
     return session, upload, options
 
 
-def parse_options(upload: Upload, parse: type[OptionsT]) -> OptionsT:
-    """Form fields as `parse` (a msgspec Struct); fields it does not know are refused if it forbids them."""
+def parse_options(fields: dict[str, list[str]], parse: type[OptionsT]) -> OptionsT:
+    """Form fields or query parameters as `parse` (a msgspec Struct); fields it does not know are
+    refused if it forbids them."""
     values = {name.removesuffix("[]"): values if name.endswith("[]") else values[-1]
-              for name, values in upload.fields.items()}  # fmt: skip
+              for name, values in fields.items()}  # fmt: skip
     try:
         return msgspec.convert(values, parse, strict=False)
     except msgspec.ValidationError as exc:
