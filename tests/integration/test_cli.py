@@ -139,6 +139,59 @@ async def test_transcribe_with_url_reports_a_refused_file(
     )
 
 
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["stream", "JFK", "--url", "http://127.0.0.1:8000/v1/stream"], "is not a ws or wss:// URL"),
+        (["stream", "JFK", "--url", "WS/v1/wrong-path"], "answered HTTP 404 instead of a WebSocket"),
+        (["stream", "/no/such/file.wav"], "error unsupported_audio: file.wav is not an audio or video file"),
+        (["stream", "JFK", "--url", "ws://127.0.0.1:9/v1/stream"], "cannot reach the server"),
+        (["transcribe", "JFK", "--url", "ws://127.0.0.1:8000"], "is not a http or https:// URL"),
+        (["transcribe", "JFK", "--model", "no-such-model"], "error unknown_model"),
+        (["transcribe", "JFK", "--second-pass-model", "/nonexistent"], "error unknown_model"),
+        (["serve", "--port", "0", "--model", "/nonexistent"], "error unknown_model"),
+    ],
+    ids=[
+        "http-url-to-stream",
+        "wrong-path",
+        "missing-file",
+        "no-server",
+        "ws-url-to-transcribe",
+        "unknown-model",
+        "unknown-second-pass-model",
+        "serve-unknown-model",
+    ],
+)
+async def test_command_line_mistakes_get_one_line_not_a_traceback(
+    served: tuple[asyncio.subprocess.Process, str], served_env: dict[str, str], args: list[str], says: str
+) -> None:
+    _, url = served
+    jfk = str(speech_file("jfk/jfk.wav"))
+    args = [arg.replace("JFK", jfk).replace("WS", url.replace("http", "ws")) for arg in args]
+    env = served_env | {"STREAMSCRIBE_DATA_DIR": served_env["STREAMSCRIBE_DATA_DIR"] + "-other"}
+    done = await asyncio.to_thread(run_cli, *args, env=env)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "Traceback" not in done.stderr and says in done.stderr, done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+    if "--second-pass-model" in args:
+        assert done.stdout == "" and "ask not" not in done.stderr.lower(), "refused before the live pass"
+
+
+def test_ctrl_c_ends_a_command_cleanly(tmp_path: Path) -> None:
+    long = tmp_path / "long.wav"
+    subprocess.run(
+        ["ffmpeg", "-loglevel", "error", "-y", "-stream_loop", "20", "-i", str(speech_file("jfk/jfk.wav")), str(long)],
+        check=True, timeout=60,
+    )  # fmt: skip
+    process = subprocess.Popen([*CLI, "transcribe", str(long), "--no-second-pass"], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)  # fmt: skip
+    assert process.stdout is not None
+    process.stdout.readline()  # the first utterance is out: the live pass is running
+    process.send_signal(signal.SIGINT)
+    _out, err = process.communicate(timeout=60)
+    assert process.returncode == 130 and "Traceback" not in err and "interrupted" in err, err
+
+
 # Last: it stops the served process.
 async def test_sigterm_flushes_live_streams_then_exits(
     served: tuple[asyncio.subprocess.Process, str], jfk: tuple[np.ndarray, str]
@@ -148,7 +201,10 @@ async def test_sigterm_flushes_live_streams_then_exits(
     heard = asyncio.Event()
 
     def on_event(timed: TimedEvent) -> None:
-        if isinstance(timed.event, Final) and "americans" in " ".join(w.text for w in timed.event.words).lower():
+        if (
+            isinstance(timed.event, Final)
+            and "americans" in " ".join(w.text for w in timed.event.words).lower()
+        ):
             heard.set()
 
     live = asyncio.create_task(

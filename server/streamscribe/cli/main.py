@@ -7,13 +7,15 @@ import asyncio
 import sys
 from collections.abc import Coroutine
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from ..audio import SAMPLE_RATE, iter_file, read_file
 from ..config import ServerSettings
 from ..errors import StreamscribeError
 from ..wire import Closed, Error, Final, Partial, ServerMessage, Start, UtteranceEnd, Word
 
+if TYPE_CHECKING:
+    from ..finalize.pipeline import SecondPass
 
 class LivePrinter:
     """Shows finals as they are committed; on a terminal the partial tail is redrawn in place."""
@@ -84,19 +86,22 @@ def _cmd_transcribe(args: argparse.Namespace) -> int:
     pass; prints the final version as text and writes the --output files."""
     from ..asr.models import load_engine
     from ..config import load_settings
+    from ..finalize.pipeline import SecondPass
     from ..local import live_pass
     from ..transcript import FORMATS
 
     outputs = [Path(path) for path in args.output or []]
     for path in outputs:
         if path.suffix.lstrip(".") not in FORMATS:
-            print(f"error: {path}: the extension must be one of {', '.join(FORMATS)}", file=sys.stderr)
-            return 2
+            raise UsageError(f"{path}: the extension must be one of {', '.join(FORMATS)}")
     if args.url:
         return _transcribe_remote(args, outputs)
     settings = load_settings(_settings_overrides(args))
     second_pass = settings.finalize.enabled
     engine = load_engine(settings)
+    passes = SecondPass.for_server(settings)
+    if second_pass:
+        passes.prepare(settings.finalize)  # a wrong --second-pass-model is refused before the live pass
     printer = LivePrinter(sys.stderr.isatty() if second_pass else sys.stdout.isatty(),
                           sys.stderr if second_pass else sys.stdout)  # fmt: skip
     language = args.language or settings.stream.language
@@ -105,7 +110,8 @@ def _cmd_transcribe(args: argparse.Namespace) -> int:
         chunks = iter_file(Path(args.file))
         finals = await live_pass(engine, settings, chunks, language, printer.show, settings.finalize.prompt)
         if second_pass or outputs:
-            await _second_pass(settings, engine.name, Path(args.file), finals, language, outputs, second_pass)
+            enabled = passes if second_pass else None
+            await _second_pass(settings, engine.name, Path(args.file), finals, language, outputs, enabled)
 
     return _run(transcribe(), printer)
 
@@ -115,8 +121,8 @@ def _transcribe_remote(args: argparse.Namespace, outputs: list[Path]) -> int:
     from .remote import transcribe_remote
 
     if args.no_second_pass:
-        print("error: --no-second-pass is the server's setting, not an upload's", file=sys.stderr)
-        return 2
+        raise UsageError("--no-second-pass is the server's setting, not an upload's")
+    _require_url(args.url, ("http", "https"), "http://127.0.0.1:8000")
     options = {"speed": args.speed, "language": args.language, "model": args.second_pass_model,
                "prompt": args.prompt, "num_speakers": args.num_speakers, "min_speakers": args.min_speakers,
                "max_speakers": args.max_speakers, "diarize": "false" if args.no_diarize else None}  # fmt: skip
@@ -131,21 +137,22 @@ async def _second_pass(
     finals: list[Word],
     language: str | None,
     outputs: list[Path],
-    enabled: bool,
+    passes: SecondPass | None,
 ) -> None:
+    """Version 1, then (with `passes`) the second pass; prints the final text, writes `outputs`."""
     from ..local import live_version, second_pass
     from ..transcript import render, to_txt
 
     audio = read_file(file)
     transcript = live_version(file.stem, finals, audio, language, live_model, settings)
-    if enabled:
+    if passes is not None:
         interactive = sys.stderr.isatty()
 
         def show_progress(progress: float) -> None:
             if interactive:
                 print(f"\rsecond pass {progress:4.0%}", end="", file=sys.stderr, flush=True)
 
-        transcript = await asyncio.to_thread(second_pass, settings, audio, transcript, show_progress)
+        transcript = await asyncio.to_thread(second_pass, settings, audio, transcript, show_progress, passes)
         if interactive:
             print(file=sys.stderr)
         for warning in transcript.info.warnings:
@@ -159,6 +166,7 @@ async def _second_pass(
 def _cmd_stream(args: argparse.Namespace) -> int:
     from ..client.stream import stream_samples
 
+    _require_url(args.url, ("ws", "wss"), "ws://127.0.0.1:8000/v1/stream")
     samples = read_file(Path(args.file))
     printer = LivePrinter(sys.stdout.isatty())
     start = Start(sample_rate=SAMPLE_RATE, language=args.language)
@@ -169,24 +177,46 @@ def _cmd_stream(args: argparse.Namespace) -> int:
 
 
 def _run(work: Coroutine[Any, Any, Any], printer: LivePrinter | None = None) -> int:
+    """Run the command's coroutine on uvloop; 1 if it (or the stream it printed) failed, else 0.
+    Errors go up to `main`, which turns each into one line."""
     try:
         import uvloop
     except ImportError:  # Windows
         runner: Any = asyncio.run
     else:
         runner = uvloop.run
-    try:
-        result = runner(work)
-    except StreamscribeError as exc:
-        print(f"error {exc.code}: {exc.message}", file=sys.stderr)
-        return 2
-    except OSError as exc:  # e.g. no server at --url
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    result = runner(work)
     failed = result is False or (printer is not None and printer.failed)
     return 1 if failed else 0
 
 
+class UsageError(Exception):
+    """A command line that cannot work (a URL of the wrong kind, say): one line says why."""
+
+
+def _require_url(url: str, schemes: tuple[str, ...], example: str) -> None:
+    if not url.startswith(tuple(f"{scheme}://" for scheme in schemes)):
+        raise UsageError(f"{url} is not a {' or '.join(schemes)}:// URL; give one like {example}")
+
+
+def _one_line(exc: BaseException) -> tuple[str, int]:
+    """What to print for an error that ended a command, and the exit status."""
+    import aiohttp
+    from websockets.exceptions import InvalidStatus, WebSocketException
+
+    match exc:
+        case StreamscribeError():
+            return f"error {exc.code}: {exc.message}", 2
+        case UsageError():
+            return f"error: {exc}", 2
+        case InvalidStatus():
+            status = exc.response.status_code
+            return f"error: the server answered HTTP {status} instead of a WebSocket; is the path /v1/stream?", 2
+        case WebSocketException():
+            return f"error: the WebSocket failed: {exc}", 2
+        case aiohttp.ClientError() | OSError():
+            return f"error: cannot reach the server: {exc}", 2
+    raise exc
 def _add_second_pass_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--second-pass-model", dest="second_pass_model", help="default: base")
     parser.add_argument("--no-second-pass", dest="no_second_pass", action="store_true")
@@ -259,7 +289,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command; its failures are one line on stderr and a non-zero status, Ctrl-C is 130."""
     args = build_parser().parse_args(argv)
-    handler = args.handler
-    code: int = handler(args)
+    try:
+        code: int = args.handler(args)
+    except KeyboardInterrupt:
+        print("\ninterrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:
+        line, code = _one_line(exc)
+        print(line, file=sys.stderr)
     return code

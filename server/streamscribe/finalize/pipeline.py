@@ -87,6 +87,12 @@ class SecondPass:
         """Models loaded by name on the server's device (asr.models.load_engine), with its rewrite key."""
         return cls(lambda name: load_engine(settings, name), settings.rewrite_api_key)
 
+    def prepare(self, settings: FinalizeSettings) -> None:
+        """Load the model these settings name now, so that a wrong one (UnknownModel) is refused
+        before any other work. Blocks while it loads."""
+        with self._lock:
+            self._engine(settings.model)
+
     def run(
         self, audio: Samples, parent: Transcript, settings: FinalizeSettings, on_progress: Progress
     ) -> Transcript:
