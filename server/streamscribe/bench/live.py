@@ -179,7 +179,10 @@ def add_bench_parser(commands: Any) -> None:
         help="upload loops replaying the corpus at max speed alongside (default: 0)",
     )
     bench.add_argument(
-        "--no-second-pass", dest="no_second_pass", action="store_true", help="run the server without it"
+        "--no-second-pass",
+        dest="no_second_pass",
+        action="store_true",
+        help="run the server without its second pass (default: with it)",
     )
     bench.add_argument(
         "--transport", choices=["websocket", "webrtc"], default="websocket",

@@ -54,7 +54,7 @@ def add_benchmark(
         default=os.environ.get("STREAMSCRIBE_TESTDATA", str(DEFAULT_TESTDATA)),
         help="the test speech folder (default: ../shared/testdata, or STREAMSCRIBE_TESTDATA)",
     )
-    bench.add_argument("--json", help="append the figures as one JSON line to this file")
+    bench.add_argument("--json", help="append the figures as one JSON line to this file (default: none)")
     bench.set_defaults(handler=handler)
     return bench
 

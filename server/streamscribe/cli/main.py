@@ -10,12 +10,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from ..audio import SAMPLE_RATE, iter_file, read_file
-from ..config import ServerSettings
+from ..config import MAX_SPEAKERS, ServerSettings
 from ..errors import StreamscribeError
 from ..wire import Closed, Error, Final, Partial, ServerMessage, Start, UtteranceEnd, Word
 
 if TYPE_CHECKING:
     from ..finalize.pipeline import SecondPass
+
 
 class LivePrinter:
     """Shows finals as they are committed; on a terminal the partial tail is redrawn in place."""
@@ -211,70 +212,130 @@ def _one_line(exc: BaseException) -> tuple[str, int]:
             return f"error: {exc}", 2
         case InvalidStatus():
             status = exc.response.status_code
-            return f"error: the server answered HTTP {status} instead of a WebSocket; is the path /v1/stream?", 2
+            return (
+                f"error: the server answered HTTP {status} instead of a WebSocket; is the path /v1/stream?",
+                2,
+            )
         case WebSocketException():
             return f"error: the WebSocket failed: {exc}", 2
         case aiohttp.ClientError() | OSError():
             return f"error: cannot reach the server: {exc}", 2
     raise exc
+
+
+_DEFAULTS = ServerSettings()
+"""The built-in defaults the help shows; STREAMSCRIBE_* variables and flags override them."""
+_ENVIRONMENT_HELP = """\
+Every setting can also come from the environment: STREAMSCRIBE_<NAME> for server settings
+(STREAMSCRIBE_PORT, STREAMSCRIBE_DATA_DIR, STREAMSCRIBE_MAX_UPLOADS, STREAMSCRIBE_ALLOWED_MODELS,
+STREAMSCRIBE_STALL_AFTER_S, ...), STREAMSCRIBE_STREAM_<NAME> for the live session core,
+STREAMSCRIBE_REPLAY_<NAME> for files replayed at max speed and STREAMSCRIBE_FINALIZE_<NAME> for
+the second pass; flags win over the environment. Every name, default and meaning: README.md
+(Configuration) and server/streamscribe/config.py."""
+
+
 def _add_second_pass_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--second-pass-model", dest="second_pass_model", help="default: base")
-    parser.add_argument("--no-second-pass", dest="no_second_pass", action="store_true")
-    parser.add_argument("--no-diarize", dest="no_diarize", action="store_true")
-    parser.add_argument("--num-speakers", dest="num_speakers", type=int)
-    parser.add_argument("--min-speakers", dest="min_speakers", type=int)
-    parser.add_argument("--max-speakers", dest="max_speakers", type=int)
+    finalize = _DEFAULTS.finalize
+    parser.add_argument(
+        "--second-pass-model", dest="second_pass_model",
+        help=f"the model of the second pass (default: {finalize.model})",
+    )  # fmt: skip
+    parser.add_argument(
+        "--no-second-pass", dest="no_second_pass", action="store_true",
+        help="keep the live words as the transcript, without the second pass (default: it runs)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--no-diarize", dest="no_diarize", action="store_true",
+        help="no speaker labels in the second pass (default: speakers are labelled)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--num-speakers", dest="num_speakers", type=int, help="exactly this many speakers (default: found)"
+    )
+    parser.add_argument("--min-speakers", dest="min_speakers", type=int, help="at least (default: 1)")
+    parser.add_argument(
+        "--max-speakers", dest="max_speakers", type=int, help=f"at most (default: {MAX_SPEAKERS})"
+    )
 
 
 def _add_model_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", help="tiny.en (embedded default), base (embedded), a path, or a name")
-    parser.add_argument("--device", choices=["cpu", "cuda", "auto"])
     parser.add_argument(
-        "--compute-type", dest="compute_type", help="int8, float16, ... (default: per device)"
+        "--model",
+        help=f"the live model: tiny.en or base (embedded), a CTranslate2 directory, or a faster-whisper "
+        f"name (default: {_DEFAULTS.model})",
     )
-    parser.add_argument("--cpu-threads", dest="cpu_threads", type=int)
+    parser.add_argument(
+        "--device", choices=["cpu", "cuda", "auto"], help=f"where to decode (default: {_DEFAULTS.device})"
+    )
+    parser.add_argument(
+        "--compute-type",
+        dest="compute_type",
+        help="int8, float16, ... (default: int8 on CPU, float16 on CUDA)",
+    )
+    parser.add_argument(
+        "--cpu-threads",
+        dest="cpu_threads",
+        type=int,
+        help="threads for one decode on CPU (default: 0, all cores)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="streamscribe", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     commands = parser.add_subparsers(dest="command", required=True)
 
-    serve = commands.add_parser("serve", help="run the server")
-    serve.add_argument("--host")
-    serve.add_argument("--port", type=int)
-    serve.add_argument("--max-sessions", dest="max_sessions", type=int)
-    serve.add_argument("--data-dir", dest="data_dir", help="transcripts and recorded audio")
+    serve = commands.add_parser(
+        "serve",
+        help="run the server",
+        epilog=_ENVIRONMENT_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    serve.add_argument("--host", help=f"the address to listen on (default: {_DEFAULTS.host})")
+    serve.add_argument("--port", type=int, help=f"the port; 0 picks a free one (default: {_DEFAULTS.port})")
+    serve.add_argument(
+        "--max-sessions", dest="max_sessions", type=int,
+        help=f"live streams and file replays at once (default: {_DEFAULTS.max_sessions})",
+    )  # fmt: skip
+    serve.add_argument(
+        "--data-dir", dest="data_dir", help=f"transcripts and recorded audio (default: {_DEFAULTS.data_dir})"
+    )
     serve.add_argument(
         "--audio-retention-h", dest="audio_retention_h", type=float,
-        help="hours recorded audio is kept after its second pass (0: delete at once, inf: keep)",
+        help="hours recorded audio is kept after its second pass; 0 deletes it at once, inf keeps it "
+        f"(default: {_DEFAULTS.audio_retention_h:g})",
     )  # fmt: skip
     _add_model_options(serve)
     _add_second_pass_options(serve)
     serve.set_defaults(handler=_cmd_serve)
 
     transcribe = commands.add_parser("transcribe", help="transcribe a file in-process, no server")
-    transcribe.add_argument("file")
-    transcribe.add_argument("--language")
-    transcribe.add_argument("--prompt", help="names and words to expect (the decode prompt)")
+    transcribe.add_argument("file", help="any audio or video file ffmpeg reads")
+    transcribe.add_argument("--language", help=f"the spoken language (default: {_DEFAULTS.stream.language})")
+    transcribe.add_argument("--prompt", help="names and words to expect, for both passes (default: none)")
     transcribe.add_argument(
-        "--url", help="upload to this server (http://host:port) instead of transcribing in-process"
+        "--url",
+        help="upload to this server (http://host:port) instead of transcribing in-process (default: none)",
     )
     transcribe.add_argument(
-        "--speed", choices=["max", "realtime"], default="max", help="with --url: replay pace (default max)"
+        "--speed", choices=["max", "realtime"], default="max", help="with --url: replay pace (default: max)"
     )
     transcribe.add_argument(
         "-o", "--output", action="append",
-        help="write the final version here; .srt .vtt .json or .txt (repeatable)",
+        help="write the final version here; .srt .vtt .json or .txt, repeatable (default: print text only)",
     )  # fmt: skip
     _add_model_options(transcribe)
     _add_second_pass_options(transcribe)
     transcribe.set_defaults(handler=_cmd_transcribe)
 
     stream = commands.add_parser("stream", help="stream a file to a server and print the words")
-    stream.add_argument("file")
-    stream.add_argument("--url", default="ws://127.0.0.1:8000/v1/stream")
-    stream.add_argument("--speed", type=float, default=1.0, help="x real time; 0 = as fast as possible")
-    stream.add_argument("--language")
+    stream.add_argument("file", help="any audio or video file ffmpeg reads")
+    stream.add_argument(
+        "--url", default="ws://127.0.0.1:8000/v1/stream", help="the server's stream (default: %(default)s)"
+    )
+    stream.add_argument(
+        "--speed", type=float, default=1.0, help="x real time; 0 = as fast as possible (default: %(default)s)"
+    )
+    stream.add_argument("--language", help="the spoken language (default: the server's)")
     stream.set_defaults(handler=_cmd_stream)
 
     from ..bench.live import add_bench_parser
@@ -286,6 +347,15 @@ def build_parser() -> argparse.ArgumentParser:
     add_bench_replay_parser(commands)
 
     return parser
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("streamscribe")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown"
 
 
 def main(argv: list[str] | None = None) -> int:

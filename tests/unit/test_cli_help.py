@@ -1,0 +1,29 @@
+"""Help that helps: every option of every command says what it does and its default."""
+
+import argparse
+
+from streamscribe.cli.main import build_parser
+
+
+def subcommands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    actions = [action for action in parser._actions if isinstance(action, argparse._SubParsersAction)]
+    return dict(actions[0].choices)
+
+
+def test_every_option_of_every_command_has_help_with_its_default() -> None:
+    commands = subcommands(build_parser())
+    assert {"serve", "transcribe", "stream", "bench", "bench-replay", "bench-second-pass"} <= set(commands)
+    for name, command in commands.items():
+        for action in command._actions:
+            if isinstance(action, argparse._HelpAction):
+                continue
+            label = f"{name} {'/'.join(action.option_strings) or action.dest}"
+            assert action.help, f"{label} has no help"
+            if action.option_strings and action.nargs != 0:
+                assert "default" in action.help, f"{label} does not say its default"
+
+
+def test_serve_help_names_the_environment_and_version_is_offered() -> None:
+    parser = build_parser()
+    assert "STREAMSCRIBE_" in subcommands(parser)["serve"].format_help()
+    assert any(isinstance(action, argparse._VersionAction) for action in parser._actions)
