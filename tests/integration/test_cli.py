@@ -11,6 +11,7 @@ import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import aiohttp
 import numpy as np
 import pytest
 import srt
@@ -80,6 +81,15 @@ async def test_stream_command_prints_the_words(served: tuple[asyncio.subprocess.
     )
     assert done.returncode == 0, done.stderr
     assert "ask not what your country can do for you" in " ".join(word_keys(done.stdout))
+    assert await where_it_is(done.stderr, url), "the transcript's id and URL are printed, and the URL works"
+
+
+async def where_it_is(stderr: str, url: str) -> bool:
+    """The `transcript ID: URL` line the CLI prints on stderr, checked against the server."""
+    found = re.search(rf"^transcript ([0-9a-f]{{32}}): ({re.escape(url)}/v1/transcripts/\1)$", stderr, re.M)
+    assert found, stderr
+    async with aiohttp.ClientSession() as http, http.get(found.group(2)) as response:
+        return response.status == 200
 
 
 def test_transcribe_runs_the_live_core_then_the_second_pass(tmp_path: Path) -> None:
@@ -117,6 +127,8 @@ async def test_transcribe_with_url_uploads_and_shows_progress(
         run_cli, "transcribe", str(media["jfk.m4a"]), "--url", url, "-o", str(captions)
     )
     assert done.returncode == 0, done.stderr
+    assert await where_it_is(done.stderr, url)
+    assert await where_it_is(done.stderr, url)
     assert done.stdout.startswith("Speaker 1: And so")
     assert "ask not what your country can do for you" in " ".join(word_keys(done.stdout))
     progress = done.stderr.splitlines()

@@ -8,11 +8,13 @@ import sys
 from collections.abc import Coroutine
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
+from urllib.parse import urlsplit
 
 from ..audio import SAMPLE_RATE, iter_file, read_file
 from ..config import MAX_SPEAKERS, ServerSettings
 from ..errors import StreamscribeError
-from ..wire import Closed, Error, Final, Partial, ServerMessage, Start, UtteranceEnd, Word
+from ..wire import Closed, Error, Final, Partial, Ready, ServerMessage, Start, UtteranceEnd, Word
+from .remote import say_where
 
 if TYPE_CHECKING:
     from ..finalize.pipeline import SecondPass
@@ -165,16 +167,21 @@ async def _second_pass(
 
 
 def _cmd_stream(args: argparse.Namespace) -> int:
-    from ..client.stream import stream_samples
+    from ..client.stream import TimedEvent, stream_samples
 
     _require_url(args.url, ("ws", "wss"), "ws://127.0.0.1:8000/v1/stream")
     samples = read_file(Path(args.file))
     printer = LivePrinter(sys.stdout.isatty())
     start = Start(sample_rate=SAMPLE_RATE, language=args.language)
-    result = stream_samples(
-        args.url, samples, speed=args.speed, start=start, on_event=lambda timed: printer.show(timed.event)
-    )
-    return _run(result, printer)
+    where = urlsplit(args.url)
+    http_url = f"{where.scheme.replace('ws', 'http', 1)}://{where.netloc}"
+
+    def show(timed: TimedEvent) -> None:
+        if isinstance(timed.event, Ready) and timed.event.transcript_id:
+            say_where(http_url, timed.event.transcript_id)
+        printer.show(timed.event)
+
+    return _run(stream_samples(args.url, samples, speed=args.speed, start=start, on_event=show), printer)
 
 
 def _run(work: Coroutine[Any, Any, Any], printer: LivePrinter | None = None) -> int:

@@ -66,11 +66,21 @@ def _clock(seconds: float) -> str:
     return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
 
 
+def say_where(base_url: str, transcript_id: str) -> None:
+    """On stderr, as soon as it is known: the transcript's id and where to get its versions."""
+    print(
+        f"transcript {transcript_id}: {base_url.rstrip('/')}/v1/transcripts/{transcript_id}",
+        file=sys.stderr,
+        flush=True,
+    )
+
+
 async def transcribe_remote(base_url: str, path: Path, options: dict[str, str], outputs: list[Path]) -> bool:
     """Upload, follow to the end, print the final version as text, write `outputs` (by extension).
     True when the server reported no error."""
     base_url = base_url.rstrip("/")
     accepted = await upload_file(base_url, path, options)
+    say_where(base_url, accepted.transcript_id)
     bar = ProgressBar(sys.stderr.isatty())
     await follow_session(base_url, accepted.session_id, bar.show)
     transcript_id = accepted.transcript_id
