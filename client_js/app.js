@@ -9,8 +9,11 @@ const ui = {
   finals: $("finals"), partial: $("partial"), live: $("live"), announcer: $("announcer"),
   section: $("transcript-section"), version: $("version"), search: $("search"), matches: $("matches"),
   player: $("player"), transcript: $("transcript"),
+  historySection: $("history-section"), history: $("history"),
 };
 const ANNOUNCED_LINES = 20;
+const HISTORY_KEY = "streamscribe.transcripts";
+const HISTORY_KEPT = 20;
 
 let client = null;
 let media = null;
@@ -31,6 +34,7 @@ function onEvent(event) {
   switch (event.type) {
     case "ready":
       transcriptId = event.transcript_id;
+      if (transcriptId) remember(transcriptId, `Live, ${new Date().toLocaleString()}`);
       break;
     case "partial":
       ui.partial.textContent = event.words.map((w) => w.text).join(" ");
@@ -143,6 +147,7 @@ ui.file.addEventListener("change", async () => {
   try {
     const accepted = await uploadFile(file);
     transcriptId = accepted.transcript_id;
+    remember(transcriptId, file.name);
     setStatus(`Transcribing ${file.name}…`);
     showProgress("Transcribing", 0, accepted.file.duration_s);
     followSession(accepted.session_id, onEvent);
@@ -156,6 +161,7 @@ ui.file.addEventListener("change", async () => {
 
 async function loadTranscript(id, version) {
   const listing = await getJson(`/v1/transcripts/${id}/versions`);
+  history.replaceState(null, "", `#transcript=${id}`);  // a reload opens it again
   ui.version.replaceChildren(
     ...listing.versions.slice().reverse().map((v) => new Option(`v${v.version}${v.parent ? "" : " (live)"}`, v.version))
   );
@@ -251,6 +257,58 @@ ui.search.addEventListener("keydown", (event) => {
   hits[matchIndex].element.scrollIntoView({ block: "center", behavior: "smooth" });
   if (!ui.player.hidden) ui.player.currentTime = hits[matchIndex].start;
 });
+
+// ---- the page's own list of the transcripts it made (localStorage, by id) ---------------------------
+
+function remembered() {
+  try {
+    return JSON.parse(localStorage.getItem(HISTORY_KEY)) || [];
+  } catch {
+    return [];
+  }
+}
+
+function remember(id, name) {
+  const known = remembered();
+  const entry = known.find((other) => other.id === id) || { id, name };  // an upload keeps its file name
+  const kept = [entry, ...known.filter((other) => other.id !== id)].slice(0, HISTORY_KEPT);
+  localStorage.setItem(HISTORY_KEY, JSON.stringify(kept));
+  showHistory();
+}
+
+function showHistory() {
+  const entries = remembered();
+  ui.historySection.hidden = entries.length === 0;
+  ui.history.replaceChildren(...entries.map((entry) => {
+    const open = document.createElement("button");
+    open.type = "button";
+    open.className = "button";
+    open.dataset.id = entry.id;
+    open.textContent = entry.name;
+    const item = document.createElement("li");
+    item.append(open);
+    return item;
+  }));
+}
+
+async function openTranscript(id) {
+  transcriptId = id;
+  try {
+    await loadTranscript(id);
+    setStatus("Showing a transcript you made earlier.");
+  } catch (error) {
+    setStatus(`That transcript is no longer on the server (${error.message}).`);
+  }
+}
+
+ui.history.addEventListener("click", (event) => {
+  const id = event.target.dataset && event.target.dataset.id;
+  if (id) openTranscript(id);
+});
+
+showHistory();
+const opened = /^#transcript=([0-9a-f]+)$/.exec(location.hash);
+if (opened) openTranscript(opened[1]);
 
 // ---- helpers ------------------------------------------------------------------------------------
 

@@ -153,6 +153,21 @@ async def test_versions_search_player_and_exports(
     assert audio.ok and (await audio.body())[:4] == b"RIFF"
 
 
+async def test_the_page_keeps_its_transcripts_across_reloads(browser: Browser, page_url: str) -> None:
+    page = await open_page(browser, page_url)
+    await page.set_input_files("#file", speech_file("jfk/jfk.wav"))
+    before = await final_text(page)
+    await page.reload()  # the open transcript is in the address: a reload shows it again
+    assert await final_text(page) == before
+    await page.goto(page_url)  # a fresh visit: the page's own list still has it
+    entry = page.locator("#history button", has_text="jfk.wav")
+    await entry.click()
+    assert await final_text(page) == before
+    ARTIFACTS.mkdir(exist_ok=True)
+    await page.screenshot(path=ARTIFACTS / "history.png", full_page=True)
+    assert page.errors == []  # type: ignore[attr-defined]
+
+
 async def test_an_upload_shows_progress_then_the_transcript_on_a_phone(
     browser: Browser, page_url: str, media: dict[str, Path], jfk: tuple[object, str]
 ) -> None:
