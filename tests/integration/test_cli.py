@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 import signal
@@ -20,7 +21,7 @@ import webvtt
 from streamscribe.audio import SAMPLE_RATE
 from streamscribe.client.stream import TimedEvent, stream_samples
 from streamscribe.text import word_keys
-from streamscribe.wire import Closed, Error, Final
+from streamscribe.wire import Closed, Error, Final, Ready
 
 from ..conftest import speech_file
 
@@ -202,6 +203,55 @@ def test_ctrl_c_ends_a_command_cleanly(tmp_path: Path) -> None:
     process.send_signal(signal.SIGINT)
     _out, err = process.communicate(timeout=60)
     assert process.returncode == 130 and "Traceback" not in err and "interrupted" in err, err
+
+
+async def test_the_server_logs_each_session_and_refusal_as_json_without_any_words(
+    tmp_path: Path, jfk: tuple[np.ndarray, str]
+) -> None:
+    env = os.environ | {
+        "STREAMSCRIBE_DATA_DIR": str(tmp_path / "data"),
+        "STREAMSCRIBE_FINALIZE_ENABLED": "false",
+    }
+    process = await asyncio.create_subprocess_exec(
+        *CLI, "serve", "--port", "0", "--log-format", "json", "--log-level", "info",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env,
+    )  # fmt: skip
+    assert process.stdout is not None and process.stderr is not None
+    async with asyncio.timeout(60):
+        match = re.search(r"listening on (http://\S+)", (await process.stdout.readline()).decode())
+    assert match
+    url = match.group(1)
+    result = await stream_samples(url.replace("http", "ws") + "/v1/stream", jfk[0], speed=0)
+    async with aiohttp.ClientSession() as http, http.get(f"{url}/v1/transcripts/nope") as response:
+        assert response.status == 404
+    process.send_signal(signal.SIGTERM)
+    assert await asyncio.wait_for(process.wait(), 60) == 0
+    lines = (await process.stderr.read()).decode().splitlines()
+    records = [json.loads(line) for line in lines]  # every line is one JSON object
+    by_event = {record.get("event"): record for record in records}
+    ready = result.events[0].event
+    assert isinstance(ready, Ready)
+    assert by_event["session_start"]["session_id"] == ready.session_id
+    end = by_event["session_end"]
+    assert (end["transport"], end["outcome"], end["words"]) == ("websocket", "ok", len(result.finals))
+    assert end["audio_s"] == pytest.approx(11.0, abs=0.5)
+    assert (by_event["refused"]["code"], by_event["refused"]["status"]) == ("transcript_not_found", 404)
+    said = {word.text.strip(",.").lower() for word in result.finals} - {
+        "and",
+        "so",
+        "my",
+        "not",
+        "what",
+        "you",
+        "can",
+        "do",
+        "for",
+        "ask",
+        "your",
+    }
+    assert said and not any(word in line.lower() for line in lines for word in said), (
+        "no transcript text in the log"
+    )
 
 
 # Last: it stops the served process.

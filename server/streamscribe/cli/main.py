@@ -78,7 +78,9 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     from ..app import serve
     from ..asr.models import load_engine
     from ..config import load_settings
+    from .logs import configure_logging
 
+    configure_logging(args.log_level, args.log_format)
     settings = load_settings(_settings_overrides(args))
     engine = load_engine(settings)
     return _run(serve(settings, engine))
@@ -310,6 +312,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--audio-retention-h", dest="audio_retention_h", type=float,
         help="hours recorded audio is kept after its second pass; 0 deletes it at once, inf keeps it "
         f"(default: {_DEFAULTS.audio_retention_h:g})",
+    )  # fmt: skip
+    serve.add_argument(
+        "--log-level", dest="log_level", choices=["debug", "info", "warning", "error"], default="info",
+        help="the least important records logged, on stderr (default: %(default)s)",
+    )  # fmt: skip
+    serve.add_argument(
+        "--log-format", dest="log_format", choices=["text", "json"], default="text",
+        help="a line of text or a JSON object per record (default: %(default)s)",
     )  # fmt: skip
     _add_model_options(serve)
     _add_second_pass_options(serve)

@@ -199,7 +199,11 @@ def cluster(embeddings: np.ndarray, hints: SpeakerHints) -> np.ndarray:
         if hints.num_speakers is None and np.bincount(labels).min() < _MIN_SPEAKER_WINDOWS:
             continue  # a "speaker" heard for a couple of seconds is one voice's variation
         clusters = int(labels.max()) + 1
-        score = float(silhouette_score(distances, labels, metric="precomputed")) if 1 < clusters < len(subset) else 0.0
+        score = (
+            float(silhouette_score(distances, labels, metric="precomputed"))
+            if 1 < clusters < len(subset)
+            else 0.0
+        )
         scored.append((score, labels))
     best_score = max((score for score, _labels in scored), default=0.0)
     if not scored or (candidates.start < 2 and best_score < _MIN_SILHOUETTE):
@@ -208,7 +212,9 @@ def cluster(embeddings: np.ndarray, hints: SpeakerHints) -> np.ndarray:
         best_labels = next(labels for score, labels in scored if score >= best_score - _SILHOUETTE_TOLERANCE)
     if subset is embeddings:
         return best_labels
-    centroids = np.stack([subset[best_labels == label].mean(axis=0) for label in range(best_labels.max() + 1)])
+    centroids = np.stack(
+        [subset[best_labels == label].mean(axis=0) for label in range(best_labels.max() + 1)]
+    )
     return np.asarray(np.argmax(embeddings @ centroids.T, axis=1))
 
 
@@ -260,4 +266,3 @@ def _speaker_names(turns: list[SpeakerTurn]) -> dict[str, str]:
     for turn in sorted(turns, key=lambda turn: turn.start_s):
         names.setdefault(turn.speaker, f"Speaker {len(names) + 1}")
     return names
-

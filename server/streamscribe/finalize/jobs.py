@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -95,12 +96,21 @@ class JobRunner:
                 await self._wakeup.wait()
                 continue
             error: str | None = None
+            began = time.monotonic()
+            log.info("second pass started", extra={"fields": {"event": "job_start", "transcript_id": job.id}})
             try:
                 stored = await self._run_job(job.id, job.audio_path, job.job_settings)
             except Exception as exc:  # the job fails; the versions already stored stay
                 log.exception("second pass of %s failed", job.id)
                 error = f"{type(exc).__name__}: {exc}"
             await asyncio.to_thread(self._jobs.finish_job, job.id, error)
+            fields = {
+                "event": "job_end",
+                "transcript_id": job.id,
+                "seconds": round(time.monotonic() - began, 1),
+            }
+            outcome = {"outcome": "failed"} if error else {"outcome": "ok", "version": stored.version}
+            log.info("second pass ended", extra={"fields": {**fields, **outcome}})
             # before announcing: with retention 0 the audio is gone by then
             await sweep_expired_audio(self._store, self._settings.audio_retention_h)
             self._listeners.notify(job.id, JobFailed(error) if error else JobDone(stored.version))

@@ -155,6 +155,8 @@ class SessionHost:
             background=options.background,
         )
         slot.events = self.event_bus.open(slot.session_id)
+        fields = {"event": "session_start", "session_id": slot.session_id, "transport": slot.transport}
+        log.info("session started", extra={"fields": {**fields, "language": options.language}})
         if self.draining:  # shutdown began while the recording was being opened
             self._end_for_shutdown(slot)
         return slot.driver
@@ -187,6 +189,7 @@ class SessionHost:
                 outbox.close()
             self.event_bus.finish(events)
             self.release(slot)
+            _log_end(slot, driver)
 
     async def drain(self) -> None:
         """Shutdown: admit no one; end every session (its client is told why, what it said is
@@ -204,3 +207,17 @@ class SessionHost:
         if slot.driver is not None:
             what = "the file was not finished" if slot.replays_file else "the stream was ended"
             slot.driver.fail(ShuttingDown(f"the server is shutting down; {what}"))
+
+
+def _log_end(slot: Slot, driver: SessionDriver) -> None:
+    """One line per session: how long, how many words, how it ended (never what was said)."""
+    session = driver.session
+    fields = {
+        "event": "session_end",
+        "session_id": slot.session_id,
+        "transport": slot.transport,
+        "audio_s": round(session.received_samples / SAMPLE_RATE, 1),
+        "words": len(session.finals),
+        "outcome": session.error_code or "ok",
+    }
+    log.info("session ended", extra={"fields": fields})

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import logging
+
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from ..errors import StreamscribeError
 from ..wire import ErrorBody, ErrorDetail
 from .responses import struct_response
+
+log = logging.getLogger(__name__)
 
 
 @web.middleware
@@ -18,6 +22,14 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
         response: web.StreamResponse = await handler(request)
         return response
     except StreamscribeError as exc:
+        fields = {
+            "event": "refused",
+            "method": request.method,
+            "path": request.path,
+            "status": exc.http_status,
+        }
+        log.log(logging.ERROR if exc.http_status >= 500 else logging.INFO, "request refused",
+                extra={"fields": {**fields, "code": exc.code}})  # fmt: skip
         kind = "invalid_request_error" if exc.http_status < 500 else "server_error"
         body = ErrorBody(error=ErrorDetail(code=exc.code, message=exc.message, type=kind))
         return struct_response(body, exc.http_status)

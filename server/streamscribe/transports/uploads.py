@@ -8,6 +8,7 @@ decoded as it is replayed; the answer comes at once with the session and transcr
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Iterator
 from typing import Literal, Protocol, TypeVar
 
@@ -33,6 +34,7 @@ from .state import SERVER_STATE, ServerState
 from .transcripts import transcript_response
 from .upload_body import Upload, discard, receive_upload
 
+log = logging.getLogger(__name__)
 _CHUNK_SAMPLES = 2 * SAMPLE_RATE
 """Decoded per step of a replay; the first is decoded before the upload is accepted."""
 
@@ -129,6 +131,15 @@ class FileSession:
             discard(upload.path)
             raise
         self.info = audio.info
+        file_fields = {
+            "bytes": upload.size_bytes,
+            "format": audio.info.format,
+            "duration_s": audio.info.duration_s,
+        }
+        log.info(
+            "upload accepted",
+            extra={"fields": {"event": "upload", "session_id": self.session_id, **file_fields}},
+        )
         self._tasks = [
             asyncio.create_task(
                 self._replay(driver, audio, _then(first, chunks), upload, options.speed == "realtime")

@@ -100,6 +100,10 @@ class StreamConnection:
 
     async def refuse(self, error: StreamscribeError) -> None:
         """Answer with one `error` and close; no session is opened."""
+        log.info(
+            "stream refused",
+            extra={"fields": {"event": "refused", "transport": "websocket", "code": error.code}},
+        )
         with contextlib.suppress(ConnectionError):
             await self._ws.send_str(_text(Error(seq=1, code=error.code, message=error.message)))
         await self._ws.close(code=error.close_code, message=_reason(error))
