@@ -155,8 +155,13 @@ class SessionHost:
             background=options.background,
         )
         slot.events = self.event_bus.open(slot.session_id)
-        fields = {"event": "session_start", "session_id": slot.session_id, "transport": slot.transport}
-        log.info("session started", extra={"fields": {**fields, "language": options.language}})
+        fields = {
+            "event": "session_start",
+            "session_id": slot.session_id,
+            "transport": slot.transport,
+            "language": options.language,
+        }
+        log.info("session started", extra={"fields": fields})
         if self.draining:  # shutdown began while the recording was being opened
             self._end_for_shutdown(slot)
         return slot.driver

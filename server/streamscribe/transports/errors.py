@@ -22,14 +22,15 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
         response: web.StreamResponse = await handler(request)
         return response
     except StreamscribeError as exc:
+        level = logging.ERROR if exc.http_status >= 500 else logging.INFO
         fields = {
             "event": "refused",
             "method": request.method,
             "path": request.path,
             "status": exc.http_status,
+            "code": exc.code,
         }
-        log.log(logging.ERROR if exc.http_status >= 500 else logging.INFO, "request refused",
-                extra={"fields": {**fields, "code": exc.code}})  # fmt: skip
+        log.log(level, "request refused", extra={"fields": fields})
         kind = "invalid_request_error" if exc.http_status < 500 else "server_error"
         body = ErrorBody(error=ErrorDetail(code=exc.code, message=exc.message, type=kind))
         return struct_response(body, exc.http_status)
