@@ -23,8 +23,19 @@ class StreamSettings(msgspec.Struct, frozen=True, kw_only=True):
     """Decode again once this much new speech has arrived (and nothing is in flight)."""
     max_window_s: float = 20.0
     """Hard bound on the audio handed to Whisper; the window is trimmed at committed words."""
-    max_lookahead_s: float = 4.0
-    """Undecoded speech a session may hold before its transport stops reading (backpressure)."""
+    max_lookahead_s: float = 120.0
+    """Undecoded speech a session reads ahead before its transport stops reading (backpressure):
+    a client that sends faster than real time is read this far ahead, so its socket keeps moving
+    (and its keepalive pings are answered) while decoding catches up. Held as 16-bit PCM:
+    32 kB per second per session."""
+    catch_up_after_s: float = 6.0
+    """A session this far behind (undecoded speech) catches up: it decodes long windows of
+    several utterances at once and commits what one hypothesis says, as an offline decode does."""
+    catch_up_window_s: Annotated[float, msgspec.Meta(gt=1.0, le=30.0)] = 28.0
+    """Audio per catch-up decode (Whisper's own window is 30 s)."""
+    catch_up_margin_s: float = 3.0
+    """A catch-up decode that ends inside speech commits only words that end this long before its
+    end; the rest is decoded again with the next window."""
     trim_after_s: float = 10.0
     """Once the window is longer than this, drop its committed head."""
     commit_margin_s: float = 0.5
@@ -52,7 +63,7 @@ def max_speed_replay() -> StreamSettings:
     of audio per decode whatever it is given, so fewer, longer decodes are what makes it fast."""
     return StreamSettings(
         decode_step_ms=20000,
-        max_lookahead_s=24.0,
+        max_lookahead_s=60.0,
         max_window_s=28.0,
         trim_after_s=14.0,
         agreement_n=1,

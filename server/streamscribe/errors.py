@@ -14,6 +14,11 @@ class StreamscribeError(Exception):
         super().__init__(message)
         self.message = message
 
+    @classmethod
+    def reading_failed(cls, exc: BaseException) -> StreamscribeError:
+        """A bug or an unexpected failure while taking a client's audio: it ends that stream only."""
+        return cls(f"the server failed reading the stream ({type(exc).__name__}); what was heard is kept")
+
 
 class BadMessage(StreamscribeError):
     """A text frame that is not valid JSON or not a known message."""

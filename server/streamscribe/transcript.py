@@ -64,7 +64,8 @@ class VersionInfo(msgspec.Struct, frozen=True, kw_only=True):
     settings: dict[str, Any]
     timings_s: dict[str, float]
     warnings: list[str] = msgspec.field(default_factory=list)
-    """What went wrong without stopping the version (a diarizer or rewrite that failed)."""
+    """What went wrong without stopping the version (a diarizer or rewrite that failed, a stream
+    that was cut: see `stream_cut_warning`)."""
 
 
 class Transcript(msgspec.Struct, frozen=True, kw_only=True):
@@ -189,3 +190,16 @@ def _timestamp(seconds: float, separator: str) -> str:
     minutes, millis = divmod(millis, 60_000)
     secs, millis = divmod(millis, 1000)
     return f"{hours:02d}:{minutes:02d}:{secs:02d}{separator}{millis:03d}"
+
+
+STREAM_CUT = "the stream was cut"
+
+
+def stream_cut_warning(received_s: float, why: str) -> str:
+    """The warning of every version of a stream that ended without the client's `stop`."""
+    return f"{STREAM_CUT} after {received_s:.1f} s of audio: {why}; the transcript holds what was received"
+
+
+def stream_cut_warnings(info: VersionInfo) -> list[str]:
+    """The warnings of a version that every later version of the same recording keeps."""
+    return [warning for warning in info.warnings if warning.startswith(STREAM_CUT)]

@@ -14,7 +14,10 @@ from streamscribe.transcript import Word
 
 
 def paragraph(text: str) -> list[Word]:
-    return [Word(id=f"w{i}", text=t, start=i * 0.5, end=i * 0.5 + 0.4, confidence=0.9) for i, t in enumerate(text.split())]
+    return [
+        Word(id=f"w{i}", text=t, start=i * 0.5, end=i * 0.5 + 0.4, confidence=0.9)
+        for i, t in enumerate(text.split())
+    ]
 
 
 @pytest.fixture
@@ -43,7 +46,9 @@ async def chat_url() -> AsyncIterator[str]:
 
 async def test_spelling_is_rewritten_and_word_changes_are_refused(chat_url: str) -> None:
     client = RewriteClient(chat_url, "any-model", "secret", timeout_s=5)
-    rewritten, warnings = await asyncio.to_thread(client.rewrite, [paragraph("so i went home"), paragraph("the cat sat")])
+    rewritten, warnings = await asyncio.to_thread(
+        client.rewrite, [paragraph("so i went home"), paragraph("the cat sat")]
+    )
     assert [word.text for word in rewritten[0]] == ["So", "I", "went", "home."]
     assert [word.start for word in rewritten[0]] == [word.start for word in paragraph("so i went home")]
     assert [word.text for word in rewritten[1]] == ["the", "cat", "sat"]

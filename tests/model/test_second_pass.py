@@ -18,7 +18,7 @@ from streamscribe.bench.metrics import diarization_error, word_error_rate
 from streamscribe.config import FinalizeSettings, ServerSettings
 from streamscribe.finalize.pipeline import SecondPass
 from streamscribe.local import live_pass
-from streamscribe.transcript import Transcript
+from streamscribe.transcript import Transcript, stream_cut_warning
 
 from ..conftest import speech_file
 
@@ -119,8 +119,11 @@ async def test_speaker_count_hint_is_obeyed(
 async def test_failing_backends_still_yield_a_version(
     meeting: tuple[np.ndarray, Transcript], second_pass: SecondPass, tmp_path: Path
 ) -> None:
-    """pyannote pointed at a missing checkpoint, and a rewrite endpoint that refuses connections."""
+    """pyannote pointed at a missing checkpoint, and a rewrite endpoint that refuses connections;
+    the parent is of a stream that was cut, which every later version still says."""
     audio, first = meeting
+    cut = stream_cut_warning(30.0, "the connection was lost before the client sent stop")
+    first = msgspec.structs.replace(first, info=msgspec.structs.replace(first.info, warnings=[cut]))
     settings = FinalizeSettings(
         diarizer="pyannote",
         pyannote_checkpoint=str(tmp_path / "missing.yaml"),
@@ -132,4 +135,5 @@ async def test_failing_backends_still_yield_a_version(
     assert second.speakers == []
     assert any("diarization (pyannote) failed" in warning for warning in second.info.warnings)
     assert any("rewrite failed" in warning for warning in second.info.warnings)
+    assert cut in second.info.warnings, "the recording is still the cut one"
     assert second.info.models["diarizer"] == "none"

@@ -40,7 +40,7 @@ class Client:
             return None
         self.requests -= 1
         audio = np.full(160, self.tag, dtype=np.float32)
-        return DecodeRequest(audio, 0, 160, DecodeOptions(), False, False, False)
+        return DecodeRequest(audio, 0, 160, DecodeOptions(), False, (), False)
 
     def deliver_result(self, request: DecodeRequest, words: list[AsrWord]) -> None:
         self.delivered.append(1)

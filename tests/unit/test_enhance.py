@@ -12,9 +12,18 @@ from streamscribe.finalize.enhance import (
 from streamscribe.transcript import CaptionLayout, Word
 
 
-def words(text: str, start: float = 0.0, step: float = 0.3, confidence: float = 0.9, speaker: str | None = None) -> list[Word]:
+def words(
+    text: str, start: float = 0.0, step: float = 0.3, confidence: float = 0.9, speaker: str | None = None
+) -> list[Word]:
     return [
-        Word(id=f"w{i}", text=t, start=start + i * step, end=start + i * step + 0.25, confidence=confidence, speaker=speaker)
+        Word(
+            id=f"w{i}",
+            text=t,
+            start=start + i * step,
+            end=start + i * step + 0.25,
+            confidence=confidence,
+            speaker=speaker,
+        )
         for i, t in enumerate(text.split())
     ]
 
@@ -36,7 +45,11 @@ def test_stock_phrases_go_only_when_heard_unsure() -> None:
 
 
 def test_paragraphs_split_at_speaker_changes_and_long_pauses() -> None:
-    stream = words("one two", speaker="A") + words("three", start=0.7, speaker="B") + words("four", start=5.0, speaker="B")
+    stream = (
+        words("one two", speaker="A")
+        + words("three", start=0.7, speaker="B")
+        + words("four", start=5.0, speaker="B")
+    )
     assert [texts(group) for group in paragraphs(stream, pause_s=2.0)] == ["one two", "three", "four"]
 
 

@@ -13,14 +13,17 @@ SECOND = SAMPLE_RATE
 
 
 class ScriptedVad:
-    """Speech in [start, end) samples; reports it as the audio passes those points."""
+    """Speech in [start, end) samples (and in any further `regions`); reports it as the audio
+    passes those points."""
 
-    def __init__(self, start: int | None, end: int | None) -> None:
+    def __init__(self, start: int | None, end: int | None, regions: tuple[tuple[int, int], ...] = ()) -> None:
         self._script: list[tuple[int, VadEvent]] = []
         if start is not None:
             self._script.append((start, SpeechStart(start)))
         if end is not None:
             self._script.append((end, SpeechEnd(end)))
+        for region_start, region_end in regions:
+            self._script += [(region_start, SpeechStart(region_start)), (region_end, SpeechEnd(region_end))]
         self._received = 0
 
     def receive_audio(self, samples: np.ndarray) -> list[VadEvent]:
@@ -69,7 +72,7 @@ def test_end_of_speech_flushes_everything_and_ends_the_utterance() -> None:
     live = session(SECOND, 3 * SECOND)
     feed(live, 4)
     request = live.take_decode_request()
-    assert request is not None and request.flush and request.ends_region
+    assert request is not None and request.flush and request.region_ends
     assert request.end_samples == 3 * SECOND
     live.receive_decode_result(request, [word("hello", 0.2), word("world", 0.8)])
     live.receive_stop()
@@ -123,7 +126,7 @@ def test_stop_right_after_finalize_closes_without_another_decode() -> None:
     feed(live, 2)
     live.receive_finalize()
     request = live.take_decode_request()
-    assert request is not None and request.flush and not request.ends_region
+    assert request is not None and request.flush and not request.region_ends
     live.receive_decode_result(request, [word("done", 0.1)])
     live.receive_stop()
     assert live.take_decode_request() is None
@@ -167,7 +170,7 @@ def test_the_session_moves_through_its_states_in_order_and_is_silent_once_closed
     live.receive_stop()
     assert live.state is State.FLUSHING and live.ended and not live.live_finished
     request = live.take_decode_request()
-    assert request is not None and request.ends_region
+    assert request is not None and request.region_ends
     live.receive_decode_result(request, [word("done", 0.1)])
     assert live.state is State.FINALIZING and live.live_finished, (
         "every final is out; the transcript is awaited"
@@ -178,3 +181,71 @@ def test_the_session_moves_through_its_states_in_order_and_is_silent_once_closed
     live.receive_error("bad_message", "garbage after the end")
     live.receive_audio(np.zeros(FEED_SLICE_SAMPLES, dtype=np.float32))
     assert live.events_to_send() == [], "nothing is sent after closed"
+
+
+def spoken(texts: str, start: float, step: float = 0.5) -> list[AsrWord]:
+    """One word every `step` seconds from `start` (window time)."""
+    return [word(text, start + index * step) for index, text in enumerate(texts.split())]
+
+
+def test_a_session_far_behind_decodes_several_whole_utterances_in_one_window() -> None:
+    regions = ((SECOND, 5 * SECOND), (6 * SECOND, 10 * SECOND), (11 * SECOND, 40 * SECOND))
+    live = LiveSession("s1", StreamSettings(), ScriptedVad(None, None, regions), "tiny.en", 16000, "en")
+    feed(live, 42)  # read ahead at once, as from a client sending faster than real time
+    request = live.take_decode_request()
+    assert request is not None and request.catching_up and request.flush
+    assert request.region_ends == (5 * SECOND, 10 * SECOND), "the third region does not fit in 28 s"
+    assert (request.start_samples, request.end_samples) == (SECOND, 10 * SECOND)
+    assert request.options.prompt is None, "a long window is decoded without the recent text as prompt"
+    live.receive_decode_result(request, spoken("one two", 0.5) + spoken("three four", 5.5))
+    events = live.events_to_send()
+    summary = [
+        [w.text for w in e.words] if isinstance(e, Final) else e.at
+        for e in events
+        if isinstance(e, Final | UtteranceEnd)
+    ]
+    assert summary == [["one", "two"], 5.0, ["three", "four"], 10.0], (
+        "each utterance its finals, then its end"
+    )
+
+
+def test_catching_up_inside_a_long_utterance_commits_what_one_hypothesis_says_before_the_margin() -> None:
+    live = session(0, None)
+    feed(live, 60)
+    first = live.take_decode_request()
+    assert first is not None and first.catching_up and not first.flush
+    assert (first.start_samples, first.end_samples) == (0, 28 * SECOND)
+    live.receive_decode_result(first, spoken("a b c d e", 20.0, step=2.0))  # end at 20.3 ... 28.3 s
+    finals = [w.text for e in live.events_to_send() if isinstance(e, Final) for w in e.words]
+    assert finals == ["a", "b", "c"], "words ending 3 s or more before the window's end are final"
+    second = live.take_decode_request()
+    assert second is not None and second.catching_up
+    assert second.start_samples == int(24.3 * SECOND), "the next window starts at the last final word"
+    live.receive_decode_result(second, [])
+    third = live.take_decode_request()
+    assert third is not None and third.start_samples > second.start_samples, "a window without words moves on"
+
+
+def test_a_session_that_caught_up_decodes_short_windows_again() -> None:
+    live = session(0, None)
+    feed(live, 10)
+    catch_up = live.take_decode_request()
+    assert catch_up is not None and catch_up.catching_up
+    live.receive_decode_result(catch_up, spoken("a b c", 1.0))
+    feed(live, 1)
+    request = live.take_decode_request()
+    assert request is not None and not request.catching_up and request.end_samples == 11 * SECOND
+
+
+def test_a_stream_cut_short_says_why_and_one_stopped_does_not() -> None:
+    stopped, lost, failed = session(0, None), session(0, None), session(0, None)
+    for live in (stopped, lost, failed):
+        feed(live, 2)
+    stopped.receive_stop()
+    lost.receive_disconnect()
+    failed.receive_error("storage_failed", "the disk is full")
+    assert stopped.cut_short is None
+    assert lost.cut_short == "the connection was lost before the client sent stop"
+    assert failed.cut_short == "storage_failed: the disk is full"
+    stopped.receive_disconnect()
+    assert stopped.cut_short is None, "a connection closed after stop cut nothing"

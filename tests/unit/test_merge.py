@@ -8,13 +8,25 @@ from streamscribe.transcript import Word
 
 def decoded(text: str, confidence: float, start: float = 0.0) -> list[Word]:
     return [
-        Word(id="", text=t, start=start + i * 0.4, end=start + i * 0.4 + 0.3, confidence=confidence, source="second_pass")
+        Word(
+            id="",
+            text=t,
+            start=start + i * 0.4,
+            end=start + i * 0.4 + 0.3,
+            confidence=confidence,
+            source="second_pass",
+        )
         for i, t in enumerate(text.split())
     ]
 
 
 def live(text: str, confidence: float, start: float = 0.0) -> list[Word]:
-    return number_words([Word(id="", text=w.text, start=w.start, end=w.end, confidence=confidence) for w in decoded(text, confidence, start)])
+    return number_words(
+        [
+            Word(id="", text=w.text, start=w.start, end=w.end, confidence=confidence)
+            for w in decoded(text, confidence, start)
+        ]
+    )
 
 
 def test_agreeing_words_keep_ids_and_take_the_new_spelling() -> None:
@@ -27,7 +39,11 @@ def test_disagreement_goes_to_the_more_confident_pass() -> None:
     merged = merge(live("the cat sat", 0.9), decoded("the hat sat", 0.5))
     assert [(w.text, w.source) for w in merged] == [("the", "both"), ("cat", "live"), ("sat", "both")]
     merged = merge(live("the cat sat", 0.5), decoded("the hat sat", 0.6))
-    assert [(w.id, w.text, w.source) for w in merged] == [("w1", "the", "both"), ("w4", "hat", "second_pass"), ("w3", "sat", "both")]
+    assert [(w.id, w.text, w.source) for w in merged] == [
+        ("w1", "the", "both"),
+        ("w4", "hat", "second_pass"),
+        ("w3", "sat", "both"),
+    ]
 
 
 def test_words_only_one_pass_heard() -> None:

@@ -4,18 +4,29 @@ import pytest
 from streamscribe.stream.ring import AudioRing
 
 
+def ramp(start: int, stop: int) -> np.ndarray:
+    """Distinct samples in [-1, 1) that survive 16-bit storage to within one step."""
+    return np.arange(start, stop, dtype=np.float32) / 100
+
+
 def test_reads_across_the_wrap_point() -> None:
     ring = AudioRing(10)
-    ring.write(np.arange(7, dtype=np.float32))
-    ring.write(np.arange(7, 13, dtype=np.float32))
+    ring.write(ramp(0, 7))
+    ring.write(ramp(7, 13))
     assert ring.start_samples == 3 and ring.end_samples == 13
-    np.testing.assert_array_equal(ring.read(5, 13), np.arange(5, 13, dtype=np.float32))
+    np.testing.assert_allclose(ring.read(5, 13), ramp(5, 13), atol=1 / 32767)
 
 
 def test_a_write_larger_than_the_ring_keeps_the_newest() -> None:
     ring = AudioRing(4)
-    ring.write(np.arange(9, dtype=np.float32))
-    np.testing.assert_array_equal(ring.read(5, 9), np.arange(5, 9, dtype=np.float32))
+    ring.write(ramp(0, 9))
+    np.testing.assert_allclose(ring.read(5, 9), ramp(5, 9), atol=1 / 32767)
+
+
+def test_samples_beyond_full_scale_are_clipped() -> None:
+    ring = AudioRing(4)
+    ring.write(np.array([2.0, -2.0, 0.5], dtype=np.float32))
+    np.testing.assert_allclose(ring.read(0, 3), [1.0, -1.0, 0.5], atol=1 / 32767)
 
 
 def test_evicted_or_future_ranges_are_refused() -> None:

@@ -17,14 +17,26 @@ from streamscribe.wire import Word
 
 
 def sample(transcript_id: str = "t1"):  # type: ignore[no-untyped-def]
-    finals = [Word(text=t, start=i * 0.5, end=i * 0.5 + 0.4, confidence=0.9) for i, t in enumerate("hello there how are you today my friend".split())]
-    return first_version(transcript_id, finals, language="en", duration_s=5.0, live_model="tiny.en", settings=FinalizeSettings())
+    finals = [
+        Word(text=t, start=i * 0.5, end=i * 0.5 + 0.4, confidence=0.9)
+        for i, t in enumerate("hello there how are you today my friend".split())
+    ]
+    return first_version(
+        transcript_id,
+        finals,
+        language="en",
+        duration_s=5.0,
+        live_model="tiny.en",
+        settings=FinalizeSettings(),
+    )
 
 
 def test_exports_round_trip_and_parse() -> None:
     transcript = sample()
     assert from_json(to_json(transcript)) == transcript
-    assert [cue.content for cue in srt.parse(to_srt(transcript))] == ["hello there how are you today my friend"]
+    assert [cue.content for cue in srt.parse(to_srt(transcript))] == [
+        "hello there how are you today my friend"
+    ]
     assert len(webvtt.from_string(to_vtt(transcript))) == 1
     assert to_txt(transcript) == "hello there how are you today my friend\n"
 

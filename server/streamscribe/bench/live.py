@@ -23,7 +23,7 @@ from ..client.http import follow_session, upload_file
 from ..client.stream import StreamResult, stream_samples
 from ..client.webrtc import stream_samples_webrtc
 from ..config import load_settings
-from ..wire import Start
+from ..wire import Final, Start
 from .corpus import Corpus, write_mp3
 from .metrics import (
     Latency,
@@ -36,6 +36,9 @@ from .metrics import (
 )
 from .options import add_benchmark
 from .server import ServerProcess
+
+_PING_EVERY_S = 1.0
+"""WebSocket streams ping this often, to measure how long a ping waits behind the audio."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,7 +72,9 @@ async def run_streams(corpus: Corpus, args: argparse.Namespace) -> StreamRun:
 async def _stream(server: ServerProcess, corpus: Corpus, args: argparse.Namespace) -> StreamResult:
     if args.transport == "webrtc":
         return await stream_samples_webrtc(server.base_url, corpus.audio, speed=args.speed, language="en")
-    return await stream_samples(server.url, corpus.audio, speed=args.speed, start=Start(language="en"))
+    return await stream_samples(
+        server.url, corpus.audio, speed=args.speed, start=Start(language="en"), ping_every_s=_PING_EVERY_S
+    )
 
 
 async def _upload_while(streaming: asyncio.Event, server: ServerProcess, corpus: Corpus) -> int:
@@ -98,6 +103,8 @@ def measure(
         partial_latencies += latencies(seen, offline)
         final_latencies += latencies(finals, offline)
     stream_wers = [word_error_rate(corpus.reference, " ".join(w.text for w in r.finals)) for r in results]
+    live_pass_s = max(_last_final_s(result) for result in results)
+    ping_waits = [wait for result in results for wait in result.ping_waits_s]
     figures: dict[str, Any] = {
         "corpus": corpus.name,
         "audio_s": round(duration, 1),
@@ -115,6 +122,10 @@ def measure(
         "words_matched_final": f"{len(final_latencies)}/{len(offline.tokens) * len(results)}",
         "rtf_decoder_busy": round(decoder["busy_s"] / (duration * len(results)), 3),
         "decodes": decoder["decodes"],
+        "completed": sum(result.completed for result in results),
+        "live_pass_s": round(live_pass_s, 1),
+        "ping_wait_max_s": round(max(ping_waits), 2) if ping_waits else None,
+        "pings": len(ping_waits),
         "wall_s": round(run.wall_s, 1),
         "offline_decode_s": round(offline.seconds, 1),
         "server_rss_peak_mib": round(max(rss for _, rss in rss_mib), 1),
@@ -127,6 +138,11 @@ def measure(
             f"{int(t // 60)}min": round(rss, 1) for t, rss in rss_mib if int(t) % 60 == 0 and t > 1
         }
     return figures
+
+
+def _last_final_s(result: StreamResult) -> float:
+    """When the stream's last final arrived (seconds since its first audio was sent)."""
+    return max((timed.arrived_s for timed in result.events if isinstance(timed.event, Final)), default=0.0)
 
 
 def report(figures: dict[str, Any]) -> None:
@@ -148,6 +164,13 @@ def report(figures: dict[str, Any]) -> None:
     print(
         f"real-time factor    {figures['rtf_decoder_busy']} (decoder busy s per audio s, {figures['decodes']} decodes)"
     )
+    print(
+        f"live pass           {figures['live_pass_s']} s to the last final "
+        f"({figures['audio_s'] / max(figures['live_pass_s'], 0.1):.1f}x real time); "
+        f"{figures['completed']} of {figures['sessions']} stream(s) completed"
+    )
+    if figures["pings"]:
+        print(f"longest ping wait   {figures['ping_wait_max_s']} s ({figures['pings']} pings, one a second)")
     print(
         f"server memory       peak {figures['server_rss_peak_mib']} MiB"
         + (f"; by minute {figures['server_rss_mib_at']}" if "server_rss_mib_at" in figures else "")

@@ -183,7 +183,19 @@ def _cmd_stream(args: argparse.Namespace) -> int:
             say_where(http_url, timed.event.transcript_id)
         printer.show(timed.event)
 
-    return _run(stream_samples(args.url, samples, speed=args.speed, start=start, on_event=show), printer)
+    async def stream() -> bool:
+        result = await stream_samples(args.url, samples, speed=args.speed, start=start, on_event=show)
+        if not result.completed:
+            print(
+                f"\nerror: the connection was lost after {result.sent_s:.1f} s of audio were sent "
+                f"(close code {result.close_code}{': ' + result.close_reason if result.close_reason else ''}); "
+                "the server keeps what it received, marked as cut",
+                file=sys.stderr,
+                flush=True,
+            )
+        return result.completed
+
+    return _run(stream(), printer)
 
 
 def _run(work: Coroutine[Any, Any, Any], printer: LivePrinter | None = None) -> int:

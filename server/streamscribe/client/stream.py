@@ -11,7 +11,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
 from ..audio import SAMPLE_RATE, Samples, to_pcm_s16le
-from ..wire import Final, ServerMessage, Start, Stop, Word, decode_server, encode
+from ..wire import Closed, Final, ServerMessage, Start, Stop, Word, decode_server, encode
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,6 +26,15 @@ class StreamResult:
     events: list[TimedEvent] = field(default_factory=list)
     close_code: int | None = None
     close_reason: str = ""
+    sent_s: float = 0.0
+    """Seconds of audio handed to the connection."""
+    ping_waits_s: list[float] = field(default_factory=list)
+    """How long each measuring ping waited for its pong (see `ping_every_s`)."""
+
+    @property
+    def completed(self) -> bool:
+        """The server closed the stream (`closed`); False when the connection was lost before."""
+        return any(isinstance(timed.event, Closed) for timed in self.events)
 
     @property
     def finals(self) -> list[Word]:
@@ -40,9 +49,12 @@ async def stream_samples(
     chunk_ms: int = 100,
     start: Start | None = None,
     on_event: Callable[[TimedEvent], None] | None = None,
+    ping_every_s: float | None = None,
 ) -> StreamResult:
     """Stream 16 kHz mono audio as pcm_s16le at `speed` x real time (0 = as fast as the server
-    reads), send `stop`, and collect every event until the server closes the socket.
+    reads), send `stop`, and collect every event until the server closes the socket. With
+    `ping_every_s`, a ping is also sent that often and its wait for the pong measured. Check
+    `completed`: a connection lost mid-stream ends the result early, without raising.
     """
     result = StreamResult()
     chunk_samples = SAMPLE_RATE * chunk_ms // 1000
@@ -54,10 +66,22 @@ async def stream_samples(
             for offset in range(0, samples.size, chunk_samples):
                 if speed > 0:
                     await asyncio.sleep(max(0.0, began + offset / SAMPLE_RATE / speed - time.monotonic()))
-                await ws.send(to_pcm_s16le(samples[offset : offset + chunk_samples]))
+                chunk = samples[offset : offset + chunk_samples]
+                await ws.send(to_pcm_s16le(chunk))
+                result.sent_s += chunk.size / SAMPLE_RATE
             await ws.send(encode(Stop()).decode())
 
+        async def measure_pings(every_s: float) -> None:
+            while True:
+                sent = time.monotonic()
+                await (await ws.ping())
+                result.ping_waits_s.append(time.monotonic() - sent)
+                await asyncio.sleep(every_s)
+
         sender = asyncio.create_task(send_audio())
+        helpers = (
+            [sender] if ping_every_s is None else [sender, asyncio.create_task(measure_pings(ping_every_s))]
+        )
         try:
             async for message in ws:
                 timed = TimedEvent(time.monotonic() - began, decode_server(message))
@@ -67,7 +91,8 @@ async def stream_samples(
         except ConnectionClosed:
             pass
         finally:
-            sender.cancel()
-            await asyncio.gather(sender, return_exceptions=True)
+            for helper in helpers:
+                helper.cancel()
+            await asyncio.gather(*helpers, return_exceptions=True)
         result.close_code, result.close_reason = ws.close_code, ws.close_reason or ""
     return result

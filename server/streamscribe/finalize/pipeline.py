@@ -19,7 +19,7 @@ from ..asr.engine import DecodeOptions, Engine, Progress
 from ..asr.models import load_engine
 from ..audio import SAMPLE_RATE, Samples
 from ..config import FinalizeSettings, ServerSettings
-from ..transcript import CaptionLayout, Segment, Transcript, VersionInfo, Word
+from ..transcript import CaptionLayout, Segment, Transcript, VersionInfo, Word, stream_cut_warnings
 from .diarize import Diarizer, SpeakerHints, assign_speakers, make_diarizer
 from .enhance import paragraphs, readable_paragraphs, to_segments
 from .merge import merge, number_words
@@ -104,7 +104,7 @@ class SecondPass:
         self, audio: Samples, parent: Transcript, settings: FinalizeSettings, on_progress: Progress
     ) -> Transcript:
         timings: dict[str, float] = {}
-        warnings: list[str] = []
+        warnings = stream_cut_warnings(parent.info)
         began = time.perf_counter()
         language = settings.language or parent.language
         engine = self._engine(settings.model)

@@ -126,6 +126,7 @@ class FinalizeService:
             duration_s=end.duration_s,
             live_model=end.live_model,
             settings=apply_overrides(self._settings.finalize, end.finalize_overrides),
+            warnings=list(end.warnings),
         )
         try:
             await asyncio.to_thread(end.recorder.close)

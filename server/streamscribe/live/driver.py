@@ -127,6 +127,11 @@ class SessionDriver:
         self.session.receive_stop(wait_for_transcript)
         self._touch()
 
+    def disconnect(self) -> None:
+        """The client went away without `stop`: flush and keep what it sent, marked as cut."""
+        self.session.receive_disconnect()
+        self._touch()
+
     def fail(self, error: StreamscribeError, wait_for_transcript: bool = False) -> None:
         """Bad input: report it, then stop cleanly (what was heard is still flushed)."""
         self.session.receive_error(error.code, error.message, wait_for_transcript)

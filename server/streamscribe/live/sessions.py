@@ -22,6 +22,7 @@ from ..errors import Overloaded, ShuttingDown, SlowConsumer, UnsupportedLanguage
 from ..languages import check_language
 from ..store.base import EventBus, EventStream
 from ..store.handover import LiveEnd, TranscriptKeeper
+from ..transcript import stream_cut_warning
 from .driver import SessionDriver
 from .outbox import Outbox
 from .scheduler import DecodeScheduler
@@ -129,14 +130,16 @@ class SessionHost:
 
         def hand_over(driver: SessionDriver) -> None:
             session = driver.session
+            end_s = session.received_samples / SAMPLE_RATE
             end = LiveEnd(
                 transcript_id=slot.session_id,
                 finals=session.finals,
                 language=session.language,
-                duration_s=session.received_samples / SAMPLE_RATE,
+                duration_s=end_s,
                 live_model=engine_name,
                 recorder=recorder,
                 finalize_overrides=options.finalize_overrides,
+                warnings=() if session.cut_short is None else (stream_cut_warning(end_s, session.cut_short),),
             )
             self.keeper.live_ended(end, driver.receive_job_event)
 

@@ -51,6 +51,8 @@ class LiveEnd:
     recorder: AudioSink
     finalize_overrides: bytes = b"{}"
     """FinalizeSettings fields (JSON) the stream asked for; already checked by the keeper."""
+    warnings: tuple[str, ...] = ()
+    """What version 1 must say about how the stream went (it was cut short, say)."""
 
 
 class TranscriptKeeper(Protocol):

@@ -55,6 +55,22 @@ class LocalAgreement:
         self._history.append(self.tentative)
         return committed
 
+    def receive_alone(
+        self, words: list[Word], audio_start_s: float, audio_end_s: float, margin_s: float
+    ) -> list[Word]:
+        """One hypothesis of a long window, trusted without agreement (a session catching up):
+        commits its words that end `margin_s` before the window does; the rest stays tentative,
+        and the next hypothesis may agree with it."""
+        fresh = self._drop_committed(words, audio_start_s)
+        ready = 0
+        while ready < len(fresh) and fresh[ready].end <= audio_end_s - margin_s:
+            ready += 1
+        committed = self._commit(fresh[:ready])
+        self.reset_hypotheses()
+        self.tentative = fresh[ready:]
+        self._history.append(self.tentative)
+        return committed
+
     def flush(self, words: list[Word], audio_start_s: float) -> list[Word]:
         """Commit all of this (last) hypothesis, e.g. at the end of an utterance."""
         committed = self._commit(self._drop_committed(words, audio_start_s))

@@ -6,12 +6,18 @@ import numpy as np
 
 from ..audio import Samples
 
+_SCALE = 32767.0
+
 
 class AudioRing:
-    """Holds the last `capacity_samples` samples of a stream; older audio is overwritten."""
+    """Holds the last `capacity_samples` samples of a stream; older audio is overwritten.
+
+    Kept as 16-bit PCM (half the memory of float32: a session reads far ahead of its decoder);
+    `read` gives float32 back.
+    """
 
     def __init__(self, capacity_samples: int) -> None:
-        self._buffer = np.zeros(capacity_samples, dtype=np.float32)
+        self._buffer = np.zeros(capacity_samples, dtype=np.int16)
         self._capacity = capacity_samples
         self.end_samples = 0
         """Absolute offset one past the newest sample written."""
@@ -25,11 +31,12 @@ class AudioRing:
         if samples.size >= self._capacity:
             self.end_samples += samples.size - self._capacity
             samples = samples[-self._capacity :]
+        pcm = (np.clip(samples, -1.0, 1.0) * _SCALE).astype(np.int16)
         head = self.end_samples % self._capacity
-        first = min(samples.size, self._capacity - head)
-        self._buffer[head : head + first] = samples[:first]
-        self._buffer[: samples.size - first] = samples[first:]
-        self.end_samples += samples.size
+        first = min(pcm.size, self._capacity - head)
+        self._buffer[head : head + first] = pcm[:first]
+        self._buffer[: pcm.size - first] = pcm[first:]
+        self.end_samples += pcm.size
 
     def read(self, start_samples: int, end_samples: int) -> Samples:
         """A copy of [start, end); raises ValueError if that range is no longer (or not yet) held."""
@@ -44,4 +51,5 @@ class AudioRing:
         head = start_samples % self._capacity
         length = end_samples - start_samples
         first = min(length, self._capacity - head)
-        return np.concatenate([self._buffer[head : head + first], self._buffer[: length - first]])
+        pcm = np.concatenate([self._buffer[head : head + first], self._buffer[: length - first]])
+        return pcm.astype(np.float32) / _SCALE

@@ -72,8 +72,11 @@ class DecodeRequest:
     options: DecodeOptions
     flush: bool
     """Commit everything the result holds."""
-    ends_region: bool
+    region_ends: tuple[int, ...]
+    """Where the speech regions this decode completes end (a catch-up decode may complete several)."""
     answers_finalize: bool
+    catching_up: bool = False
+    """The session is behind: one hypothesis of this long window commits (see catch_up_margin_s)."""
 
 
 class _Region:
@@ -126,7 +129,12 @@ class LiveSession:
         self._trim_samples = int(settings.trim_after_s * SAMPLE_RATE)
         self._min_context_samples = int(settings.min_context_s * SAMPLE_RATE)
         self._max_session_samples = int(settings.max_session_s * SAMPLE_RATE)
-        ring_s = settings.max_window_s + settings.max_lookahead_s + _RING_MARGIN_S
+        self._catch_up_after_samples = int(settings.catch_up_after_s * SAMPLE_RATE)
+        self._catch_up_window_samples = int(settings.catch_up_window_s * SAMPLE_RATE)
+        self._catch_up_margin_s = settings.catch_up_margin_s
+        self._catch_up_margin_samples = int(settings.catch_up_margin_s * SAMPLE_RATE)
+        window_s = max(settings.max_window_s, settings.catch_up_window_s)
+        ring_s = window_s + settings.max_lookahead_s + _RING_MARGIN_S
         self._ring = AudioRing(int(ring_s * SAMPLE_RATE) + FEED_SLICE_SAMPLES)
         self._regions: deque[_Region] = deque()
         self._window_start = 0
@@ -138,6 +146,7 @@ class LiveSession:
         self.error_message = ""
         self.transcript_failure: str | None = None
         """Why the second pass failed, if it did."""
+        self._disconnected = False
         self._seq = 0
         self._events: list[ServerMessage] = []
         self._last_partial: list[Word] = []
@@ -210,6 +219,22 @@ class LiveSession:
         self._emit(Error, code=code, message=message)
         self.receive_stop(wait_for_transcript)
 
+    def receive_disconnect(self) -> None:
+        """The client went away without `stop`: what was heard is flushed and kept, and
+        `cut_short` says so."""
+        if self.state is State.STREAMING:
+            self._disconnected = True
+        self.receive_stop(wait_for_transcript=False)
+
+    @property
+    def cut_short(self) -> str | None:
+        """Why the stream ended before the client's `stop` (a lost connection, an error), or None."""
+        if self.error_code is not None:
+            return f"{self.error_code}: {self.error_message}"
+        if self._disconnected:
+            return "the connection was lost before the client sent stop"
+        return None
+
     def receive_stop(self, wait_for_transcript: bool = True) -> None:
         """End of stream: flush what is left, then `closed` (after the transcript, if waiting)."""
         if not wait_for_transcript:
@@ -223,55 +248,86 @@ class LiveSession:
     # ---- decoding -------------------------------------------------------------------------------
 
     def take_decode_request(self) -> DecodeRequest | None:
-        """The decode to run now over the newest audio, or None; at most one is ever in flight."""
+        """The decode to run now over the newest audio, or None; at most one is ever in flight.
+        A session more than `catch_up_after_s` behind asks for long catch-up windows instead."""
         while self._in_flight is None and self._regions and not self.closed:
             region = self._regions[0]
-            end = region.end if region.end is not None else self.received_samples
-            ends_region = region.end is not None
-            flush = ends_region or self._finalize_requested
-            if not flush and end - self._decoded_until < self._step_samples:
-                return None
+            behind = self.received_samples - max(self._decoded_until, region.start)
+            if behind >= self._catch_up_after_samples:
+                start, end, region_ends = self._catch_up_window()
+            else:
+                end = region.end if region.end is not None else self.received_samples
+                region_ends = () if region.end is None else (region.end,)
+                if (
+                    not (region_ends or self._finalize_requested)
+                    and end - self._decoded_until < self._step_samples
+                ):
+                    return None
+                start = max(region.start, min(self._window_start, end - self._min_context_samples))
+            flush = bool(region_ends) or (self._finalize_requested and end == self._heard_end(region))
             if end - self._window_start < _MIN_DECODE_SAMPLES:
                 if not flush:
                     return None
-                self._finish_flush(self._agreement.tentative, end, ends_region, self._finalize_requested, end)
+                self._finish_flush(self._agreement.tentative, end, end, region_ends, self._finalize_requested)
                 continue
-            start = max(region.start, min(self._window_start, end - self._min_context_samples))
-            recent = self._agreement.recent_text(start / SAMPLE_RATE, self._settings.prompt_chars)
-            prompt = recent or self._prompt
+            catching_up = behind >= self._catch_up_after_samples
+            recent = (
+                ""
+                if catching_up
+                else self._agreement.recent_text(start / SAMPLE_RATE, self._settings.prompt_chars)
+            )
             self._in_flight = DecodeRequest(
                 audio=self._ring.read(start, end),
                 start_samples=start,
                 end_samples=end,
-                options=DecodeOptions(self.language, prompt, self._settings.beam_size),
+                options=DecodeOptions(self.language, recent or self._prompt, self._settings.beam_size),
                 flush=flush,
-                ends_region=ends_region,
-                answers_finalize=self._finalize_requested,
+                region_ends=region_ends,
+                answers_finalize=flush and self._finalize_requested,
+                catching_up=catching_up,
             )
             self._decoded_until = max(self._decoded_until, end)
             return self._in_flight
         return None
 
+    def _heard_end(self, region: _Region) -> int:
+        return region.end if region.end is not None else self.received_samples
+
+    def _catch_up_window(self) -> tuple[int, int, tuple[int, ...]]:
+        """From the window's start, as many whole regions as fit in `catch_up_window_s` (the
+        silence between them included), else as much of the first one as fits."""
+        start = max(self._regions[0].start, self._window_start)
+        limit = start + self._catch_up_window_samples
+        region_ends: list[int] = []
+        for region in self._regions:
+            if region.end is None or region.end > limit:
+                break
+            region_ends.append(region.end)
+        if region_ends:
+            return start, region_ends[-1], tuple(region_ends)
+        return start, min(self._heard_end(self._regions[0]), limit), ()
+
     def receive_decode_result(self, request: DecodeRequest, asr_words: list[AsrWord]) -> None:
         self._in_flight = None
         words = _to_stream_time(asr_words, request.start_samples, request.end_samples)
+        start_s, end_s = request.start_samples / SAMPLE_RATE, request.end_samples / SAMPLE_RATE
         if request.flush:
             self._finish_flush(
                 words,
-                request.end_samples,
-                request.ends_region,
-                request.answers_finalize,
                 request.start_samples,
+                request.end_samples,
+                request.region_ends,
+                request.answers_finalize,
             )
+            return
+        if request.catching_up:
+            self._emit_final(self._agreement.receive_alone(words, start_s, end_s, self._catch_up_margin_s))
+            self._move_window_after_catch_up(request.end_samples)
         else:
-            self._emit_final(
-                self._agreement.receive_hypothesis(
-                    words, request.start_samples / SAMPLE_RATE, request.end_samples / SAMPLE_RATE
-                )
-            )
+            self._emit_final(self._agreement.receive_hypothesis(words, start_s, end_s))
             self._trim_window(request.end_samples)
-            self._emit_partial(self._agreement.tentative)
-            self._report_progress()
+        self._emit_partial(self._agreement.tentative)
+        self._report_progress()
 
     def receive_decode_error(self, reason: str) -> None:
         """The model failed: say so and close; finals already sent stay valid."""
@@ -316,21 +372,40 @@ class LiveSession:
         self._emit(SpeechStarted, at=round(start / SAMPLE_RATE, 3))
 
     def _finish_flush(
-        self, words: list[Word], end: int, ends_region: bool, answers_finalize: bool, audio_start: int
+        self,
+        words: list[Word],
+        audio_start: int,
+        end: int,
+        region_ends: tuple[int, ...],
+        answers_finalize: bool,
     ) -> None:
-        self._emit_final(self._agreement.flush(words, audio_start / SAMPLE_RATE))
-        self._emit_partial([])
+        """Commit every word of the decode; each completed region gets its own finals and its
+        `utterance_end`."""
+        committed = self._agreement.flush(words, audio_start / SAMPLE_RATE)
+        for index, group in enumerate(_split_at(committed, region_ends)):
+            self._emit_final(group)
+            if index == 0:
+                self._emit_partial([])
+            if index < len(region_ends):
+                self._regions.popleft()
+                self._emit(UtteranceEnd, at=round(region_ends[index] / SAMPLE_RATE, 3))
         if answers_finalize:
             self._finalize_requested = False
-        if ends_region:
-            self._regions.popleft()
-            self._emit(UtteranceEnd, at=round(end / SAMPLE_RATE, 3))
-            if self._regions:
-                self._window_start = self._regions[0].start
-                self._decoded_until = max(self._decoded_until, self._window_start)
-        else:
+        if region_ends and self._regions:
+            self._window_start = self._regions[0].start
+            self._decoded_until = max(self._decoded_until, self._window_start)
+        elif not region_ends:
             self._window_start = end
         self._advance()
+
+    def _move_window_after_catch_up(self, decoded_end: int) -> None:
+        """Start the next window at the last committed word; a window that committed nothing is
+        left behind but for its margin (no decode is ever repeated for ever)."""
+        committed_end = int(self._agreement.committed_end_s * SAMPLE_RATE)
+        if committed_end > self._window_start:
+            self._window_start = min(committed_end, decoded_end)
+        else:
+            self._window_start = max(self._window_start, decoded_end - self._catch_up_margin_samples)
 
     def _trim_window(self, decoded_end: int) -> None:
         committed_end = int(self._agreement.committed_end_s * SAMPLE_RATE)
@@ -401,3 +476,15 @@ def _to_stream_time(words: list[AsrWord], start_samples: int, end_samples: int) 
         )
         for word in words
     ]
+
+
+def _split_at(words: list[Word], region_ends: tuple[int, ...]) -> list[list[Word]]:
+    """The words of each region, by start time (the last region takes any that spill past its
+    end), or all of them in one list when no region ends."""
+    groups: list[list[Word]] = []
+    for region_end in region_ends[:-1]:
+        count = sum(1 for word in words if word.start < region_end / SAMPLE_RATE)
+        groups.append(words[:count])
+        words = words[count:]
+    groups.append(words)
+    return groups

@@ -195,11 +195,16 @@ class WebRtcSession:
             self._spawn(self._stop_after_audio(self._slot.driver, True))
 
     async def _feed(self, driver: SessionDriver) -> None:
+        """Feed the received audio in order; a failure ends the session (the queue is still
+        drained, so a `stop` waiting on it goes through)."""
         while True:
             samples = await self._audio.get()
             try:
                 if samples is not None:
                     await driver.feed_audio(samples)
+            except Exception as exc:
+                log.exception("feeding WebRTC session %s failed", self.session_id)
+                driver.fail(StreamscribeError.reading_failed(exc))
             finally:
                 self._audio.task_done()
 
@@ -220,7 +225,7 @@ class WebRtcSession:
     def _on_connection_state(self) -> None:
         if self._pc.connectionState in ("failed", "closed") and self._slot.driver is not None:
             self._channel_open.set()  # nobody will read: let the writer drain
-            self._slot.driver.stop(wait_for_transcript=False)
+            self._slot.driver.disconnect()
 
 
 async def offer(request: web.Request) -> web.Response:

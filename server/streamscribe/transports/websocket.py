@@ -134,13 +134,9 @@ class StreamConnection:
             pass  # the connection broke (a reset while answering a ping, say): as if it closed
         except Exception as exc:  # a bug or a failing disk must not leave the session open
             log.exception("reading stream %s failed", driver.session.session_id)
-            driver.fail(
-                StreamscribeError(
-                    f"the server failed reading the stream ({type(exc).__name__}); what was heard is kept"
-                )
-            )
+            driver.fail(StreamscribeError.reading_failed(exc))
             return
-        driver.stop(wait_for_transcript=False)  # the client vanished: flush and keep what it sent
+        driver.disconnect()  # the client vanished without stop: flush and keep what it sent
 
     async def _close_slow_consumer(self, error: SlowConsumer) -> None:
         await self._ws.close(code=error.close_code, message=_reason(error))
