@@ -10,6 +10,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 
 from .languages import check_language
+from .transcript import SpeakerMarks
 from .wire import Prompt
 
 Device = Literal["cpu", "cuda", "auto"]
@@ -99,6 +100,13 @@ class FinalizeSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown
     paragraph_pause_s: Annotated[float, msgspec.Meta(gt=0.0, le=60.0)] = 2.0
     caption_max_chars: Annotated[int, msgspec.Meta(ge=16, le=120)] = 42
     caption_max_lines: Annotated[int, msgspec.Meta(ge=1, le=4)] = 2
+    caption_min_duration_s: Annotated[float, msgspec.Meta(ge=0.3, le=5.0)] = 1.0
+    """A caption stays up at least this long, where the next one leaves room."""
+    caption_max_chars_per_s: Annotated[float, msgspec.Meta(ge=5.0, le=40.0)] = 17.0
+    """Reading speed: a caption stays up until it can be read at this speed, where the next one
+    leaves room (else it is merged with a neighbour when they fit together)."""
+    caption_speaker_marks: SpeakerMarks = "dash"
+    """How SRT shows a change of speaker: "dash" (a leading "- "), "name" ("Speaker 2: ") or "none"."""
     rewrite_url: str | None = None
     """An OpenAI-compatible API base (e.g. http://localhost:11434/v1): optional punctuation rewrite."""
     rewrite_model: str = "gpt-4o-mini"

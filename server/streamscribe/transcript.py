@@ -1,7 +1,7 @@
 """The stored transcript: Transcript -> Segment (one speaker) -> Line (one caption line) -> Word.
 
 A version is immutable once stored; `info` records its parent, the models and settings that made
-it, and how long each stage took. Exports: json, txt, srt, vtt.
+it, and how long each stage took. Its renderings (txt, srt, vtt) are in exports.py.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from typing import Any, Literal
 import msgspec
 
 WordSource = Literal["live", "second_pass", "both"]
-FORMATS = ("json", "txt", "srt", "vtt")
+SpeakerMarks = Literal["dash", "name", "none"]
 
 
 class Word(msgspec.Struct, frozen=True, kw_only=True):
@@ -52,8 +52,29 @@ class Segment(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class CaptionLayout(msgspec.Struct, frozen=True, kw_only=True):
+    """How captions are laid out (lines, at second-pass time) and timed (cues, at export time)."""
+
     max_chars: int = 42
     max_lines: int = 2
+    min_duration_s: float = 1.0
+    """A cue stays up at least this long, where the next one leaves room."""
+    max_chars_per_s: float = 17.0
+    """Reading speed: a cue stays up until its text can be read at this speed, where the next one
+    leaves room; one that still cannot is merged with a neighbour when the two fit in one cue."""
+    speaker_marks: SpeakerMarks = "dash"
+    """How SRT shows a new speaker: a leading "- ", the name ("Speaker 2: "), or nothing.
+    VTT always names the speaker in a voice tag."""
+
+    def speaker_mark(self, speaker: str | None, previous: str | None) -> str:
+        """What SRT puts before the first line of a paragraph of `speaker` that follows one of
+        `previous`: a change of speaker is marked; the first speaker only by name."""
+        if speaker is None or speaker == previous:
+            return ""
+        if self.speaker_marks == "name":
+            return f"{speaker}: "
+        if self.speaker_marks == "dash" and previous is not None:
+            return "- "
+        return ""
 
 
 class VersionInfo(msgspec.Struct, frozen=True, kw_only=True):
@@ -128,68 +149,6 @@ def to_json(transcript: Transcript) -> bytes:
 
 def from_json(data: bytes) -> Transcript:
     return _json_decoder.decode(data)
-
-
-def to_txt(transcript: Transcript) -> str:
-    """One paragraph per segment, prefixed by its speaker when there is one."""
-    paragraphs = []
-    for segment in transcript.segments:
-        prefix = f"{segment.speaker}: " if segment.speaker else ""
-        paragraphs.append(prefix + segment.text)
-    return "\n\n".join(paragraphs) + "\n"
-
-
-def caption_cues(transcript: Transcript) -> list[tuple[float, float, str | None, list[str]]]:
-    """(start, end, speaker, lines) per caption cue; a cue never spans two segments."""
-    cues: list[tuple[float, float, str | None, list[str]]] = []
-    for segment in transcript.segments:
-        for line in segment.lines:
-            if line.new_cue or not cues:
-                cues.append((line.start, line.end, segment.speaker, [line.text]))
-            else:
-                start, _end, speaker, texts = cues[-1]
-                cues[-1] = (start, line.end, speaker, [*texts, line.text])
-    return cues
-
-
-def to_srt(transcript: Transcript) -> str:
-    blocks = []
-    for index, (start, end, _speaker, lines) in enumerate(caption_cues(transcript), 1):
-        blocks.append(f"{index}\n{_timestamp(start, ',')} --> {_timestamp(end, ',')}\n" + "\n".join(lines))
-    return "\n\n".join(blocks) + "\n"
-
-
-def to_vtt(transcript: Transcript) -> str:
-    """WebVTT; the speaker goes in a voice tag, which players do not count as caption text."""
-    blocks = ["WEBVTT"]
-    for start, end, speaker, lines in caption_cues(transcript):
-        text = "\n".join(lines)
-        if speaker:
-            text = f"<v {speaker}>{text}"
-        blocks.append(f"{_timestamp(start, '.')} --> {_timestamp(end, '.')}\n{text}")
-    return "\n\n".join(blocks) + "\n"
-
-
-def render(transcript: Transcript, format: str) -> tuple[bytes, str]:
-    """(body, content type) of one export format; raises ValueError for an unknown format."""
-    match format:
-        case "json":
-            return to_json(transcript), "application/json"
-        case "txt":
-            return to_txt(transcript).encode(), "text/plain; charset=utf-8"
-        case "srt":
-            return to_srt(transcript).encode(), "application/x-subrip; charset=utf-8"
-        case "vtt":
-            return to_vtt(transcript).encode(), "text/vtt; charset=utf-8"
-    raise ValueError(f"unknown format {format!r}; use one of {', '.join(FORMATS)}")
-
-
-def _timestamp(seconds: float, separator: str) -> str:
-    millis = max(0, round(seconds * 1000))
-    hours, millis = divmod(millis, 3_600_000)
-    minutes, millis = divmod(millis, 60_000)
-    secs, millis = divmod(millis, 1000)
-    return f"{hours:02d}:{minutes:02d}:{secs:02d}{separator}{millis:03d}"
 
 
 STREAM_CUT = "the stream was cut"

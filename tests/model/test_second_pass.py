@@ -10,12 +10,14 @@ from pathlib import Path
 import msgspec
 import numpy as np
 import pytest
+import srt
 
 from streamscribe import local
 from streamscribe.asr.engine import Engine
 from streamscribe.audio import read_file
 from streamscribe.bench.metrics import diarization_error, word_error_rate
 from streamscribe.config import FinalizeSettings, ServerSettings
+from streamscribe.exports import CUE_GAP_S, caption_cues, to_srt
 from streamscribe.finalize.pipeline import SecondPass
 from streamscribe.local import live_pass
 from streamscribe.transcript import Transcript, stream_cut_warning
@@ -137,3 +139,28 @@ async def test_failing_backends_still_yield_a_version(
     assert any("rewrite failed" in warning for warning in second.info.warnings)
     assert cut in second.info.warnings, "the recording is still the cut one"
     assert second.info.models["diarizer"] == "none"
+
+
+def test_the_caption_file_follows_the_cue_rules(conversation: tuple[Transcript, Transcript]) -> None:
+    """The SRT of a real two-speaker conversation, read back and checked as a captioner would."""
+    _, second = conversation
+    layout = second.layout
+    cues = list(srt.parse(to_srt(second)))
+    speakers = [cue.speaker for cue in caption_cues(second)]
+    assert len(speakers) == len(cues) and len(set(speakers)) == 2
+    for index, cue in enumerate(cues):
+        lines = cue.content.split("\n")
+        assert len(lines) <= layout.max_lines and all(len(line) <= layout.max_chars for line in lines), lines
+        if len(lines) == 2:
+            assert min(map(len, lines)) >= 0.4 * max(map(len, lines)), f"unbalanced lines: {lines}"
+        new_speaker = index > 0 and speakers[index] != speakers[index - 1]
+        assert cue.content.startswith("- ") == new_speaker, "a change of speaker, and only that, is marked"
+        duration = (cue.end - cue.start).total_seconds()
+        assert duration > 0
+        if index + 1 == len(cues):
+            continue
+        gap = (cues[index + 1].start - cue.end).total_seconds()
+        assert gap >= 0, f"cue {index + 1} overlaps the next"
+        if gap > CUE_GAP_S + 0.001:  # the next cue left room: the reading rules hold
+            assert duration >= layout.min_duration_s - 0.001, cue
+            assert len(cue.content.replace("\n", " ")) / duration <= layout.max_chars_per_s + 0.01, cue

@@ -75,3 +75,23 @@ def test_a_pause_starts_a_new_cue() -> None:
     lines = caption_lines(words("before") + words("after", start=3.0), CaptionLayout())
     assert [line.text for line in lines] == ["before", "after"]
     assert lines[1].new_cue
+
+
+def test_two_line_cues_are_balanced_and_keep_phrases_together() -> None:
+    text = (
+        "But with full ravishment the hours of prime, singing, received they in the midst of leaves "
+        "that ever bore a burden to their rhymes."
+    )
+    lines = caption_lines(words(text), CaptionLayout())
+    assert " ".join(line.text for line in lines) == text
+    cues: list[list[str]] = []
+    for line in lines:
+        if line.new_cue:
+            cues.append([])
+        cues[-1].append(line.text)
+    assert all(len(cue) <= 2 for cue in cues)
+    for cue in cues:
+        if len(cue) == 2:
+            assert min(map(len, cue)) >= 0.6 * max(map(len, cue)), f"unbalanced: {cue}"
+    assert not any(line.text.split()[-1] in {"a", "the", "to", "their", "of"} for line in lines), lines
+    assert "rhymes." not in [line.text for line in lines], "the last word is not left alone on a line"

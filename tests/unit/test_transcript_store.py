@@ -10,9 +10,10 @@ import srt
 import webvtt
 
 from streamscribe.config import FinalizeSettings
+from streamscribe.exports import to_srt, to_txt, to_vtt
 from streamscribe.finalize.pipeline import first_version
 from streamscribe.store.sqlite import SqliteTranscriptStore
-from streamscribe.transcript import from_json, to_json, to_srt, to_txt, to_vtt
+from streamscribe.transcript import from_json, to_json
 from streamscribe.wire import Word
 
 

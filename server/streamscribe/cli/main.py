@@ -91,9 +91,9 @@ def _cmd_transcribe(args: argparse.Namespace) -> int:
     pass; prints the final version as text and writes the --output files."""
     from ..asr.models import load_engine
     from ..config import load_settings
+    from ..exports import FORMATS
     from ..finalize.pipeline import SecondPass
     from ..local import live_pass
-    from ..transcript import FORMATS
 
     outputs = [Path(path) for path in args.output or []]
     for path in outputs:
@@ -145,8 +145,8 @@ async def _second_pass(
     passes: SecondPass | None,
 ) -> None:
     """Version 1, then (with `passes`) the second pass; prints the final text, writes `outputs`."""
+    from ..exports import render, to_txt
     from ..local import live_version, second_pass
-    from ..transcript import render, to_txt
 
     audio = read_file(file)
     transcript = live_version(file.stem, finals, audio, language, live_model, settings)

@@ -29,6 +29,15 @@ _HALLUCINATION_MAX_CONFIDENCE = 0.6
 _LINE_PAUSE_S = 0.8
 """A pause this long starts a new caption cue."""
 _MAX_CUE_S = 7.0
+_CLAUSE_END = (",", ";", ":", *_SENTENCE_END)
+_BINDS_FORWARD = frozenset(
+    "a an the to of in on at by for with from into about as and or but nor if than that my your his "
+    "her its our their this these those i we you he she they is are was were not".split()
+)
+"""Words that belong with the word after them: a caption line or cue should not end on one."""
+_BREAK_WEIGHT = 150.0
+"""How much a line break's place weighs against even lines (two lines of 30 and 35 characters
+differ by 12.5 in the sum of squared lengths per character moved)."""
 _I_FORMS = re.compile(r"^i('m|'ll|'ve|'d)?$")
 
 
@@ -92,44 +101,121 @@ def sentence_case(words: list[Word]) -> list[Word]:
     return result
 
 
-def caption_lines(words: list[Word], layout: CaptionLayout) -> list[Line]:
-    """Greedy lines of at most max_chars; a new line (and cue) after a pause or a sentence end once
-    the line is half full; a cue holds at most max_lines lines and lasts at most ~7 s."""
+def caption_lines(words: list[Word], layout: CaptionLayout, reserve: int = 0) -> list[Line]:
+    """The words in caption cues, each broken into balanced lines that keep phrases together. A
+    cue ends at a pause, at a sentence end once it is half a line long, before it would last
+    more than ~7 s, or when it is full (at a clause end if one is in its second half). `reserve`:
+    characters the first line leaves for a speaker mark (CaptionLayout.speaker_mark)."""
     lines: list[Line] = []
-    current: list[Word] = []
-    cue_lines = 0
-    cue_start = 0.0
-    new_cue = True
-
-    def close_line() -> None:
-        nonlocal current, cue_lines, new_cue
-        lines.append(
-            Line(
-                start=current[0].start,
-                end=current[-1].end,
-                text=" ".join(word.text for word in current),
-                words=current,
-                new_cue=new_cue,
+    for index, cue in enumerate(_cues(words, layout, reserve)):
+        first_width = layout.max_chars - (reserve if index == 0 else 0)
+        for number, line in enumerate(_balanced_lines(cue, layout.max_lines, first_width, layout.max_chars)):
+            text = " ".join(word.text for word in line)
+            lines.append(
+                Line(start=line[0].start, end=line[-1].end, text=text, words=line, new_cue=number == 0)
             )
-        )
-        cue_lines = 1 if new_cue else cue_lines + 1
-        current, new_cue = [], False
+    return lines
 
+
+def _cues(words: list[Word], layout: CaptionLayout, reserve: int) -> list[list[Word]]:
+    cues: list[list[Word]] = []
+    current: list[Word] = []
     for word in words:
         if current:
-            length = sum(len(w.text) + 1 for w in current) - 1
+            first_width = layout.max_chars - (0 if cues else reserve)
             pause = word.start - current[-1].end >= _LINE_PAUSE_S
-            sentence_break = current[-1].text.endswith(_SENTENCE_END) and length >= layout.max_chars // 2
-            long_cue = word.end - cue_start > _MAX_CUE_S
-            if pause or sentence_break or long_cue or length + 1 + len(word.text) > layout.max_chars:
-                close_line()
-                new_cue = pause or sentence_break or long_cue or cue_lines >= layout.max_lines
-        if new_cue and not current:
-            cue_start = word.start
+            sentence_break = (
+                current[-1].text.endswith(_SENTENCE_END) and _length(current) >= layout.max_chars // 2
+            )
+            if pause or sentence_break or word.end - current[0].start > _MAX_CUE_S:
+                cues.append(current)
+                current = []
+            elif _line_count([*current, word], first_width, layout.max_chars) > layout.max_lines:
+                keep = _cue_break(current)
+                cues.append(current[:keep])
+                current = current[keep:]
         current.append(word)
     if current:
-        close_line()
+        cues.append(current)
+    return cues
+
+
+def _cue_break(words: list[Word]) -> int:
+    """How many words a full cue keeps: up to the last clause end in its second half, else not
+    ending on a word that binds to the next, else all of them."""
+    second_half = range(len(words), len(words) // 2, -1)
+    for keep in second_half:
+        if words[keep - 1].text.endswith(_CLAUSE_END):
+            return keep
+    for keep in second_half:
+        if not _binds_forward(words[keep - 1]):
+            return keep
+    return len(words)
+
+
+def _balanced_lines(words: list[Word], max_lines: int, first_width: int, width: int) -> list[list[Word]]:
+    """As few lines as the words need (at most `max_lines`), broken where the lines are most even
+    (least sum of squared lengths), preferring clause ends and never lightly ending a line on a
+    word that binds to the next ("the", "to", "of")."""
+    count = _line_count(words, first_width, width)
+    if count == 1 or count > max_lines:  # one line, or a word longer than a line: greedy
+        return _greedy_lines(words, first_width, width)
+    sizes = [len(word.text) for word in words]
+    infinity = float("inf")
+    # best[lines][end]: the least cost of words[:end] in that many lines, and where its last line began.
+    best = [[(infinity, 0)] * (len(words) + 1) for _ in range(count + 1)]
+    best[0][0] = (0.0, 0)
+    for lines in range(1, count + 1):
+        limit = first_width if lines == 1 else width
+        for end in range(1, len(words) + 1):
+            for begin in range(end - 1, -1, -1):
+                length = sum(sizes[begin:end]) + end - begin - 1
+                if length > limit:
+                    break
+                before = best[lines - 1][begin][0]
+                if before == infinity:
+                    continue
+                cost = before + length**2 + (_break_cost(words[end - 1]) if end < len(words) else 0)
+                if cost < best[lines][end][0]:
+                    best[lines][end] = (cost, begin)
+    result: list[list[Word]] = []
+    end = len(words)
+    for lines in range(count, 0, -1):
+        begin = best[lines][end][1]
+        result.insert(0, words[begin:end])
+        end = begin
+    return result
+
+
+def _greedy_lines(words: list[Word], first_width: int, width: int) -> list[list[Word]]:
+    lines: list[list[Word]] = [[]]
+    limit = first_width
+    for word in words:
+        if lines[-1] and _length(lines[-1]) + 1 + len(word.text) > limit:
+            lines.append([])
+            limit = width
+        lines[-1].append(word)
     return lines
+
+
+def _line_count(words: list[Word], first_width: int, width: int) -> int:
+    """The fewest lines the words fit in (filling each line as far as it goes is optimal)."""
+    return len(_greedy_lines(words, first_width, width))
+
+
+def _length(words: list[Word]) -> int:
+    return sum(len(word.text) for word in words) + len(words) - 1
+
+
+def _break_cost(word: Word) -> float:
+    """What ending a line after `word` costs, in squared characters (negative: a good place)."""
+    if word.text.endswith(_CLAUSE_END):
+        return -_BREAK_WEIGHT
+    return _BREAK_WEIGHT if _binds_forward(word) else 0.0
+
+
+def _binds_forward(word: Word) -> bool:
+    return word_key(word.text) in _BINDS_FORWARD
 
 
 def readable_paragraphs(words: list[Word], pause_s: float) -> list[list[Word]]:
@@ -139,14 +225,19 @@ def readable_paragraphs(words: list[Word], pause_s: float) -> list[list[Word]]:
 
 
 def to_segments(groups: list[list[Word]], layout: CaptionLayout) -> list[Segment]:
-    """One segment per paragraph, its words broken into caption lines."""
-    return [
-        Segment(
-            speaker=group[0].speaker,
-            start=group[0].start,
-            end=group[-1].end,
-            lines=caption_lines(group, layout),
+    """One segment per paragraph, its words broken into caption lines (the first line of a new
+    speaker leaves room for the mark SRT gives it)."""
+    segments: list[Segment] = []
+    for group in (group for group in groups if group):
+        speaker = group[0].speaker
+        previous = segments[-1].speaker if segments else None
+        reserve = len(layout.speaker_mark(speaker, previous))
+        segments.append(
+            Segment(
+                speaker=speaker,
+                start=group[0].start,
+                end=group[-1].end,
+                lines=caption_lines(group, layout, reserve),
+            )
         )
-        for group in groups
-        if group
-    ]
+    return segments

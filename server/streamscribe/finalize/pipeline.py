@@ -36,7 +36,13 @@ _DIARIZE_SHARE = 0.25
 
 
 def layout_of(settings: FinalizeSettings) -> CaptionLayout:
-    return CaptionLayout(max_chars=settings.caption_max_chars, max_lines=settings.caption_max_lines)
+    return CaptionLayout(
+        max_chars=settings.caption_max_chars,
+        max_lines=settings.caption_max_lines,
+        min_duration_s=settings.caption_min_duration_s,
+        max_chars_per_s=settings.caption_max_chars_per_s,
+        speaker_marks=settings.caption_speaker_marks,
+    )
 
 
 def first_version(

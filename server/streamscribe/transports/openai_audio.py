@@ -16,8 +16,9 @@ from typing import Literal
 import msgspec
 from aiohttp import web
 
+from ..exports import to_srt, to_vtt
 from ..languages import LANGUAGES
-from ..transcript import Transcript, Word, to_srt, to_vtt
+from ..transcript import Transcript, Word
 from ..wire import Prompt
 from .uploads import accept_upload
 

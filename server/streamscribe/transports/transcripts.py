@@ -8,9 +8,10 @@ from pathlib import Path
 from aiohttp import web
 
 from ..errors import AudioNotRetained, FinalizeFailed, InvalidRequest, TranscriptNotFound
+from ..exports import FORMATS, render
 from ..finalize.service import FinalizeService
 from ..store.handover import JobDone, JobEvent, JobFailed
-from ..transcript import FORMATS, Transcript, VersionList, render
+from ..transcript import Transcript, VersionList
 from ..wire import FinalizeAnswer
 from .responses import struct_response
 from .state import SERVER_STATE
