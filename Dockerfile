@@ -1,5 +1,9 @@
 # CPU image of the streamscribe server on the embedded default model (Whisper tiny.en).
-#   docker build -t streamscribe . && docker run --rm -p 8000:8000 streamscribe
+#   docker build -t streamscribe .
+#   docker run --rm -p 8000:8000 -p 50000-50100:50000-50100/udp \
+#       -e STREAMSCRIBE_WEBRTC_PUBLIC_ADDRESS=<the host's address> streamscribe
+# or `docker compose up` (compose.yaml). WebRTC media uses the UDP ports 50000-50100, which must
+# be published as the same range; browsers reach them at STREAMSCRIBE_WEBRTC_PUBLIC_ADDRESS.
 FROM python:3.11-slim
 
 ENV PIP_NO_CACHE_DIR=1 \
@@ -7,13 +11,15 @@ ENV PIP_NO_CACHE_DIR=1 \
     STREAMSCRIBE_MODEL_CACHE_DIR=/var/cache/streamscribe \
     STREAMSCRIBE_DATA_DIR=/var/lib/streamscribe \
     NUMBA_CACHE_DIR=/tmp/numba \
-    STREAMSCRIBE_CLIENT_DIR=/app/client_js
+    STREAMSCRIBE_CLIENT_DIR=/app/client_js \
+    STREAMSCRIBE_WEBRTC_PORTS=50000-50100
 
 WORKDIR /app
 # silero-vad requires torch (only its ONNX model is used). PyPI's Linux torch is a CUDA build of
-# several GB; pass a CPU wheel index as TORCH_INDEX_URL to keep the image small.
-ARG TORCH_INDEX_URL=
-RUN if [ -n "$TORCH_INDEX_URL" ]; then pip install --index-url "$TORCH_INDEX_URL" torch==2.13.0; fi
+# several GB, so the CPU build comes from PyTorch's CPU index first (`pip install .` then finds the
+# pin satisfied). --build-arg TORCH_INDEX_URL=https://pypi.org/simple takes PyPI's build instead.
+ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
+RUN pip install --index-url "$TORCH_INDEX_URL" torch==2.13.0
 COPY pyproject.toml README.md ./
 COPY server ./server
 COPY client_js ./client_js
@@ -28,7 +34,7 @@ RUN apt-get update \
 VOLUME /var/lib/streamscribe
 
 USER streamscribe
-EXPOSE 8000
+EXPOSE 8000 50000-50100/udp
 HEALTHCHECK --interval=30s --timeout=5s --start-period=30s \
     CMD python -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/healthz', timeout=4)"
 CMD ["streamscribe", "serve", "--host", "0.0.0.0", "--port", "8000"]

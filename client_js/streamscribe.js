@@ -31,7 +31,9 @@ const RECONNECT_DELAYS_MS = [500, 1000, 2000, 4000, 8000];
 export class StreamscribeClient extends EventTarget {
   /**
    * @param {{baseUrl?: string, transport?: "webrtc" | "websocket", language?: string,
-   *          prompt?: string, reconnect?: boolean}} [options]
+   *          prompt?: string, reconnect?: boolean, iceServers?: RTCIceServer[]}} [options]
+   *   iceServers: STUN/TURN servers for WebRTC; by default the server's own
+   *   (GET /v1/webrtc/ice-servers, none unless its operator set some).
    */
   constructor(options = {}) {
     super();
@@ -40,6 +42,7 @@ export class StreamscribeClient extends EventTarget {
     this.language = options.language;
     this.prompt = options.prompt;
     this.reconnect = options.reconnect !== false;
+    this.iceServers = options.iceServers;
     /** @type {string | null} */ this.sessionId = null;
     /** @type {string | null} */ this.transcriptId = null;
     this.state = "closed";
@@ -84,7 +87,7 @@ export class StreamscribeClient extends EventTarget {
   }
 
   async _openWebRtc() {
-    const pc = new RTCPeerConnection();
+    const pc = new RTCPeerConnection({ iceServers: this.iceServers || (await this._serverIceServers()) });
     this._pc = pc;
     const channel = pc.createDataChannel("events");
     this._channel = channel;
@@ -109,6 +112,15 @@ export class StreamscribeClient extends EventTarget {
     const answer = await response.json();
     if (!response.ok) throw new StreamscribeError(answer.error.code, answer.error.message);
     await pc.setRemoteDescription({ type: "answer", sdp: answer.sdp });
+  }
+
+  async _serverIceServers() {
+    try {
+      const response = await fetch(`${this.baseUrl}/v1/webrtc/ice-servers`);
+      return response.ok ? (await response.json()).ice_servers : [];
+    } catch {
+      return []; // a server that names none: host candidates only
+    }
   }
 
   async _openWebSocket() {

@@ -30,6 +30,7 @@ from .store.lock import DataDirLock
 from .store.sqlite import SqliteTranscriptStore
 from .transports import events, http, openai_audio, transcripts, uploads, webrtc, websocket
 from .transports.errors import json_errors
+from .transports.ice import use_port_range
 from .transports.state import SERVER_STATE, ServerState
 
 log = logging.getLogger(__name__)
@@ -52,6 +53,11 @@ def create_app(settings: ServerSettings, engine: Engine) -> web.Application:
         yield
         await scheduler.close()
 
+    async def keeping_webrtc_ports(app: web.Application) -> AsyncIterator[None]:
+        use_port_range(settings.webrtc_port_range)  # process-wide: aioice has no per-connection setting
+        yield
+        use_port_range(None)
+
     async def holding_data_dir(app: web.Application) -> AsyncIterator[None]:
         lock.acquire()  # first: recovery must never touch another process's live streams
         yield
@@ -66,7 +72,9 @@ def create_app(settings: ServerSettings, engine: Engine) -> web.Application:
     async def ending_sessions(app: web.Application) -> None:
         await host.drain()
 
-    app.cleanup_ctx.extend([holding_data_dir, decoding, keeping_transcripts])  # cleaned up in reverse order
+    app.cleanup_ctx.extend(
+        [holding_data_dir, keeping_webrtc_ports, decoding, keeping_transcripts]
+    )  # cleaned up in reverse order
     app.on_shutdown.append(ending_sessions)  # before connections close: clients hear the end
     http.add_routes(app, settings.client_dir)
     websocket.add_routes(app)

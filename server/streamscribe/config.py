@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -158,10 +159,49 @@ class ServerSettings(msgspec.Struct, frozen=True, kw_only=True):
     """The browser client and live-caption page served at / (client_js/ of a source checkout)."""
     rewrite_api_key: str | None = None
     """Bearer token for FinalizeSettings.rewrite_url; kept out of the stored version settings."""
+    webrtc_ports: str = ""
+    """UDP ports for WebRTC media, "MIN-MAX" (publish the same range from a container or a
+    firewall; each stream takes one per network address); empty: any port the OS picks."""
+    webrtc_public_address: str | None = None
+    """An IP address peers can reach this server at (a NAT's or a container host's), offered
+    besides the host's own, on the same ports."""
+    webrtc_stun_url: str | None = None
+    """A STUN server ("stun:host:port") that tells both ends their public address; also given to
+    browsers by GET /v1/webrtc/ice-servers."""
+    webrtc_turn_url: str | None = None
+    """A TURN server ("turn:host:port") to relay media through where no direct path exists."""
+    webrtc_turn_username: str | None = None
+    webrtc_turn_password: str | None = None
     stream: StreamSettings = msgspec.field(default_factory=StreamSettings)
     replay: StreamSettings = msgspec.field(default_factory=max_speed_replay)
     """Stream settings of file replays at `max` speed; `realtime` replays use `stream`."""
     finalize: FinalizeSettings = msgspec.field(default_factory=FinalizeSettings)
+
+    def __post_init__(self) -> None:
+        _ = self.webrtc_port_range
+        if self.webrtc_public_address is not None:
+            try:
+                ipaddress.ip_address(self.webrtc_public_address)
+            except ValueError:
+                raise ValueError(
+                    f"webrtc_public_address {self.webrtc_public_address!r} is not an IP address"
+                ) from None
+        for name, url, schemes in (
+            ("webrtc_stun_url", self.webrtc_stun_url, ("stun:", "stuns:")),
+            ("webrtc_turn_url", self.webrtc_turn_url, ("turn:", "turns:")),
+        ):
+            if url is not None and not url.startswith(schemes):
+                raise ValueError(f"{name} {url!r} must start with {' or '.join(schemes)}")
+
+    @property
+    def webrtc_port_range(self) -> range | None:
+        """`webrtc_ports` as a range, None for any port; raises ValueError if it is not MIN-MAX."""
+        if not self.webrtc_ports:
+            return None
+        low, _, high = self.webrtc_ports.partition("-")
+        if not (low.isdigit() and high.isdigit() and 1024 <= int(low) <= int(high) <= 65535):
+            raise ValueError(f"webrtc_ports {self.webrtc_ports!r} must be MIN-MAX, within 1024-65535")
+        return range(int(low), int(high) + 1)
 
 
 def _from_env(cls: type[msgspec.Struct], environ: Mapping[str, str], prefix: str) -> dict[str, Any]:

@@ -226,6 +226,20 @@ class WebRtcAnswer(msgspec.Struct, frozen=True, kw_only=True):
     """DELETE here ends the stream."""
 
 
+class IceServer(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """A STUN or TURN server, as a browser's RTCPeerConnection takes it."""
+
+    urls: list[str]
+    username: str | None = None
+    credential: str | None = None
+
+
+class IceServers(msgspec.Struct, frozen=True, kw_only=True):
+    """Answer of GET /v1/webrtc/ice-servers: what a client's peer connection should use."""
+
+    ice_servers: list[IceServer]
+
+
 _client_decoder = msgspec.json.Decoder(ClientUnion)
 _server_decoder = msgspec.json.Decoder(ServerUnion)
 _encoder = msgspec.json.Encoder()
@@ -250,7 +264,7 @@ def encode(message: msgspec.Struct) -> bytes:
 def json_schema() -> dict[str, Any]:
     """The JSON schema of both directions of the stream, and of the REST bodies (`rest`, by
     name), served at GET /v1/schema."""
-    rest_bodies = (ErrorBody, UploadAccepted, WebRtcAnswer, FinalizeAnswer, Health)
+    rest_bodies = (ErrorBody, UploadAccepted, WebRtcAnswer, FinalizeAnswer, Health, IceServers)
     (client, server, *rest), components = msgspec.json.schema_components(
         [ClientUnion, ServerUnion, *rest_bodies]
     )

@@ -56,7 +56,8 @@ async def test_a_lost_connection_is_stored_as_a_cut_stream(server_url: str) -> N
     transcript_id = json.loads(await ws.recv())["transcript_id"]
     for offset in range(0, audio.size, FRAME_SAMPLES):
         await ws.send(to_pcm_s16le(audio[offset : offset + FRAME_SAMPLES]))
-    await ws.recv()  # the server has taken audio (speech started)
+    async with asyncio.timeout(60):
+        await ws.recv()  # the server has taken audio (speech started)
     ws.transport.abort()  # a reset, as when a phone loses its network
     await wait_for_no_sessions(server_url)
     async with aiohttp.ClientSession() as http:

@@ -4,14 +4,20 @@ loopback and reads the words back on its data channel."""
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import aiohttp
+import msgspec
 import pytest
 
+from streamscribe.asr.engine import Engine
 from streamscribe.bench.metrics import word_error_rate
 from streamscribe.client.webrtc import WebRtcPeer, stream_samples_webrtc
+from streamscribe.config import ServerSettings
 from streamscribe.errors import UnsupportedLanguage
 from streamscribe.wire import Final, Ready
+
+from .test_transcripts import start_server
 
 pytestmark = pytest.mark.model
 
@@ -135,3 +141,56 @@ async def test_an_offer_in_a_language_the_model_does_not_serve_is_refused(
         await peer.pc.close()
     async with aiohttp.ClientSession() as http, http.get(server_url + "/healthz") as response:
         assert (await response.json())["sessions"] == 0, "nothing is left of a refused offer"
+
+
+async def test_media_ports_stay_in_the_range_and_the_public_address_is_offered(
+    settings: ServerSettings, engine: Engine, jfk: tuple[object, str], tmp_path: Path
+) -> None:
+    """As a container publishing a UDP range behind its host's address would be configured."""
+    ports = "61000-61031"  # above Linux's ephemeral range: nothing else takes them by chance
+    configured = msgspec.structs.replace(
+        settings, data_dir=tmp_path, webrtc_ports=ports, webrtc_public_address="192.0.2.7"
+    )
+    runner, url = await start_server(configured, engine)
+    try:
+        audio, reference = jfk
+        peer = WebRtcPeer(audio, speed=4.0)  # type: ignore[arg-type]
+        answer = await peer.offer(url)
+        candidates = [line.split() for line in answer.sdp.splitlines() if line.startswith("a=candidate:")]
+        host_ports = {int(fields[5]) for fields in candidates if fields[7] == "host"}
+        assert host_ports and all(61000 <= port <= 61031 for port in host_ports), candidates
+        announced = [fields for fields in candidates if fields[4] == "192.0.2.7"]
+        assert announced and {int(fields[5]) for fields in announced} <= host_ports
+        await asyncio.wait_for(peer.track.finished.wait(), 60)
+        peer.send_stop()
+        await asyncio.wait_for(peer.closed.wait(), 60)
+        await peer.pc.close()
+        assert word_error_rate(reference, " ".join(word.text for word in peer.result.finals)) < 0.15
+    finally:
+        await runner.cleanup()
+
+
+async def test_clients_are_told_the_ice_servers(
+    settings: ServerSettings, engine: Engine, tmp_path: Path
+) -> None:
+    configured = msgspec.structs.replace(
+        settings,
+        data_dir=tmp_path,
+        webrtc_stun_url="stun:stun.example.org:3478",
+        webrtc_turn_url="turn:turn.example.org:3478",
+        webrtc_turn_username="caption",
+        webrtc_turn_password="s3cret",
+    )
+    runner, url = await start_server(configured, engine)
+    try:
+        async with aiohttp.ClientSession() as http, http.get(url + "/v1/webrtc/ice-servers") as response:
+            assert response.status == 200
+            body = await response.json()
+    finally:
+        await runner.cleanup()
+    assert body == {
+        "ice_servers": [
+            {"urls": ["stun:stun.example.org:3478"]},
+            {"urls": ["turn:turn.example.org:3478"], "username": "caption", "credential": "s3cret"},
+        ]
+    }

@@ -25,3 +25,19 @@ def test_paths_and_bad_values() -> None:
         load_settings(environ={"STREAMSCRIBE_PORT": "eighty"})
     with pytest.raises(msgspec.ValidationError):
         load_settings(environ={"STREAMSCRIBE_DEVICE": "tpu"})
+
+
+def test_webrtc_network_settings_are_checked() -> None:
+    settings = load_settings(
+        {"webrtc_ports": "50000-50100", "webrtc_public_address": "203.0.113.4"}, environ={}
+    )
+    assert settings.webrtc_port_range == range(50000, 50101)
+    assert load_settings(environ={}).webrtc_port_range is None
+    for bad, named in (
+        ({"webrtc_ports": "50100-50000"}, "webrtc_ports"),
+        ({"webrtc_ports": "80-90"}, "webrtc_ports"),
+        ({"webrtc_public_address": "example.org"}, "webrtc_public_address"),
+        ({"webrtc_turn_url": "https://turn.example.org"}, "webrtc_turn_url"),
+    ):
+        with pytest.raises(msgspec.ValidationError, match=named):
+            load_settings(bad, environ={})

@@ -35,7 +35,14 @@ def test_schema_names_every_message() -> None:
 
 def test_schema_describes_the_rest_bodies_too() -> None:
     rest = wire.json_schema()["rest"]
-    assert set(rest) == {"ErrorBody", "UploadAccepted", "WebRtcAnswer", "FinalizeAnswer", "Health"}
+    assert set(rest) == {
+        "ErrorBody",
+        "UploadAccepted",
+        "WebRtcAnswer",
+        "FinalizeAnswer",
+        "Health",
+        "IceServers",
+    }
     assert rest["ErrorBody"] == {"$ref": "#/$defs/ErrorBody"}
 
 

@@ -58,7 +58,8 @@ class LivePrinter:
 def _settings_overrides(args: argparse.Namespace) -> dict[str, Any]:
     keys = (
         "host", "port", "model", "device", "compute_type", "cpu_threads", "max_sessions", "data_dir",
-        "audio_retention_h",
+        "audio_retention_h", "webrtc_ports", "webrtc_public_address", "webrtc_stun_url", "webrtc_turn_url",
+        "webrtc_turn_username",
     )  # fmt: skip
     overrides: dict[str, Any] = {key: getattr(args, key, None) for key in keys}
     finalize: dict[str, Any] = {
@@ -224,9 +225,12 @@ def _require_url(url: str, schemes: tuple[str, ...], example: str) -> None:
 def _one_line(exc: BaseException) -> tuple[str, int]:
     """What to print for an error that ended a command, and the exit status."""
     import aiohttp
+    import msgspec
     from websockets.exceptions import InvalidStatus, WebSocketException
 
     match exc:
+        case msgspec.ValidationError():
+            return f"error: a setting is not valid (check the flag or STREAMSCRIBE_* variable): {exc}", 2
         case StreamscribeError():
             return f"error {exc.code}: {exc.message}", 2
         case UsageError():
@@ -275,6 +279,35 @@ def _add_second_pass_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--min-speakers", dest="min_speakers", type=int, help="at least (default: 1)")
     parser.add_argument(
         "--max-speakers", dest="max_speakers", type=int, help=f"at most (default: {MAX_SPEAKERS})"
+    )
+
+
+def _add_webrtc_options(parser: argparse.ArgumentParser) -> None:
+    webrtc = parser.add_argument_group(
+        "WebRTC across networks (README: WebRTC in Docker and across networks)"
+    )
+    webrtc.add_argument(
+        "--webrtc-ports", dest="webrtc_ports", metavar="MIN-MAX",
+        help="UDP ports for WebRTC media, to publish from a container or open in a firewall "
+        "(default: any port the OS picks)",
+    )  # fmt: skip
+    webrtc.add_argument(
+        "--webrtc-public-address", dest="webrtc_public_address", metavar="IP",
+        help="the address peers reach this host at, offered besides its own (default: none)",
+    )  # fmt: skip
+    webrtc.add_argument(
+        "--webrtc-stun-url", dest="webrtc_stun_url", metavar="stun:HOST:PORT",
+        help="a STUN server, also handed to browsers (default: none)",
+    )  # fmt: skip
+    webrtc.add_argument(
+        "--webrtc-turn-url", dest="webrtc_turn_url", metavar="turn:HOST:PORT",
+        help="a TURN server to relay media; its password only from STREAMSCRIBE_WEBRTC_TURN_PASSWORD "
+        "(default: none)",
+    )  # fmt: skip
+    webrtc.add_argument(
+        "--webrtc-turn-username",
+        dest="webrtc_turn_username",
+        help="the TURN server's username (default: none)",
     )
 
 
@@ -333,6 +366,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--log-format", dest="log_format", choices=["text", "json"], default="text",
         help="a line of text or a JSON object per record (default: %(default)s)",
     )  # fmt: skip
+    _add_webrtc_options(serve)
     _add_model_options(serve)
     _add_second_pass_options(serve)
     serve.set_defaults(handler=_cmd_serve)

@@ -36,8 +36,9 @@ _BINDS_FORWARD = frozenset(
 )
 """Words that belong with the word after them: a caption line or cue should not end on one."""
 _BREAK_WEIGHT = 150.0
-"""How much a line break's place weighs against even lines (two lines of 30 and 35 characters
-differ by 12.5 in the sum of squared lengths per character moved)."""
+"""What a line break after a clause end saves, or after a word that binds forward costs, against
+even lines (whose cost is the sum of squared line lengths: moving a 5-letter word from a line of
+40 characters to one of 30 saves 48)."""
 _I_FORMS = re.compile(r"^i('m|'ll|'ve|'d)?$")
 
 

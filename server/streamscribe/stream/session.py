@@ -253,15 +253,14 @@ class LiveSession:
         while self._in_flight is None and self._regions and not self.closed:
             region = self._regions[0]
             behind = self.received_samples - max(self._decoded_until, region.start)
-            if behind >= self._catch_up_after_samples:
+            catching_up = behind >= self._catch_up_after_samples
+            if catching_up:
                 start, end, region_ends = self._catch_up_window()
             else:
-                end = region.end if region.end is not None else self.received_samples
+                end = self._heard_end(region)
                 region_ends = () if region.end is None else (region.end,)
-                if (
-                    not (region_ends or self._finalize_requested)
-                    and end - self._decoded_until < self._step_samples
-                ):
+                waiting = not (region_ends or self._finalize_requested)
+                if waiting and end - self._decoded_until < self._step_samples:
                     return None
                 start = max(region.start, min(self._window_start, end - self._min_context_samples))
             flush = bool(region_ends) or (self._finalize_requested and end == self._heard_end(region))
@@ -270,7 +269,8 @@ class LiveSession:
                     return None
                 self._finish_flush(self._agreement.tentative, end, end, region_ends, self._finalize_requested)
                 continue
-            catching_up = behind >= self._catch_up_after_samples
+            # A long window is decoded without the recent text as its prompt: with it, tiny.en
+            # skipped whole sentences of a 25 s window (its timestamps jumped past them).
             recent = (
                 ""
                 if catching_up

@@ -35,7 +35,8 @@ from ..errors import (
 from ..live.driver import SessionDriver
 from ..live.outbox import Outbox
 from ..live.sessions import SessionOptions, Slot
-from ..wire import Finalize, Prompt, Stop, WebRtcAnswer, decode_client, encode
+from ..wire import Finalize, IceServers, Prompt, Stop, WebRtcAnswer, decode_client, encode
+from .ice import announce_address, ice_servers, peer_configuration
 from .responses import struct_response
 from .state import SERVER_STATE, ServerState
 
@@ -65,7 +66,7 @@ class WebRtcSession:
         self._state = state
         self._slot = slot
         self.session_id = slot.session_id
-        self._pc = RTCPeerConnection()
+        self._pc = RTCPeerConnection(peer_configuration(state.settings))
         self._channel: RTCDataChannel | None = None
         self._channel_open = asyncio.Event()
         self._audio: asyncio.Queue[Samples | None] = asyncio.Queue(
@@ -101,7 +102,9 @@ class WebRtcSession:
             raise
         self._spawn(self._run(driver))
         self._spawn(self._expect_audio(driver))
-        return str(self._pc.localDescription.sdp)
+        sdp = str(self._pc.localDescription.sdp)
+        public_address = self._state.settings.webrtc_public_address
+        return sdp if public_address is None else announce_address(sdp, public_address)
 
     # ---- internals ------------------------------------------------------------------------------
 
@@ -271,6 +274,12 @@ async def end(request: web.Request) -> web.Response:
     return web.Response(status=204)
 
 
+async def ice_servers_handler(request: web.Request) -> web.Response:
+    """The STUN and TURN servers a client's peer connection should use (none unless configured)."""
+    return struct_response(IceServers(ice_servers=ice_servers(request.app[SERVER_STATE].settings)))
+
+
 def add_routes(app: web.Application) -> None:
+    app.router.add_get("/v1/webrtc/ice-servers", ice_servers_handler)
     app.router.add_post("/v1/webrtc/offer", offer)
     app.router.add_delete("/v1/webrtc/sessions/{session_id}", end)

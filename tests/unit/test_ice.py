@@ -1,0 +1,22 @@
+"""The public address offered in a WebRTC answer (transports/ice.py), pure logic."""
+
+from streamscribe.transports.ice import announce_address
+
+ANSWER = (
+    "v=0\r\n"
+    "m=audio 50003 UDP/TLS/RTP/SAVPF 111\r\n"
+    "a=candidate:9c1 1 udp 2130706431 172.17.0.2 50003 typ host\r\n"
+    "a=candidate:4f2 1 udp 1694498815 198.51.100.9 50003 typ srflx raddr 172.17.0.2 rport 50003\r\n"
+    "a=end-of-candidates\r\n"
+)
+
+
+def test_each_host_candidate_is_offered_again_at_the_public_address_on_its_port() -> None:
+    lines = announce_address(ANSWER, "203.0.113.4").splitlines()
+    assert lines[3] == "a=candidate:9c1p 1 udp 2130706430 203.0.113.4 50003 typ host"
+    assert lines[2].endswith("172.17.0.2 50003 typ host"), "the host's own address stays"
+    assert sum("203.0.113.4" in line for line in lines) == 1, "reflexive candidates are left alone"
+
+
+def test_an_address_already_offered_is_not_repeated() -> None:
+    assert announce_address(ANSWER, "172.17.0.2") == ANSWER
