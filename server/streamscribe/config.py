@@ -30,12 +30,12 @@ class StreamSettings(msgspec.Struct, frozen=True, kw_only=True):
     a client that sends faster than real time is read this far ahead, so its socket keeps moving
     (and its keepalive pings are answered) while decoding catches up. Held as 16-bit PCM:
     32 kB per second per session."""
-    catch_up_after_s: float = 6.0
+    catch_up_after_s: Annotated[float, msgspec.Meta(gt=0.0)] = 6.0
     """A session this far behind (undecoded speech) catches up: it decodes long windows of
     several utterances at once and commits what one hypothesis says, as an offline decode does."""
     catch_up_window_s: Annotated[float, msgspec.Meta(gt=1.0, le=30.0)] = 28.0
     """Audio per catch-up decode (Whisper's own window is 30 s)."""
-    catch_up_margin_s: float = 3.0
+    catch_up_margin_s: Annotated[float, msgspec.Meta(ge=0.0)] = 3.0
     """A catch-up decode that ends inside speech commits only words that end this long before its
     end; the rest is decoded again with the next window."""
     trim_after_s: float = 10.0
@@ -57,6 +57,13 @@ class StreamSettings(msgspec.Struct, frozen=True, kw_only=True):
     max_session_s: float = 4 * 3600.0
     beam_size: int = 1
     """Greedy by default: beam 5 cut tiny.en's streamed WER ~2 points but saturated 2 cores."""
+
+    def __post_init__(self) -> None:
+        if self.catch_up_margin_s >= self.catch_up_window_s / 2:
+            raise ValueError(
+                f"catch_up_margin_s {self.catch_up_margin_s} must be under half of catch_up_window_s "
+                f"({self.catch_up_window_s}): each catch-up window must commit more than it decodes again"
+            )
 
 
 def max_speed_replay() -> StreamSettings:
@@ -192,6 +199,8 @@ class ServerSettings(msgspec.Struct, frozen=True, kw_only=True):
         ):
             if url is not None and not url.startswith(schemes):
                 raise ValueError(f"{name} {url!r} must start with {' or '.join(schemes)}")
+        if self.webrtc_turn_url and not (self.webrtc_turn_username and self.webrtc_turn_password):
+            raise ValueError("webrtc_turn_url needs webrtc_turn_username and webrtc_turn_password")
 
     @property
     def webrtc_port_range(self) -> range | None:

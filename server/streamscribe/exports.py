@@ -16,8 +16,9 @@ from .transcript import CaptionLayout, Transcript, to_json
 FORMATS = ("json", "txt", "srt", "vtt")
 CUE_GAP_S = 0.08
 """Two frames between cues that are extended to meet, so that a viewer sees the change."""
-_MAX_CUE_S = 7.0
-"""A cue is not extended, nor merged, past this (unless its words alone last longer)."""
+MAX_CUE_S = 7.0
+"""A cue lasts at most this long: the layout ends one before it would, and timing neither extends
+nor merges one past it (unless its words alone last longer)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,9 +123,10 @@ def _timed(cues: list[Cue], layout: CaptionLayout) -> list[Cue]:
     for index, cue in enumerate(cues):
         following = cues[index + 1].start if index + 1 < len(cues) else float("inf")
         reading_s = max(layout.min_duration_s, cue.chars / layout.max_chars_per_s)
-        wanted = min(_up_to_ms(cue.start + reading_s), max(cue.end, cue.start + _MAX_CUE_S))
+        wanted = min(_up_to_ms(cue.start + reading_s), max(cue.end, cue.start + MAX_CUE_S))
         natural = min(cue.end, following)
-        timed.append(replace(cue, end=round(max(natural, min(wanted, following - CUE_GAP_S)), 3)))
+        end = max(natural, min(wanted, following - CUE_GAP_S), cue.start)
+        timed.append(replace(cue, end=round(end, 3)))
     return timed
 
 
@@ -139,7 +141,7 @@ def _merge_one(cues: list[Cue], layout: CaptionLayout) -> list[Cue] | None:
                 continue
             left, right = cues[first], cues[first + 1]
             fits = len(left.lines) + len(right.lines) <= layout.max_lines
-            if fits and left.segment == right.segment and right.end - left.start <= _MAX_CUE_S:
+            if fits and left.segment == right.segment and right.end - left.start <= MAX_CUE_S:
                 joined = replace(left, end=right.end, lines=[*left.lines, *right.lines])
                 return [*cues[:first], joined, *cues[first + 2 :]]
     return None

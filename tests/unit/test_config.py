@@ -38,6 +38,14 @@ def test_webrtc_network_settings_are_checked() -> None:
         ({"webrtc_ports": "80-90"}, "webrtc_ports"),
         ({"webrtc_public_address": "example.org"}, "webrtc_public_address"),
         ({"webrtc_turn_url": "https://turn.example.org"}, "webrtc_turn_url"),
+        ({"webrtc_turn_url": "turn:turn.example.org:3478"}, "webrtc_turn_password"),
     ):
         with pytest.raises(msgspec.ValidationError, match=named):
             load_settings(bad, environ={})
+
+
+def test_catch_up_settings_that_could_never_move_on_are_refused() -> None:
+    with pytest.raises(msgspec.ValidationError, match="catch_up_margin_s"):
+        load_settings({"stream": {"catch_up_margin_s": 20.0}}, environ={})
+    with pytest.raises(msgspec.ValidationError, match="catch_up_after_s"):
+        load_settings(environ={"STREAMSCRIBE_STREAM_CATCH_UP_AFTER_S": "0"})

@@ -95,3 +95,9 @@ def test_two_line_cues_are_balanced_and_keep_phrases_together() -> None:
             assert min(map(len, cue)) >= 0.6 * max(map(len, cue)), f"unbalanced: {cue}"
     assert not any(line.text.split()[-1] in {"a", "the", "to", "their", "of"} for line in lines), lines
     assert "rhymes." not in [line.text for line in lines], "the last word is not left alone on a line"
+
+
+def test_a_word_longer_than_a_line_gets_a_line_of_its_own() -> None:
+    url = "https://example.org/a/very/long/path/that/no/caption/line/can/hold"
+    lines = caption_lines(words(f"see {url} now"), CaptionLayout())
+    assert [line.text for line in lines] == ["see", url, "now"]

@@ -14,9 +14,18 @@ ANSWER = (
 def test_each_host_candidate_is_offered_again_at_the_public_address_on_its_port() -> None:
     lines = announce_address(ANSWER, "203.0.113.4").splitlines()
     assert lines[3] == "a=candidate:9c1p 1 udp 2130706430 203.0.113.4 50003 typ host"
+    long_foundation = announce_address(ANSWER.replace("9c1", "f" * 32), "203.0.113.4").splitlines()[3]
+    assert long_foundation.startswith("a=candidate:" + "f" * 31 + "p "), (
+        "a foundation is at most 32 characters"
+    )
     assert lines[2].endswith("172.17.0.2 50003 typ host"), "the host's own address stays"
     assert sum("203.0.113.4" in line for line in lines) == 1, "reflexive candidates are left alone"
 
 
 def test_an_address_already_offered_is_not_repeated() -> None:
     assert announce_address(ANSWER, "172.17.0.2") == ANSWER
+
+
+def test_candidates_of_the_other_address_family_are_not_announced() -> None:
+    ipv6 = ANSWER.replace("172.17.0.2 50003 typ host", "fd00::2 50003 typ host")
+    assert announce_address(ipv6, "203.0.113.4") == ipv6

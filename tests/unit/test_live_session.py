@@ -249,3 +249,18 @@ def test_a_stream_cut_short_says_why_and_one_stopped_does_not() -> None:
     assert failed.cut_short == "storage_failed: the disk is full"
     stopped.receive_disconnect()
     assert stopped.cut_short is None, "a connection closed after stop cut nothing"
+
+
+def test_finalize_is_answered_only_once_everything_heard_is_committed() -> None:
+    regions = ((SECOND, 3 * SECOND), (4 * SECOND, 60 * SECOND))
+    live = LiveSession("s1", StreamSettings(), ScriptedVad(None, None, regions), "tiny.en", 16000, "en")
+    feed(live, 5)
+    live.receive_finalize()
+    first = live.take_decode_request()
+    assert first is not None and first.region_ends == (3 * SECOND,) and not first.answers_finalize
+    live.receive_decode_result(first, spoken("one two", 0.5))
+    second = live.take_decode_request()
+    assert second is not None and second.flush and second.answers_finalize, (
+        "the open utterance is flushed too"
+    )
+    assert second.end_samples == 5 * SECOND

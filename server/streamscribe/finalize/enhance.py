@@ -8,6 +8,7 @@ import re
 
 from msgspec.structs import replace
 
+from ..exports import MAX_CUE_S
 from ..text import word_key
 from ..transcript import CaptionLayout, Line, Segment, Word
 
@@ -28,7 +29,6 @@ _HALLUCINATED = (
 _HALLUCINATION_MAX_CONFIDENCE = 0.6
 _LINE_PAUSE_S = 0.8
 """A pause this long starts a new caption cue."""
-_MAX_CUE_S = 7.0
 _CLAUSE_END = (",", ";", ":", *_SENTENCE_END)
 _BINDS_FORWARD = frozenset(
     "a an the to of in on at by for with from into about as and or but nor if than that my your his "
@@ -128,7 +128,7 @@ def _cues(words: list[Word], layout: CaptionLayout, reserve: int) -> list[list[W
             sentence_break = (
                 current[-1].text.endswith(_SENTENCE_END) and _length(current) >= layout.max_chars // 2
             )
-            if pause or sentence_break or word.end - current[0].start > _MAX_CUE_S:
+            if pause or sentence_break or word.end - current[0].start > MAX_CUE_S:
                 cues.append(current)
                 current = []
             elif _line_count([*current, word], first_width, layout.max_chars) > layout.max_lines:
@@ -159,8 +159,8 @@ def _balanced_lines(words: list[Word], max_lines: int, first_width: int, width: 
     (least sum of squared lengths), preferring clause ends and never lightly ending a line on a
     word that binds to the next ("the", "to", "of")."""
     count = _line_count(words, first_width, width)
-    if count == 1 or count > max_lines:  # one line, or a word longer than a line: greedy
-        return _greedy_lines(words, first_width, width)
+    if count == 1 or count > max_lines or max(len(word.text) for word in words) > min(first_width, width):
+        return _greedy_lines(words, first_width, width)  # one line, or a word too long for one
     sizes = [len(word.text) for word in words]
     infinity = float("inf")
     # best[lines][end]: the least cost of words[:end] in that many lines, and where its last line began.

@@ -119,16 +119,16 @@ class FinalizeService:
         task.add_done_callback(self._tasks.discard)
 
     async def _store_live(self, end: LiveEnd) -> None:
-        first = first_version(
-            end.transcript_id,
-            end.finals,
-            language=end.language,
-            duration_s=end.duration_s,
-            live_model=end.live_model,
-            settings=apply_overrides(self._settings.finalize, end.finalize_overrides),
-            warnings=list(end.warnings),
-        )
         try:
+            first = first_version(
+                end.transcript_id,
+                end.finals,
+                language=end.language,
+                duration_s=end.duration_s,
+                live_model=end.live_model,
+                settings=apply_overrides(self._settings.finalize, end.finalize_overrides),
+                warnings=list(end.warnings),
+            )
             await asyncio.to_thread(end.recorder.close)
             await asyncio.to_thread(self.store.add_version, first)
             if self._settings.finalize.enabled:

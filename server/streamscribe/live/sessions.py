@@ -188,7 +188,7 @@ class SessionHost:
                 if outbox is not None:
                     outbox.push(event)
         except SlowConsumer as exc:
-            driver.stop(wait_for_transcript=False)
+            driver.fail(exc)  # kept as a stream cut short, with its reason
             if on_slow_consumer is not None:
                 await on_slow_consumer(exc)
             await driver.wait_closed()

@@ -6,7 +6,8 @@ import numpy as np
 
 from ..audio import Samples
 
-_SCALE = 32767.0
+_SCALE = 32768.0
+"""As 16-bit PCM is read (audio.py): such input goes in and out unchanged."""
 
 
 class AudioRing:
@@ -31,7 +32,7 @@ class AudioRing:
         if samples.size >= self._capacity:
             self.end_samples += samples.size - self._capacity
             samples = samples[-self._capacity :]
-        pcm = (np.clip(samples, -1.0, 1.0) * _SCALE).astype(np.int16)
+        pcm = np.clip(np.rint(samples * _SCALE), -32768, 32767).astype(np.int16)
         head = self.end_samples % self._capacity
         first = min(pcm.size, self._capacity - head)
         self._buffer[head : head + first] = pcm[:first]

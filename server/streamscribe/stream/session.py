@@ -252,8 +252,7 @@ class LiveSession:
         A session more than `catch_up_after_s` behind asks for long catch-up windows instead."""
         while self._in_flight is None and self._regions and not self.closed:
             region = self._regions[0]
-            behind = self.received_samples - max(self._decoded_until, region.start)
-            catching_up = behind >= self._catch_up_after_samples
+            catching_up = self._undecoded_speech() >= self._catch_up_after_samples
             if catching_up:
                 start, end, region_ends = self._catch_up_window()
             else:
@@ -264,10 +263,14 @@ class LiveSession:
                     return None
                 start = max(region.start, min(self._window_start, end - self._min_context_samples))
             flush = bool(region_ends) or (self._finalize_requested and end == self._heard_end(region))
+            # A finalize is answered by the flush that reaches the end of everything heard.
+            answers_finalize = (
+                flush and self._finalize_requested and end >= self._heard_end(self._regions[-1])
+            )
             if end - self._window_start < _MIN_DECODE_SAMPLES:
                 if not flush:
                     return None
-                self._finish_flush(self._agreement.tentative, end, end, region_ends, self._finalize_requested)
+                self._finish_flush(self._agreement.tentative, end, end, region_ends, answers_finalize)
                 continue
             # A long window is decoded without the recent text as its prompt: with it, tiny.en
             # skipped whole sentences of a 25 s window (its timestamps jumped past them).
@@ -283,7 +286,7 @@ class LiveSession:
                 options=DecodeOptions(self.language, recent or self._prompt, self._settings.beam_size),
                 flush=flush,
                 region_ends=region_ends,
-                answers_finalize=flush and self._finalize_requested,
+                answers_finalize=answers_finalize,
                 catching_up=catching_up,
             )
             self._decoded_until = max(self._decoded_until, end)
@@ -292,6 +295,13 @@ class LiveSession:
 
     def _heard_end(self, region: _Region) -> int:
         return region.end if region.end is not None else self.received_samples
+
+    def _undecoded_speech(self) -> int:
+        """Samples of speech received but not decoded yet: how far behind the session is."""
+        return sum(
+            max(0, self._heard_end(region) - max(self._decoded_until, region.start))
+            for region in self._regions
+        )
 
     def _catch_up_window(self) -> tuple[int, int, tuple[int, ...]]:
         """From the window's start, as many whole regions as fit in `catch_up_window_s` (the
@@ -321,8 +331,10 @@ class LiveSession:
             )
             return
         if request.catching_up:
-            self._emit_final(self._agreement.receive_alone(words, start_s, end_s, self._catch_up_margin_s))
-            self._move_window_after_catch_up(request.end_samples)
+            committed = self._agreement.receive_alone(words, start_s, end_s, self._catch_up_margin_s)
+            self._emit_final(committed)
+            self._move_window_after_catch_up(request.end_samples, bool(committed))
+            self._trim_window(request.end_samples)
         else:
             self._emit_final(self._agreement.receive_hypothesis(words, start_s, end_s))
             self._trim_window(request.end_samples)
@@ -398,12 +410,12 @@ class LiveSession:
             self._window_start = end
         self._advance()
 
-    def _move_window_after_catch_up(self, decoded_end: int) -> None:
+    def _move_window_after_catch_up(self, decoded_end: int, committed: bool) -> None:
         """Start the next window at the last committed word; a window that committed nothing is
-        left behind but for its margin (no decode is ever repeated for ever)."""
-        committed_end = int(self._agreement.committed_end_s * SAMPLE_RATE)
-        if committed_end > self._window_start:
-            self._window_start = min(committed_end, decoded_end)
+        left behind but for its margin (so no window is ever decoded again and again)."""
+        if committed:
+            committed_end = int(self._agreement.committed_end_s * SAMPLE_RATE)
+            self._window_start = max(self._window_start, min(committed_end, decoded_end))
         else:
             self._window_start = max(self._window_start, decoded_end - self._catch_up_margin_samples)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import ipaddress
 import itertools
 import re
 import types
@@ -54,19 +55,29 @@ _HOST_CANDIDATE = re.compile(
 
 
 def announce_address(sdp: str, address: str) -> str:
-    """The SDP with each host candidate offered a second time at `address` (the port a container
-    publishes, or a NAT forwards, to the same port here), just below it in priority."""
+    """The SDP with each host candidate of the same address family offered a second time at
+    `address` (the port a container publishes, or a NAT forwards, to the same port here), just
+    below it in priority."""
+    family = ipaddress.ip_address(address).version
     lines: list[str] = []
     for line in sdp.splitlines():
         lines.append(line)
         match = _HOST_CANDIDATE.match(line)
-        if match is None or match["address"] == address:
+        if match is None or match["address"] == address or _family(match["address"]) != family:
             continue
+        foundation = match["foundation"][:31] + "p"  # a foundation of its own, in at most 32 chars
         lines.append(
-            f"a=candidate:{match['foundation']}p {match['component']} {match['transport']} "
+            f"a=candidate:{foundation} {match['component']} {match['transport']} "
             f"{int(match['priority']) - 1} {address} {match['port']} typ host{match['rest']}"
         )
     return "\r\n".join(lines) + "\r\n"
+
+
+def _family(address: str) -> int | None:
+    try:
+        return ipaddress.ip_address(address).version
+    except ValueError:  # an mDNS name
+        return None
 
 
 def use_port_range(ports: range | None) -> None:
@@ -108,7 +119,7 @@ class _RangedLoop:
                     protocol_factory, local_addr=(local_addr[0], port), **kwargs
                 )
             except OSError as exc:
-                if exc.errno != errno.EADDRINUSE:
+                if exc.errno not in (errno.EADDRINUSE, errno.EACCES):  # taken, or reserved
                     raise
         raise OSError(
             errno.EADDRINUSE, f"every UDP port of {self._ports.start}-{self._ports.stop - 1} is taken"
