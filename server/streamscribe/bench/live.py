@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import math
 import statistics
 import sys
 import tempfile
@@ -23,7 +24,7 @@ from ..client.http import follow_session, upload_file
 from ..client.stream import StreamResult, stream_samples
 from ..client.webrtc import stream_samples_webrtc
 from ..config import load_settings
-from ..wire import Final, Start
+from ..wire import Error, Final, Start
 from .corpus import Corpus, write_mp3
 from .metrics import (
     Latency,
@@ -59,7 +60,9 @@ async def run_streams(corpus: Corpus, args: argparse.Namespace) -> StreamRun:
         streaming = asyncio.Event()
         streaming.set()
         uploads = [asyncio.create_task(_upload_while(streaming, server, corpus)) for _ in range(args.uploads)]
-        results = await asyncio.gather(*(_stream(server, corpus, args) for _ in range(args.sessions)))
+        results = await asyncio.gather(
+            *(_stream(server, corpus, args, delay_s=index * args.stagger_s) for index in range(args.sessions))
+        )
         wall_s = time.monotonic() - began
         after = await server.health()
         streaming.clear()
@@ -69,7 +72,10 @@ async def run_streams(corpus: Corpus, args: argparse.Namespace) -> StreamRun:
         return StreamRun(list(results), decoder, server.rss_mib, wall_s, uploads_done)
 
 
-async def _stream(server: ServerProcess, corpus: Corpus, args: argparse.Namespace) -> StreamResult:
+async def _stream(
+    server: ServerProcess, corpus: Corpus, args: argparse.Namespace, delay_s: float
+) -> StreamResult:
+    await asyncio.sleep(delay_s)  # staggered starts, as independent users begin
     if args.transport == "webrtc":
         return await stream_samples_webrtc(server.base_url, corpus.audio, speed=args.speed, language="en")
     return await stream_samples(
@@ -98,10 +104,12 @@ def measure(
     results, decoder, rss_mib = run.results, run.decoder, run.rss_mib
     partial_latencies: list[Latency] = []
     final_latencies: list[Latency] = []
+    final_p95_per_stream: list[float] = []
     for result in results:
         seen, finals = first_arrivals(result.events, offline)
         partial_latencies += latencies(seen, offline)
         final_latencies += latencies(finals, offline)
+        final_p95_per_stream.append(latency_summary(latencies(finals, offline))["p95_s"])
     stream_wers = [word_error_rate(corpus.reference, " ".join(w.text for w in r.finals)) for r in results]
     live_pass_s = max(_last_final_s(result) for result in results)
     ping_waits = [wait for result in results for wait in result.ping_waits_s]
@@ -123,6 +131,13 @@ def measure(
         "rtf_decoder_busy": round(decoder["busy_s"] / (duration * len(results)), 3),
         "decodes": decoder["decodes"],
         "completed": sum(result.completed for result in results),
+        "stagger_s": args.stagger_s,
+        "final_p95_worst_stream_s": round(
+            max(math.inf if math.isnan(p) else p for p in final_p95_per_stream), 2
+        ),
+        "streams_with_errors": sum(
+            any(isinstance(timed.event, Error) for timed in result.events) for result in results
+        ),
         "live_pass_s": round(live_pass_s, 1),
         "ping_wait_max_s": round(max(ping_waits), 2) if ping_waits else None,
         "pings": len(ping_waits),
@@ -158,6 +173,11 @@ def report(figures: dict[str, Any]) -> None:
     print(f"WER offline decode  {100 * figures['wer_offline']:.2f} %   (same model, beam 5, whole file)")
     print(f"latency partial     {fmt(figures['latency_partial'])}")
     print(f"latency final       {fmt(figures['latency_final'])}")
+    if figures["sessions"] > 1:
+        print(
+            f"  worst stream      final p95 {figures['final_p95_worst_stream_s']:.2f} s; "
+            f"{figures['streams_with_errors']} stream(s) with an error; starts {figures['stagger_s']:g} s apart"
+        )
     for key in ("latency_final_first_minute", "latency_final_last_minute"):
         if key in figures:
             print(f"  {key.removeprefix('latency_final_').replace('_', ' '):17} {fmt(figures[key])}")
@@ -195,6 +215,10 @@ def add_bench_parser(commands: Any) -> None:
         "--sessions", type=int, default=1, help="concurrent streams of the same audio (default: 1)"
     )
     bench.add_argument("--speed", type=float, default=1.0, help="x real time (default: 1, real-time pace)")
+    bench.add_argument(
+        "--stagger-s", dest="stagger_s", type=float, default=0.0,
+        help="seconds between the starts of the streams, as independent users begin (default: 0)",
+    )  # fmt: skip
     bench.add_argument(
         "--uploads",
         type=int,
