@@ -3,7 +3,9 @@
 Speech regions come from the VAD; silence is never decoded. Inside a region a rolling window
 is decoded again and again; LocalAgreement turns the hypotheses into finals; the window is
 trimmed at committed words so each decode stays bounded. A region that ends (silence, finalize,
-stop) is decoded once more and everything in it is committed.
+stop) is decoded once more and everything in it is committed. A session that falls behind (a
+client sending faster than real time, a busy decoder) catches up with long windows over several
+regions, each committed from one hypothesis, as an offline decode does.
 """
 
 from __future__ import annotations
