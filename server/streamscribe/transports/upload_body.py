@@ -34,14 +34,20 @@ class Upload:
     it is taken as the file all the same, and recognised by its content."""
 
 
+def query_fields(request: web.Request) -> dict[str, list[str]]:
+    """The query parameters as option fields: every value of each name, in order."""
+    fields: dict[str, list[str]] = {}
+    for name, value in request.query.items():
+        fields.setdefault(name, []).append(value)
+    return fields
+
+
 async def receive_upload(request: web.Request, spool: Path, max_bytes: int) -> Upload:
     """The uploaded file in `spool` plus its options. Raises UploadTooLarge, EmptyUpload,
     UploadInterrupted or InvalidRequest, and then leaves no spool file behind."""
     if request.content_length is not None and request.content_length > max_bytes + _MAX_FIELD_BYTES:
         raise UploadTooLarge(_too_large(max_bytes))
-    fields: dict[str, list[str]] = {}
-    for name, value in request.query.items():
-        fields.setdefault(name, []).append(value)
+    fields = query_fields(request)
     spool.parent.mkdir(parents=True, exist_ok=True)
     try:
         if request.content_type.startswith("multipart/"):

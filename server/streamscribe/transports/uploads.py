@@ -32,7 +32,7 @@ from ..wire import Prompt, UploadAccepted, UploadedFile
 from .responses import struct_response
 from .state import SERVER_STATE, ServerState
 from .transcripts import transcript_response
-from .upload_body import Upload, discard, receive_upload
+from .upload_body import Upload, discard, query_fields, receive_upload
 
 log = logging.getLogger(__name__)
 _CHUNK_SAMPLES = 2 * SAMPLE_RATE
@@ -210,8 +210,8 @@ async def accept_upload(request: web.Request, parse: type[OptionsT]) -> tuple[Fi
     """Admission, the upload and its options (a msgspec Struct of type `parse`, from its string
     fields), and the started replay. Raises a StreamscribeError and keeps nothing on bad input."""
     state = request.app[SERVER_STATE]
-    query = {name: request.query.getall(name) for name in request.query}
-    check_options(state, parse_options(query, parse))  # a bad request is refused as such, never as overloaded
+    # A bad request is refused as such before admission, never as overloaded.
+    check_options(state, parse_options(query_fields(request), parse))
     session = FileSession(state, state.sessions.admit("upload"))
     try:
         spool = state.settings.data_dir / "uploads" / f"{session.session_id}.upload"
