@@ -42,7 +42,12 @@ def create_app(settings: ServerSettings, engine: Engine) -> web.Application:
     lock = DataDirLock(settings.data_dir)
     store = SqliteTranscriptStore(settings.data_dir / "transcripts.sqlite3")
     finalizer = FinalizeService(store, store, settings, SecondPass.for_server(settings))
-    scheduler = DecodeScheduler(engine)
+    scheduler = DecodeScheduler(
+        engine,
+        batch_size=settings.decode_batch_size,
+        gather_s=settings.decode_gather_ms / 1000,
+        max_decode_wait_s=settings.max_decode_wait_s,
+    )
     event_bus = InProcessEventBus(settings.event_log_max_events, settings.event_log_linger_s)
     host = SessionHost(settings, scheduler, event_bus, finalizer)
     app = web.Application(middlewares=[json_errors])

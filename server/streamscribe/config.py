@@ -143,6 +143,15 @@ class ServerSettings(msgspec.Struct, frozen=True, kw_only=True):
     model_cache_dir: Path = Path.home() / ".cache" / "streamscribe"
     max_sessions: int = 32
     """Live streams and file replays together."""
+    max_decode_wait_s: Annotated[float, msgspec.Meta(gt=0.0)] = 1.2
+    """Admission by measured load: a new live stream is refused (`overloaded`) when it would make
+    the live streams' p95 wait for a decode (queue and batch) exceed this, as predicted from the
+    last 20 s. Finals trail speech by about twice this plus the commit margin."""
+    decode_batch_size: Annotated[int, msgspec.Meta(ge=1, le=256)] = 8
+    """Sessions decoded in one model call at most (more on a GPU, where batching is the lever)."""
+    decode_gather_ms: Annotated[int, msgspec.Meta(ge=0, le=1000)] = 20
+    """How long a batch waits for more live sessions to be ready, when more are open than ready;
+    a lone session never waits."""
     max_uploads: int = 4
     """File replays at a time (each counts as a session too); more are refused with 429."""
     max_upload_mb: float = 2048.0

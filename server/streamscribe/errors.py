@@ -9,6 +9,8 @@ class StreamscribeError(Exception):
     code = "internal_error"
     close_code = 1011  # WebSocket: internal error
     http_status = 500
+    retry_after_s: int | None = None
+    """When to try again (HTTP Retry-After, the `error` event's retry_after_s), where known."""
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -70,6 +72,10 @@ class Overloaded(StreamscribeError):
     code = "overloaded"
     close_code = 1013  # try again later
     http_status = 429
+
+    def __init__(self, message: str, retry_after_s: int | None = None) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
 
 
 class SlowConsumer(StreamscribeError):

@@ -99,9 +99,11 @@ class UtteranceEnd(ServerMessage, tag="utterance_end", frozen=True):
     at: float
 
 
-class Error(ServerMessage, tag="error", frozen=True):
+class Error(ServerMessage, tag="error", frozen=True, omit_defaults=True):
     code: str
     message: str
+    retry_after_s: int | None = None
+    """Seconds after which the same request may succeed (an `overloaded` refusal)."""
 
 
 class Progress(ServerMessage, tag="progress", frozen=True):
@@ -193,11 +195,14 @@ class FinalizeAnswer(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=Tr
 
 
 class DecoderTotals(msgspec.Struct, kw_only=True):
-    """Since the server started: decodes run, seconds the model was busy, seconds of audio decoded."""
+    """Since the server started: decodes run, seconds the model was busy, seconds of audio decoded,
+    and the batches the decodes were made in."""
 
     decodes: int = 0
     busy_s: float = 0.0
     decoded_audio_s: float = 0.0
+    batches: int = 0
+    """Model calls: each decodes the windows of one or more sessions."""
 
 
 class Health(msgspec.Struct, frozen=True, kw_only=True):
@@ -213,6 +218,9 @@ class Health(msgspec.Struct, frozen=True, kw_only=True):
     decoder: DecoderTotals
     stalled_sessions: int = 0
     """Open sessions with no progress (audio, decodes, state) for stall_after_s: held by nobody."""
+    decode_wait_p95_s: float | None = None
+    """How long live sessions waited for their decodes (queue and batch), p95 over the last 20 s;
+    None when none was decoded then. Admission goes by it (max_decode_wait_s)."""
 
 
 class WebRtcAnswer(msgspec.Struct, frozen=True, kw_only=True):

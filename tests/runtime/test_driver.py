@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections.abc import Sequence
 
 import numpy as np
 
-from streamscribe.asr.engine import AsrWord, DecodeOptions
+from streamscribe.asr.engine import AsrWord, LiveWindow
 from streamscribe.audio import SAMPLE_RATE, Samples
 from streamscribe.config import StreamSettings
 from streamscribe.live.driver import SessionDriver
@@ -32,10 +33,10 @@ class OneWordEngine:
         self.release = threading.Event()
         self.release.set()
 
-    def transcribe(self, audio: Samples, options: DecodeOptions, on_progress: object = None) -> list[AsrWord]:
+    def decode_windows(self, windows: Sequence[LiveWindow]) -> list[list[AsrWord]]:
         self.started.set()
         self.release.wait(30)
-        return [AsrWord("hello", 0.0, 0.4, 0.9)]
+        return [[AsrWord("hello", 0.0, 0.4, 0.9)] for _ in windows]
 
 
 class MemorySink:

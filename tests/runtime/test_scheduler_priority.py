@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from streamscribe.asr.engine import AsrWord, DecodeOptions
+from streamscribe.asr.engine import AsrWord, DecodeOptions, LiveWindow
 from streamscribe.live.scheduler import DecodeScheduler
 from streamscribe.stream.session import DecodeRequest
 
@@ -20,12 +21,12 @@ class Recorder:
 
     def __init__(self) -> None:
         self.order: list[float] = []
+        self.batches: list[int] = []
 
-    def transcribe(
-        self, audio: np.ndarray, options: DecodeOptions, on_progress: object = None
-    ) -> list[AsrWord]:
-        self.order.append(float(audio[0]))
-        return []
+    def decode_windows(self, windows: Sequence[LiveWindow]) -> list[list[AsrWord]]:
+        self.order.extend(float(window.audio[0]) for window in windows)
+        self.batches.append(len(windows))
+        return [[] for _ in windows]
 
 
 @dataclass(eq=False)
@@ -64,3 +65,42 @@ async def test_live_clients_are_decoded_before_background_ones_that_waited_longe
         await asyncio.sleep(0.01)
     await scheduler.close()
     assert engine.order == [2.0, 3.0, 1.0, 1.0]
+
+
+async def test_sessions_ready_together_are_decoded_in_one_batch_of_at_most_batch_size() -> None:
+    engine = Recorder()
+    scheduler = DecodeScheduler(engine, batch_size=3)  # type: ignore[arg-type]
+    clients = [Client(tag=float(n), background=False) for n in range(5)]
+    for client in clients:
+        scheduler.poke(client)
+    scheduler.start()
+    for _ in range(500):
+        if len(engine.order) == 5:
+            break
+        await asyncio.sleep(0.01)
+    await scheduler.close()
+    assert engine.batches == [3, 2]
+    assert engine.order == [0.0, 1.0, 2.0, 3.0, 4.0], "longest waiting first"
+    assert scheduler.stats.batches == 2 and scheduler.stats.decodes == 5
+
+
+async def test_a_gathering_batch_takes_sessions_that_become_ready_meanwhile() -> None:
+    engine = Recorder()
+    scheduler = DecodeScheduler(engine, batch_size=4, gather_s=0.2)  # type: ignore[arg-type]
+    early, late = Client(tag=1.0, background=False), Client(tag=2.0, background=False, requests=0)
+    scheduler.poke(late)  # open, but with nothing to decode yet
+    scheduler.poke(early)
+    scheduler.start()
+    for _ in range(500):
+        if early.requests == 0:  # the worker took it and gathers
+            break
+        await asyncio.sleep(0.01)
+    assert not engine.batches
+    late.requests = 1
+    scheduler.poke(late)  # ready while the batch gathers
+    for _ in range(500):
+        if len(engine.order) == 2:
+            break
+        await asyncio.sleep(0.01)
+    await scheduler.close()
+    assert engine.batches == [2]

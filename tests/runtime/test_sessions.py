@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import types
 
 import pytest
@@ -18,9 +19,32 @@ from ..unit.test_live_session import ScriptedVad
 
 
 def host(max_sessions: int, max_uploads: int) -> SessionHost:
-    """Admission needs only the settings: no scheduler, event bus or keeper is reached."""
+    """Admission needs the settings and the scheduler's load: no engine, event bus or keeper is reached."""
     settings = load_settings({"max_sessions": max_sessions, "max_uploads": max_uploads}, environ={})
-    return SessionHost(settings, scheduler=None, event_bus=None, keeper=None)  # type: ignore[arg-type]
+    scheduler = DecodeScheduler(None, max_decode_wait_s=settings.max_decode_wait_s)  # type: ignore[arg-type]
+    return SessionHost(settings, scheduler, event_bus=None, keeper=None)  # type: ignore[arg-type]
+
+
+class LiveClient:
+    background = False
+
+
+def test_live_streams_are_refused_when_one_more_would_stretch_the_decode_wait_past_its_limit() -> None:
+    sessions = host(max_sessions=10, max_uploads=1)
+    limit = sessions.settings.max_decode_wait_s
+    running = [LiveClient() for _ in range(4)]
+    for client in running:
+        sessions.scheduler.poke(client)  # type: ignore[arg-type]
+    now = time.monotonic()
+    for _ in range(20):
+        sessions.scheduler.load.record(now, limit * 0.7)
+    sessions.admit("websocket")
+    for _ in range(20):
+        sessions.scheduler.load.record(now, limit * 0.9)  # 4 streams: 5/4 of it is past the limit
+    with pytest.raises(Overloaded, match="at capacity") as refused:
+        sessions.admit("webrtc")
+    assert refused.value.retry_after_s == 10
+    assert sessions.admit("upload").replays_file, "a replay takes only spare capacity: it is not refused"
 
 
 def test_uploads_are_refused_past_max_uploads_while_live_streams_still_get_in() -> None:

@@ -1,7 +1,7 @@
 import pytest
 
 from streamscribe.asr.engine import AsrWord
-from streamscribe.asr.faster_whisper_engine import _squeezed_tail_start
+from streamscribe.asr.filters import without_squeezed_tail
 
 CASES = {
     "a squeezed 'Thank you.' after speech is cut": (
@@ -24,4 +24,4 @@ CASES = {
 def test_squeezed_tail(case: str) -> None:
     spec, kept = CASES[case]
     words = [AsrWord(text, start, end, 0.9) for text, start, end in spec]
-    assert _squeezed_tail_start(words) == kept
+    assert without_squeezed_tail(words) == words[:kept]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -29,11 +29,19 @@ class DecodeOptions:
     previous text as context; otherwise one live window, decoded without either."""
 
 
+@dataclass(frozen=True, slots=True)
+class LiveWindow:
+    """One live decode: a window of a session's speech and how to decode it."""
+
+    audio: Samples
+    options: DecodeOptions
+
+
 Progress = Callable[[float], None]
 
 
 class Engine(Protocol):
-    """A loaded model. `transcribe` blocks; call it from the scheduler's worker thread only."""
+    """A loaded model. Its methods block; call them from the scheduler's worker threads only."""
 
     name: str
     multilingual: bool
@@ -42,4 +50,9 @@ class Engine(Protocol):
         self, audio: Samples, options: DecodeOptions, on_progress: Progress | None = None
     ) -> list[AsrWord]:
         """Words in audio time; `on_progress` gets the fraction of the audio decoded so far."""
+        ...
+
+    def decode_windows(self, windows: Sequence[LiveWindow]) -> list[list[AsrWord]]:
+        """The words of each live window (in window time), decoded in as few model calls as
+        their languages, prompts and beam sizes allow."""
         ...

@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from ..audio import SAMPLE_RATE, Samples
 from ..errors import UnknownModel
-from .engine import AsrWord, DecodeOptions, Progress
-
-_MAX_COMPRESSION_RATIO = 2.4
-_NO_SPEECH_PROB = 0.6
-_MIN_AVG_LOGPROB = -1.0
-_MAX_TAIL_WORDS = 4
-_END_MARGIN_S = 0.05
-"""Words Whisper places at the very end of the audio are squeezed-in guesses, not speech."""
+from .engine import AsrWord, DecodeOptions, LiveWindow, Progress
+from .filters import END_MARGIN_S, has_letters, looks_hallucinated, without_squeezed_tail
+from .windows import WindowDecoder
 
 
 def _cuda_available() -> bool:
@@ -23,8 +19,8 @@ def _cuda_available() -> bool:
 
 
 class FasterWhisperEngine:
-    """One WhisperModel (`whisper`, also for reference decodes outside the live path); `transcribe`
-    consumes the segment generator in the calling thread."""
+    """One WhisperModel (`whisper`, also for reference decodes outside the live path): whole
+    recordings through faster-whisper's `transcribe`, live windows through a WindowDecoder."""
 
     def __init__(self, name: str, model_path: str, device: str, compute_type: str, cpu_threads: int) -> None:
         from faster_whisper import WhisperModel
@@ -43,6 +39,10 @@ class FasterWhisperEngine:
         except (OSError, ValueError, RuntimeError) as exc:
             raise UnknownModel(f"cannot load model {name!r} ({model_path}): {exc}") from exc
         self.multilingual = bool(self.whisper.model.is_multilingual)
+        self._windows = WindowDecoder(self.whisper)
+
+    def decode_windows(self, windows: Sequence[LiveWindow]) -> list[list[AsrWord]]:
+        return self._windows.decode(windows)
 
     def transcribe(
         self, audio: Samples, options: DecodeOptions, on_progress: Progress | None = None
@@ -62,48 +62,11 @@ class FasterWhisperEngine:
         for segment in segments:  # the generator decodes as it is consumed: in this thread
             if on_progress is not None and audio_s > 0:
                 on_progress(min(1.0, float(segment.end) / audio_s))
-            if _looks_hallucinated(segment):
+            if looks_hallucinated(segment.compression_ratio, segment.no_speech_prob, segment.avg_logprob):
                 continue
             words.extend(
                 AsrWord(word.word.strip(), float(word.start), float(word.end), float(word.probability))
                 for word in segment.words or []
-                if _has_letters(word.word) and word.start < audio_s - _END_MARGIN_S
+                if has_letters(word.word) and word.start < audio_s - END_MARGIN_S
             )
-        return words[: _squeezed_tail_start(words)]
-
-
-def _anomaly(word: AsrWord) -> float:
-    """Whisper's word anomaly score: improbable, squeezed into almost no time, or stretched."""
-    duration = word.end_s - word.start_s
-    score = 1.0 if word.probability < 0.15 else 0.0
-    if duration < 0.133:
-        score += (0.133 - duration) * 15
-    if duration > 2.0:
-        score += duration - 2.0
-    return score
-
-
-def _squeezed_tail_start(words: list[AsrWord]) -> int:
-    """Where a trailing run of anomalous words begins (the "Thank you." Whisper appends to the
-    silence after speech), or len(words) when the hypothesis ends in real words. Every word of
-    the run must be anomalous itself, so one squeezed word does not take real ones with it."""
-    run = 0
-    while run < min(_MAX_TAIL_WORDS, len(words)) and _anomaly(words[-run - 1]) > 0:
-        run += 1
-    for length in range(run, 0, -1):
-        score = sum(_anomaly(word) for word in words[-length:])
-        if score >= 3 or score + 0.01 >= length:
-            return len(words) - length
-    return len(words)
-
-
-def _has_letters(text: str) -> bool:
-    """Punctuation-only pieces (a lone "." after a pause) are not words."""
-    return any(character.isalnum() for character in text)
-
-
-def _looks_hallucinated(segment: Any) -> bool:
-    """Whisper's own failure signs: a repetition loop, or 'no speech' decoded with low confidence."""
-    if segment.compression_ratio > _MAX_COMPRESSION_RATIO:
-        return True
-    return bool(segment.no_speech_prob > _NO_SPEECH_PROB and segment.avg_logprob < _MIN_AVG_LOGPROB)
+        return without_squeezed_tail(words)

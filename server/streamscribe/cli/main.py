@@ -59,7 +59,7 @@ def _settings_overrides(args: argparse.Namespace) -> dict[str, Any]:
     keys = (
         "host", "port", "model", "device", "compute_type", "cpu_threads", "max_sessions", "data_dir",
         "audio_retention_h", "webrtc_ports", "webrtc_public_address", "webrtc_stun_url", "webrtc_turn_url",
-        "webrtc_turn_username",
+        "webrtc_turn_username", "max_decode_wait_s", "decode_batch_size",
     )  # fmt: skip
     overrides: dict[str, Any] = {key: getattr(args, key, None) for key in keys}
     finalize: dict[str, Any] = {
@@ -349,6 +349,15 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--max-sessions", dest="max_sessions", type=int,
         help=f"live streams and file replays at once (default: {_DEFAULTS.max_sessions})",
+    )  # fmt: skip
+    serve.add_argument(
+        "--max-decode-wait-s", dest="max_decode_wait_s", type=float,
+        help="refuse a new live stream (overloaded) when it would make the live streams' p95 wait for "
+        f"a decode exceed this many seconds (default: {_DEFAULTS.max_decode_wait_s:g})",
+    )  # fmt: skip
+    serve.add_argument(
+        "--decode-batch-size", dest="decode_batch_size", type=int,
+        help=f"sessions decoded in one model call at most (default: {_DEFAULTS.decode_batch_size})",
     )  # fmt: skip
     serve.add_argument(
         "--data-dir", dest="data_dir", help=f"transcripts and recorded audio (default: {_DEFAULTS.data_dir})"

@@ -1,9 +1,12 @@
-"""One shared model per process, decoding for all sessions in a bounded pool of worker threads.
+"""One shared model per process, decoding for all sessions in batches, in a bounded pool of
+worker threads.
 
-Sessions are served round-robin, live sessions before background ones (files replayed at max
-speed), so an upload never delays live captions; a background session takes the decoder whenever
-no live session is waiting. A session's request is built only when a worker is free, so
-it always covers the newest audio; a session never has more than one decode in flight.
+A worker takes up to `batch_size` ready sessions at once and decodes their windows in one model
+call (asr/windows.py). Live sessions come before background ones (files replayed at max speed): a
+batch is all live, or all background when no live session waits, so an upload never delays live
+captions. A session's request is built only when a worker takes it, so it covers the newest
+audio; a session never has more than one decode in flight. When other live sessions may soon be
+ready, a worker gathers for `gather_s` before it decodes; a lone session never waits for company.
 """
 
 from __future__ import annotations
@@ -14,12 +17,16 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Protocol
 
-from ..asr.engine import AsrWord, Engine
+from ..asr.engine import AsrWord, Engine, LiveWindow
 from ..audio import SAMPLE_RATE
 from ..stream.session import DecodeRequest
 from ..wire import DecoderTotals
+from .load import DecodeLoad
 
 log = logging.getLogger(__name__)
+
+_LOAD_WINDOW_S = 20.0
+"""Turnarounds older than this no longer count for admission."""
 
 
 class DecodeClient(Protocol):
@@ -34,15 +41,29 @@ class DecodeClient(Protocol):
 
 class DecodeScheduler:
     """Call `start()` inside the running loop, `poke(client)` whenever a client may have work,
-    `forget(client)` when it ends, and `close()` at shutdown.
+    `forget(client)` when it ends, and `close()` at shutdown; `admits_live_stream()` before
+    taking a new live stream.
     """
 
-    def __init__(self, engine: Engine, workers: int = 1) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        workers: int = 1,
+        batch_size: int = 8,
+        gather_s: float = 0.0,
+        max_decode_wait_s: float = float("inf"),
+    ) -> None:
         self.engine = engine
         self.stats = DecoderTotals()
+        self.load = DecodeLoad(_LOAD_WINDOW_S)
         self._workers = workers
+        self._batch_size = batch_size
+        self._gather_s = gather_s
+        self._max_decode_wait_s = max_decode_wait_s
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="decode")
-        self._ready: dict[DecodeClient, None] = {}
+        self._clients: dict[DecodeClient, None] = {}
+        self._ready: dict[DecodeClient, float] = {}
+        """Ready clients, oldest first, with the time each became ready."""
         self._wakeup = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -50,11 +71,18 @@ class DecodeScheduler:
         self._tasks = [asyncio.create_task(self._work(), name=f"decode-{n}") for n in range(self._workers)]
 
     def poke(self, client: DecodeClient) -> None:
-        self._ready[client] = None
+        self._clients[client] = None
+        self._ready.setdefault(client, time.monotonic())
         self._wakeup.set()
 
     def forget(self, client: DecodeClient) -> None:
+        self._clients.pop(client, None)
         self._ready.pop(client, None)
+
+    def admits_live_stream(self) -> bool:
+        """Whether one more live stream keeps the live streams' decode waits within the limit."""
+        live = sum(1 for client in self._clients if not client.background)
+        return self.load.admits(time.monotonic(), live, self._max_decode_wait_s)
 
     async def close(self) -> None:
         for task in self._tasks:
@@ -69,35 +97,64 @@ class DecodeScheduler:
                 self._wakeup.clear()
                 await self._wakeup.wait()
                 continue
-            client = self._next_client()
+            batch = await self._gather()
+            if not batch:
+                continue
             try:
-                await self._decode_for(client, loop)
-            except Exception:  # a bug in one session must not stop decoding for all of them
-                log.exception("decoding for a session failed; that session is ended")
-                client.deliver_error("internal error while decoding")
+                await self._decode(batch, loop)
+            except Exception:  # a bug must not stop decoding for every session
+                log.exception("decoding a batch failed; its sessions are ended")
+                for client, _request, _ready in batch:
+                    client.deliver_error("internal error while decoding")
 
-    def _next_client(self) -> DecodeClient:
-        """The longest-waiting live client, else the longest-waiting background one."""
-        chosen = next((client for client in self._ready if not client.background), None)
-        if chosen is None:
-            chosen = next(iter(self._ready))
-        del self._ready[chosen]
-        return chosen
+    async def _gather(self) -> list[tuple[DecodeClient, DecodeRequest, float]]:
+        """The next batch: ready live clients (longest waiting first), else background ones.
+        Waits `gather_s` for more live clients only when more are open than are ready."""
+        batch = self._take()
+        live_open = sum(1 for client in self._clients if not client.background)
+        if (
+            batch
+            and self._gather_s > 0
+            and not batch[0][0].background
+            and len(batch) < min(self._batch_size, live_open)
+        ):
+            await asyncio.sleep(self._gather_s)
+            batch += self._take(self._batch_size - len(batch), live_only=True)
+        return batch
 
-    async def _decode_for(self, client: DecodeClient, loop: asyncio.AbstractEventLoop) -> None:
-        request = client.take_decode_request()
-        if request is None:
-            return
+    def _take(
+        self, limit: int | None = None, live_only: bool = False
+    ) -> list[tuple[DecodeClient, DecodeRequest, float]]:
+        waiting = [client for client in self._ready if not client.background]
+        if not waiting and not live_only:
+            waiting = list(self._ready)
+        batch = []
+        for client in waiting[: self._batch_size if limit is None else limit]:
+            ready_since = self._ready.pop(client)
+            request = client.take_decode_request()
+            if request is not None:
+                batch.append((client, request, ready_since))
+        return batch
+
+    async def _decode(
+        self, batch: list[tuple[DecodeClient, DecodeRequest, float]], loop: asyncio.AbstractEventLoop
+    ) -> None:
+        windows = [LiveWindow(request.audio, request.options) for _client, request, _ready in batch]
         began = time.perf_counter()
         try:
-            words = await loop.run_in_executor(
-                self._executor, self.engine.transcribe, request.audio, request.options
-            )
-        except Exception as exc:  # a model failure ends that session, not the server
-            client.deliver_error(f"decoding failed: {type(exc).__name__}: {exc}")
+            results = await loop.run_in_executor(self._executor, self.engine.decode_windows, windows)
+        except Exception as exc:  # a model failure ends those sessions, not the server
+            for client, _request, _ready in batch:
+                client.deliver_error(f"decoding failed: {type(exc).__name__}: {exc}")
             return
-        self.stats.decodes += 1
+        self.stats.batches += 1
+        self.stats.decodes += len(batch)
         self.stats.busy_s += time.perf_counter() - began
-        self.stats.decoded_audio_s += request.audio.size / SAMPLE_RATE
-        client.deliver_result(request, words)
-        self.poke(client)
+        now = time.monotonic()
+        for (client, request, ready_since), words in zip(batch, results, strict=True):
+            self.stats.decoded_audio_s += request.audio.size / SAMPLE_RATE
+            if not client.background:
+                self.load.record(now, now - ready_since)
+            client.deliver_result(request, words)
+            if client in self._clients:
+                self.poke(client)

@@ -27,6 +27,9 @@ from .driver import SessionDriver
 from .outbox import Outbox
 from .scheduler import DecodeScheduler
 
+_RETRY_AFTER_S = 10
+"""What a live stream refused for load is told: the load measure looks back 20 s."""
+
 log = logging.getLogger(__name__)
 
 
@@ -96,6 +99,12 @@ class SessionHost:
             raise ShuttingDown("the server is shutting down")
         if len(self.slots) >= self.settings.max_sessions:
             raise Overloaded(f"all {self.settings.max_sessions} sessions are in use; retry later")
+        if transport != "upload" and not self.scheduler.admits_live_stream():
+            raise Overloaded(
+                f"the decoder is at capacity: one more live stream would delay the others' captions "
+                f"past {self.settings.max_decode_wait_s:g} s; retry later",
+                retry_after_s=_RETRY_AFTER_S,
+            )
         replays = sum(1 for running in self.slots if running.replays_file)
         if transport == "upload" and replays >= self.settings.max_uploads:
             raise Overloaded(f"{self.settings.max_uploads} files are being transcribed already; retry later")

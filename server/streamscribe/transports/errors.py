@@ -33,4 +33,7 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
         log.log(level, "request refused", extra={"fields": fields})
         kind = "invalid_request_error" if exc.http_status < 500 else "server_error"
         body = ErrorBody(error=ErrorDetail(code=exc.code, message=exc.message, type=kind))
-        return struct_response(body, exc.http_status)
+        response = struct_response(body, exc.http_status)
+        if exc.retry_after_s is not None:
+            response.headers["Retry-After"] = str(exc.retry_after_s)
+        return response

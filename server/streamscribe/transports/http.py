@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 from aiohttp import web
@@ -23,6 +24,7 @@ async def healthz(request: web.Request) -> web.Response:
         max_uploads=state.settings.max_uploads,
         decoder=host.scheduler.stats,
         stalled_sessions=host.stalled(),
+        decode_wait_p95_s=host.scheduler.load.recent_p95_s(time.monotonic()),
     )
     return struct_response(health)
 

@@ -105,7 +105,9 @@ class StreamConnection:
             extra={"fields": {"event": "refused", "transport": "websocket", "code": error.code}},
         )
         with contextlib.suppress(ConnectionError):
-            await self._ws.send_str(_text(Error(seq=1, code=error.code, message=error.message)))
+            await self._ws.send_str(
+                _text(Error(seq=1, code=error.code, message=error.message, retry_after_s=error.retry_after_s))
+            )
         await self._ws.close(code=error.close_code, message=_reason(error))
 
     async def _read(self, driver: SessionDriver, converter: PcmConverter) -> None:
