@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import math
+import shlex
 import statistics
 import sys
 import tempfile
@@ -53,7 +54,7 @@ class StreamRun:
 
 
 async def run_streams(corpus: Corpus, args: argparse.Namespace) -> StreamRun:
-    serve_args = ["--no-second-pass"] if args.no_second_pass else []
+    serve_args = [*(["--no-second-pass"] if args.no_second_pass else []), *shlex.split(args.serve_args)]
     async with ServerProcess(args.model, *serve_args) as server:
         before = await server.health()
         began = time.monotonic()
@@ -101,7 +102,11 @@ def measure(
     corpus: Corpus, offline: OfflineDecode, run: StreamRun, args: argparse.Namespace
 ) -> dict[str, Any]:
     duration = corpus.duration_s
-    results, decoder, rss_mib = run.results, run.decoder, run.rss_mib
+    refused = sum(result.refused for result in run.results)
+    results = [result for result in run.results if not result.refused]
+    decoder, rss_mib = run.decoder, run.rss_mib
+    if not results:
+        return {"corpus": corpus.name, "sessions": len(run.results), "refused": refused, "model": args.model}
     partial_latencies: list[Latency] = []
     final_latencies: list[Latency] = []
     final_p95_per_stream: list[float] = []
@@ -116,7 +121,9 @@ def measure(
     figures: dict[str, Any] = {
         "corpus": corpus.name,
         "audio_s": round(duration, 1),
-        "sessions": len(results),
+        "sessions": len(run.results),
+        "admitted": len(results),
+        "refused": refused,
         "transport": args.transport,
         "uploads_alongside": args.uploads,
         "uploads_done": run.uploads_done,
@@ -130,6 +137,7 @@ def measure(
         "words_matched_final": f"{len(final_latencies)}/{len(offline.tokens) * len(results)}",
         "rtf_decoder_busy": round(decoder["busy_s"] / (duration * len(results)), 3),
         "decodes": decoder["decodes"],
+        "batches": decoder["batches"],
         "completed": sum(result.completed for result in results),
         "stagger_s": args.stagger_s,
         "final_p95_worst_stream_s": round(
@@ -161,6 +169,10 @@ def _last_final_s(result: StreamResult) -> float:
 
 
 def report(figures: dict[str, Any]) -> None:
+    if "admitted" not in figures:
+        print(f"\n== all {figures['sessions']} stream(s) were refused (overloaded)")
+        return
+
     def fmt(summary: dict[str, float]) -> str:
         return f"p50 {summary['p50_s']:.2f} s  p95 {summary['p95_s']:.2f} s  ({summary['words']} words)"
 
@@ -178,11 +190,13 @@ def report(figures: dict[str, Any]) -> None:
             f"  worst stream      final p95 {figures['final_p95_worst_stream_s']:.2f} s; "
             f"{figures['streams_with_errors']} stream(s) with an error; starts {figures['stagger_s']:g} s apart"
         )
+        print(f"  admitted          {figures['admitted']}; refused (overloaded) {figures['refused']}")
     for key in ("latency_final_first_minute", "latency_final_last_minute"):
         if key in figures:
             print(f"  {key.removeprefix('latency_final_').replace('_', ' '):17} {fmt(figures[key])}")
     print(
-        f"real-time factor    {figures['rtf_decoder_busy']} (decoder busy s per audio s, {figures['decodes']} decodes)"
+        f"real-time factor    {figures['rtf_decoder_busy']} (decoder busy s per audio s, {figures['decodes']} decodes "
+        f"in {figures['batches']} batches)"
     )
     print(
         f"live pass           {figures['live_pass_s']} s to the last final "
@@ -231,6 +245,10 @@ def add_bench_parser(commands: Any) -> None:
         action="store_true",
         help="run the server without its second pass (default: with it)",
     )
+    bench.add_argument(
+        "--serve-args", dest="serve_args", default="",
+        help="more options for the server, as one string (e.g. \"--device cuda --decode-batch-size 64\")",
+    )  # fmt: skip
     bench.add_argument(
         "--transport", choices=["websocket", "webrtc"], default="websocket",
         help="how the streams reach the server (default: websocket)",

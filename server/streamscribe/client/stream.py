@@ -11,7 +11,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
 from ..audio import SAMPLE_RATE, Samples, to_pcm_s16le
-from ..wire import Closed, Final, ServerMessage, Start, Stop, Word, decode_server, encode
+from ..wire import Closed, Error, Final, Partial, ServerMessage, Start, Stop, Word, decode_server, encode
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +35,13 @@ class StreamResult:
     def completed(self) -> bool:
         """The server closed the stream (`closed`); False when the connection was lost before."""
         return any(isinstance(timed.event, Closed) for timed in self.events)
+
+    @property
+    def refused(self) -> bool:
+        """The server refused the stream for load (`overloaded` before any word)."""
+        return any(
+            isinstance(timed.event, Error) and timed.event.code == "overloaded" for timed in self.events
+        ) and not any(isinstance(timed.event, (Final, Partial)) for timed in self.events)
 
     @property
     def finals(self) -> list[Word]:
