@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -66,8 +67,9 @@ async def stream_samples(
     result = StreamResult()
     chunk_samples = SAMPLE_RATE * chunk_ms // 1000
     async with connect(url, max_size=None, open_timeout=30) as ws:
-        await ws.send(encode(start or Start()).decode())
         began = time.monotonic()
+        with contextlib.suppress(ConnectionClosed):  # refused as it connects: the events say why
+            await ws.send(encode(start or Start()).decode())
 
         async def send_audio() -> None:
             for offset in range(0, samples.size, chunk_samples):
