@@ -49,6 +49,8 @@ class StreamRun:
     decoder: dict[str, Any]
     """The server's decoder totals over the run (uploads alongside included)."""
     rss_mib: list[tuple[float, float]]
+    decode_wait_p95_s: list[float]
+    """The server's admission measure, sampled every second while live streams were decoded."""
     wall_s: float
     uploads_done: int
 
@@ -70,7 +72,9 @@ async def run_streams(corpus: Corpus, args: argparse.Namespace) -> StreamRun:
         uploads_done = sum(await asyncio.gather(*uploads))
         totals = msgspec.structs.asdict(after.decoder).items()
         decoder = {key: value - getattr(before.decoder, key) for key, value in totals}
-        return StreamRun(list(results), decoder, server.rss_mib, wall_s, uploads_done)
+        return StreamRun(
+            list(results), decoder, server.rss_mib, server.decode_wait_p95_s, wall_s, uploads_done
+        )
 
 
 async def _stream(
@@ -152,6 +156,10 @@ def measure(
         "wall_s": round(run.wall_s, 1),
         "offline_decode_s": round(offline.seconds, 1),
         "server_rss_peak_mib": round(max(rss for _, rss in rss_mib), 1),
+        "decode_wait_p95_s": {
+            "median": round(statistics.median(run.decode_wait_p95_s), 2) if run.decode_wait_p95_s else None,
+            "max": round(max(run.decode_wait_p95_s), 2) if run.decode_wait_p95_s else None,
+        },
     }
     if duration >= 180:
         first, last = (0.0, 60.0), (duration - 60.0, duration)
@@ -203,6 +211,11 @@ def report(figures: dict[str, Any]) -> None:
         f"({figures['audio_s'] / max(figures['live_pass_s'], 0.1):.1f}x real time); "
         f"{figures['completed']} of {figures['sessions']} stream(s) completed"
     )
+    wait = figures["decode_wait_p95_s"]
+    if wait["median"] is not None:
+        print(
+            f"decode wait p95     median {wait['median']} s, max {wait['max']} s (the admission measure, each second)"
+        )
     if figures["pings"]:
         print(f"longest ping wait   {figures['ping_wait_max_s']} s ({figures['pings']} pings, one a second)")
     print(

@@ -15,7 +15,8 @@ from ..wire import Health
 
 
 class ServerProcess:
-    """`streamscribe serve` on a free loopback port, with its memory sampled every second."""
+    """`streamscribe serve` on a free loopback port, with its memory and its live streams' p95
+    decode wait (the admission measure, from /healthz) sampled every second."""
 
     def __init__(self, model: str, *serve_args: str) -> None:
         self._model = model
@@ -23,6 +24,7 @@ class ServerProcess:
         self.url = ""
         self.base_url = ""
         self.rss_mib: list[tuple[float, float]] = []
+        self.decode_wait_p95_s: list[float] = []
         self._process: asyncio.subprocess.Process | None = None
 
     async def __aenter__(self) -> ServerProcess:
@@ -46,7 +48,7 @@ class ServerProcess:
             raise RuntimeError(f"the server did not start: {line!r}")
         self.base_url = f"http://{found.group(1)}"
         self.url = f"ws://{found.group(1)}/v1/stream"
-        self._sampler = asyncio.create_task(self._sample_memory())
+        self._sampler = asyncio.create_task(self._sample())
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -59,10 +61,13 @@ class ServerProcess:
         async with aiohttp.ClientSession() as http, http.get(f"{self.base_url}/healthz") as response:
             return msgspec.json.decode(await response.read(), type=Health)
 
-    async def _sample_memory(self) -> None:
+    async def _sample(self) -> None:
         assert self._process is not None
         process = psutil.Process(self._process.pid)
         began = time.monotonic()
         while True:
             self.rss_mib.append((time.monotonic() - began, process.memory_info().rss / 2**20))
+            wait = (await self.health()).decode_wait_p95_s
+            if wait is not None:
+                self.decode_wait_p95_s.append(wait)
             await asyncio.sleep(1.0)

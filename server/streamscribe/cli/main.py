@@ -410,6 +410,7 @@ def build_parser() -> argparse.ArgumentParser:
     stream.add_argument("--language", help="the spoken language (default: the server's)")
     stream.set_defaults(handler=_cmd_stream)
 
+    from ..bench.capacity import add_bench_capacity_parser
     from ..bench.encoder import add_bench_encoder_parser
     from ..bench.live import add_bench_parser
     from ..bench.replay import add_bench_replay_parser
@@ -419,6 +420,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_bench_second_pass_parser(commands)
     add_bench_replay_parser(commands)
     add_bench_encoder_parser(commands)
+    add_bench_capacity_parser(commands)
 
     return parser
 
