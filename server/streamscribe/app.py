@@ -44,6 +44,7 @@ def create_app(settings: ServerSettings, engine: Engine) -> web.Application:
     finalizer = FinalizeService(store, store, settings, SecondPass.for_server(settings))
     scheduler = DecodeScheduler(
         engine,
+        workers=engine.parallel_decodes,
         batch_size=settings.decode_batch_size,
         gather_s=settings.decode_gather_ms / 1000,
         max_decode_wait_s=settings.max_decode_wait_s,

@@ -10,27 +10,21 @@ import aiohttp
 import msgspec
 import numpy as np
 import pytest
-from aiohttp import web
 from websockets.asyncio.client import connect
 
-from streamscribe.app import create_app
 from streamscribe.asr.engine import Engine
 from streamscribe.client.stream import TimedEvent, stream_samples
 from streamscribe.config import ServerSettings
 from streamscribe.wire import Error, Health, Partial, Start, decode_server
 
 from .streams import assert_well_formed
+from .test_transcripts import start_server
 
 
 @pytest.fixture
 async def strict_server(settings: ServerSettings, engine: Engine) -> AsyncIterator[str]:
-    strict = msgspec.structs.replace(settings, max_decode_wait_s=0.001)
-    runner = web.AppRunner(create_app(strict, engine))
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    host, port = runner.addresses[0][:2]
-    yield f"http://{host}:{port}"
+    runner, url = await start_server(msgspec.structs.replace(settings, max_decode_wait_s=0.001), engine)
+    yield url
     await runner.cleanup()
 
 

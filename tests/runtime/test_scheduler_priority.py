@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -27,6 +27,15 @@ class Recorder:
         self.order.extend(float(window.audio[0]) for window in windows)
         self.batches.append(len(windows))
         return [[] for _ in windows]
+
+
+async def until(condition: Callable[[], bool]) -> None:
+    """Poll the condition while the scheduler's worker runs: at most 5 s."""
+    for _ in range(500):
+        if condition():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("the scheduler did not get there within 5 s")
 
 
 @dataclass(eq=False)
@@ -59,10 +68,7 @@ async def test_live_clients_are_decoded_before_background_ones_that_waited_longe
     for client in (upload, live_a, live_b):
         scheduler.poke(client)
     scheduler.start()
-    for _ in range(500):
-        if len(engine.order) == 4:
-            break
-        await asyncio.sleep(0.01)
+    await until(lambda: len(engine.order) == 4)
     await scheduler.close()
     assert engine.order == [2.0, 3.0, 1.0, 1.0]
 
@@ -74,10 +80,7 @@ async def test_sessions_ready_together_are_decoded_in_one_batch_of_at_most_batch
     for client in clients:
         scheduler.poke(client)
     scheduler.start()
-    for _ in range(500):
-        if len(engine.order) == 5:
-            break
-        await asyncio.sleep(0.01)
+    await until(lambda: len(engine.order) == 5)
     await scheduler.close()
     assert engine.batches == [3, 2]
     assert engine.order == [0.0, 1.0, 2.0, 3.0, 4.0], "longest waiting first"
@@ -91,16 +94,10 @@ async def test_a_gathering_batch_takes_sessions_that_become_ready_meanwhile() ->
     scheduler.poke(late)  # open, but with nothing to decode yet
     scheduler.poke(early)
     scheduler.start()
-    for _ in range(500):
-        if early.requests == 0:  # the worker took it and gathers
-            break
-        await asyncio.sleep(0.01)
+    await until(lambda: early.requests == 0)  # the worker took it and gathers
     assert not engine.batches
     late.requests = 1
     scheduler.poke(late)  # ready while the batch gathers
-    for _ in range(500):
-        if len(engine.order) == 2:
-            break
-        await asyncio.sleep(0.01)
+    await until(lambda: len(engine.order) == 2)
     await scheduler.close()
     assert engine.batches == [2]

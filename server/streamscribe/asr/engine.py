@@ -45,6 +45,8 @@ class Engine(Protocol):
 
     name: str
     multilingual: bool
+    parallel_decodes: int
+    """How many calls may run at once, each from its own thread."""
 
     def transcribe(
         self, audio: Samples, options: DecodeOptions, on_progress: Progress | None = None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -22,19 +23,31 @@ class FasterWhisperEngine:
     """One WhisperModel (`whisper`, also for reference decodes outside the live path): whole
     recordings through faster-whisper's `transcribe`, live windows through a WindowDecoder."""
 
-    def __init__(self, name: str, model_path: str, device: str, compute_type: str, cpu_threads: int) -> None:
+    def __init__(
+        self, name: str, model_path: str, device: str, compute_type: str, cpu_threads: int, workers: int = 1
+    ) -> None:
         from faster_whisper import WhisperModel
 
         if device == "auto":
             device = "cuda" if _cuda_available() else "cpu"
         if compute_type == "default":
             compute_type = "float16" if device == "cuda" else "int8"
+        cores = os.cpu_count() or 1
+        if workers == 0:  # one decode per core on the CPU, two on a GPU (one computes while one prepares)
+            workers = cores if device == "cpu" else 2
+        if device == "cpu" and cpu_threads == 0:
+            cpu_threads = max(1, cores // workers)
         self.name = name
         self.device = device
         self.compute_type = compute_type
+        self.parallel_decodes = workers
         try:
             self.whisper: Any = WhisperModel(
-                model_path, device=device, compute_type=compute_type, cpu_threads=cpu_threads
+                model_path,
+                device=device,
+                compute_type=compute_type,
+                cpu_threads=cpu_threads,
+                num_workers=workers,
             )
         except (OSError, ValueError, RuntimeError) as exc:
             raise UnknownModel(f"cannot load model {name!r} ({model_path}): {exc}") from exc

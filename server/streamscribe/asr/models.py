@@ -67,14 +67,15 @@ def _package_dir(package: str) -> Path:
 
 
 def load_engine(settings: ServerSettings, name: str | None = None) -> FasterWhisperEngine:
-    """Model `name` (default: the settings' live model) on the settings' device, compute type and
-    threads; raises UnknownModel with the reason when it cannot be loaded. The one model loader:
-    the live model, second-pass models and benchmark references all come from here."""
-    name = name or settings.model
+    """The live model (no `name`: the settings' model, with `decode_workers` decodes at once), or
+    model `name` for one decode at a time (second passes, benchmark references), on the settings'
+    device, compute type and threads; raises UnknownModel with the reason when it cannot be
+    loaded. The one model loader."""
     return FasterWhisperEngine(
-        name,
-        resolve_model(name, settings.model_cache_dir),
+        name or settings.model,
+        resolve_model(name or settings.model, settings.model_cache_dir),
         settings.device,
         settings.compute_type,
         settings.cpu_threads,
+        settings.decode_workers if name is None else 1,
     )

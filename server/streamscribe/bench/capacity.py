@@ -15,7 +15,6 @@ import asyncio
 import copy
 from typing import Any
 
-from ..config import load_settings
 from .corpus import Corpus
 from .live import measure, run_streams
 from .metrics import offline_decode
@@ -25,9 +24,7 @@ _NO_ADMISSION = "--max-decode-wait-s 1e9 --max-sessions 100000"
 
 
 async def search(corpus: Corpus, args: argparse.Namespace) -> dict[str, Any]:
-    offline = await asyncio.to_thread(
-        offline_decode, corpus, load_settings({"model": args.model, "device": "cpu", "compute_type": "int8"})
-    )
+    offline = await asyncio.to_thread(offline_decode, corpus, args.model)
     runs: dict[int, dict[str, Any]] = {}
 
     async def run(sessions: int) -> bool:
@@ -119,4 +116,4 @@ def add_bench_capacity_parser(commands: Any) -> None:
     bench.add_argument("--wer-margin", dest="wer_margin", type=float, default=0.02,
                        help="how much the mean WER may exceed one stream's (default: 0.02)")  # fmt: skip
     bench.add_argument("--serve-args", dest="serve_args", default="",
-                       help="more options for the server, as one string (e.g. \"--device cuda\")")  # fmt: skip
+                       help="more options for the server, as one string (e.g. \"--device cuda\"; default: none)")  # fmt: skip

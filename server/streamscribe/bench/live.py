@@ -24,7 +24,6 @@ import msgspec
 from ..client.http import follow_session, upload_file
 from ..client.stream import StreamResult, stream_samples
 from ..client.webrtc import stream_samples_webrtc
-from ..config import load_settings
 from ..wire import Error, Final, Start
 from .corpus import Corpus, write_mp3
 from .metrics import (
@@ -227,9 +226,7 @@ def report(figures: dict[str, Any]) -> None:
 
 async def measure_streams(corpus: Corpus, args: argparse.Namespace) -> dict[str, Any]:
     """The offline reference decode, then the streams against a server, measured."""
-    offline = await asyncio.to_thread(
-        offline_decode, corpus, load_settings({"model": args.model, "device": "cpu", "compute_type": "int8"})
-    )
+    offline = await asyncio.to_thread(offline_decode, corpus, args.model)
     return measure(corpus, offline, await run_streams(corpus, args), args)
 
 
@@ -260,7 +257,7 @@ def add_bench_parser(commands: Any) -> None:
     )
     bench.add_argument(
         "--serve-args", dest="serve_args", default="",
-        help="more options for the server, as one string (e.g. \"--device cuda --decode-batch-size 64\")",
+        help="more options for the server, as one string (e.g. \"--device cuda --decode-batch-size 64\"; default: none)",
     )  # fmt: skip
     bench.add_argument(
         "--transport", choices=["websocket", "webrtc"], default="websocket",

@@ -12,7 +12,7 @@ from pathlib import Path
 from ..asr.engine import AsrWord
 from ..asr.models import load_engine
 from ..client.stream import TimedEvent
-from ..config import ServerSettings
+from ..config import load_settings
 from ..text import word_keys
 from ..transcript import Transcript
 from ..wire import Final, Partial
@@ -73,10 +73,10 @@ class OfflineDecode:
         return " ".join(word.text for word in self.words)
 
 
-def offline_decode(corpus: Corpus, settings: ServerSettings) -> OfflineDecode:
-    """The whole recording at once with the settings' model, faster-whisper's default offline
-    settings (beam 5): the reference for accuracy and for word end times."""
-    whisper = load_engine(settings).whisper
+def offline_decode(corpus: Corpus, model: str) -> OfflineDecode:
+    """The whole recording at once with `model` on the CPU (int8), faster-whisper's default
+    offline settings (beam 5): the reference for accuracy and for word end times."""
+    whisper = load_engine(load_settings({"device": "cpu", "compute_type": "int8"}), model).whisper
     began = time.perf_counter()
     segments, _ = whisper.transcribe(corpus.audio, language="en", word_timestamps=True, beam_size=5)
     words = [

@@ -59,7 +59,7 @@ def _settings_overrides(args: argparse.Namespace) -> dict[str, Any]:
     keys = (
         "host", "port", "model", "device", "compute_type", "cpu_threads", "max_sessions", "data_dir",
         "audio_retention_h", "webrtc_ports", "webrtc_public_address", "webrtc_stun_url", "webrtc_turn_url",
-        "webrtc_turn_username", "max_decode_wait_s", "decode_batch_size",
+        "webrtc_turn_username", "max_decode_wait_s", "decode_batch_size", "decode_workers",
     )  # fmt: skip
     overrides: dict[str, Any] = {key: getattr(args, key, None) for key in keys}
     finalize: dict[str, Any] = {
@@ -358,6 +358,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--decode-batch-size", dest="decode_batch_size", type=int,
         help=f"sessions decoded in one model call at most (default: {_DEFAULTS.decode_batch_size})",
+    )  # fmt: skip
+    serve.add_argument(
+        "--decode-workers", dest="decode_workers", type=int,
+        help="live decodes at once, each on its own thread; 0 = one per core on the CPU, two on a GPU "
+        f"(default: {_DEFAULTS.decode_workers})",
     )  # fmt: skip
     serve.add_argument(
         "--data-dir", dest="data_dir", help=f"transcripts and recorded audio (default: {_DEFAULTS.data_dir})"

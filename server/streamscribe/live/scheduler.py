@@ -64,6 +64,7 @@ class DecodeScheduler:
         self._clients: dict[DecodeClient, None] = {}
         self._ready: dict[DecodeClient, float] = {}
         """Ready clients, oldest first, with the time each became ready."""
+        self._decoding: set[DecodeClient] = set()
         self._wakeup = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -98,25 +99,27 @@ class DecodeScheduler:
                 await self._wakeup.wait()
                 continue
             batch = await self._gather()
-            if not batch:
-                continue
             try:
                 await self._decode(batch, loop)
             except Exception:  # a bug must not stop decoding for every session
                 log.exception("decoding a batch failed; its sessions are ended")
                 for client, _request, _ready in batch:
                     client.deliver_error("internal error while decoding")
+            finally:
+                self._decoding.difference_update(client for client, _request, _ready in batch)
 
     async def _gather(self) -> list[tuple[DecodeClient, DecodeRequest, float]]:
         """The next batch: ready live clients (longest waiting first), else background ones.
-        Waits `gather_s` for more live clients only when more are open than are ready."""
+        Waits `gather_s` for more live clients only when some are open but neither ready nor
+        being decoded."""
         batch = self._take()
-        live_open = sum(1 for client in self._clients if not client.background)
+        idle = sum(1 for client in self._clients if not client.background and client not in self._decoding)
         if (
             batch
             and self._gather_s > 0
             and not batch[0][0].background
-            and len(batch) < min(self._batch_size, live_open)
+            and idle
+            and len(batch) < self._batch_size
         ):
             await asyncio.sleep(self._gather_s)
             batch += self._take(self._batch_size - len(batch), live_only=True)
@@ -133,12 +136,15 @@ class DecodeScheduler:
             ready_since = self._ready.pop(client)
             request = client.take_decode_request()
             if request is not None:
+                self._decoding.add(client)
                 batch.append((client, request, ready_since))
         return batch
 
     async def _decode(
         self, batch: list[tuple[DecodeClient, DecodeRequest, float]], loop: asyncio.AbstractEventLoop
     ) -> None:
+        if not batch:
+            return
         windows = [LiveWindow(request.audio, request.options) for _client, request, _ready in batch]
         began = time.perf_counter()
         try:
