@@ -146,11 +146,11 @@ class ServerSettings(msgspec.Struct, frozen=True, kw_only=True):
     decode_workers: Annotated[int, msgspec.Meta(ge=0, le=64)] = 0
     """Live decodes run at once, each a batch on its own thread; 0 = one per core on the CPU
     (tiny.en gains 7 % from a second thread per decode but 60 % from a second decode at once),
-    two on a GPU."""
+    one on a GPU (a second one there stretched the latency tail on an H100)."""
     model_cache_dir: Path = Path.home() / ".cache" / "streamscribe"
     max_sessions: int = 32
     """Live streams and file replays together."""
-    max_decode_wait_s: Annotated[float, msgspec.Meta(gt=0.0)] = 1.2
+    max_decode_wait_s: Annotated[float, msgspec.Meta(gt=0.0)] = 1.0
     """Admission by measured load: a new live stream is refused (`overloaded`) when it would make
     the live streams' p95 wait for a decode (queue and batch) exceed this, as predicted from the
     last 20 s. Finals trail speech by about twice this plus the commit margin."""

@@ -33,8 +33,8 @@ class FasterWhisperEngine:
         if compute_type == "default":
             compute_type = "float16" if device == "cuda" else "int8"
         cores = os.cpu_count() or 1
-        if workers == 0:  # one decode per core on the CPU, two on a GPU (one computes while one prepares)
-            workers = cores if device == "cpu" else 2
+        if workers == 0:  # one decode per core on the CPU, one on a GPU (loadtests/README.md)
+            workers = cores if device == "cpu" else 1
         if device == "cpu" and cpu_threads == 0:
             cpu_threads = max(1, cores // workers)
         self.name = name

@@ -361,7 +361,7 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     serve.add_argument(
         "--decode-workers", dest="decode_workers", type=int,
-        help="live decodes at once, each on its own thread; 0 = one per core on the CPU, two on a GPU "
+        help="live decodes at once, each on its own thread; 0 = one per core on the CPU, one on a GPU "
         f"(default: {_DEFAULTS.decode_workers})",
     )  # fmt: skip
     serve.add_argument(
