@@ -203,6 +203,8 @@ class DecoderTotals(msgspec.Struct, kw_only=True):
     decoded_audio_s: float = 0.0
     batches: int = 0
     """Model calls: each decodes the windows of one or more sessions."""
+    greedy_decodes: int = 0
+    """Live decodes made greedy (no beam search) because the decoder was loaded."""
 
 
 class Health(msgspec.Struct, frozen=True, kw_only=True):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -22,9 +23,11 @@ class Recorder:
     def __init__(self) -> None:
         self.order: list[float] = []
         self.batches: list[int] = []
+        self.beams: list[int] = []
 
     def decode_windows(self, windows: Sequence[LiveWindow]) -> list[list[AsrWord]]:
         self.order.extend(float(window.audio[0]) for window in windows)
+        self.beams.extend(window.options.beam_size for window in windows)
         self.batches.append(len(windows))
         return [[] for _ in windows]
 
@@ -50,7 +53,7 @@ class Client:
             return None
         self.requests -= 1
         audio = np.full(160, self.tag, dtype=np.float32)
-        return DecodeRequest(audio, 0, 160, DecodeOptions(), False, (), False)
+        return DecodeRequest(audio, 0, 160, DecodeOptions(beam_size=5), False, (), False)
 
     def deliver_result(self, request: DecodeRequest, words: list[AsrWord]) -> None:
         self.delivered.append(1)
@@ -101,3 +104,19 @@ async def test_a_gathering_batch_takes_sessions_that_become_ready_meanwhile() ->
     await until(lambda: len(engine.order) == 2)
     await scheduler.close()
     assert engine.batches == [2]
+
+
+async def test_live_windows_are_decoded_greedily_while_sessions_wait_long_for_their_decodes() -> None:
+    engine = Recorder()
+    scheduler = DecodeScheduler(engine, greedy_after_wait_s=0.5)  # type: ignore[arg-type]
+    scheduler.start()
+    scheduler.poke(Client(tag=1.0, background=False))
+    await until(lambda: len(engine.order) == 1)
+    for _ in range(20):
+        scheduler.load.record(time.monotonic(), 0.8)  # live sessions waited 0.8 s
+    scheduler.poke(Client(tag=2.0, background=False))
+    scheduler.poke(Client(tag=3.0, background=True))
+    await until(lambda: len(engine.order) == 3)
+    await scheduler.close()
+    assert engine.beams == [5, 1, 5], "beam while there is room, greedy under load; replays keep theirs"
+    assert scheduler.stats.greedy_decodes == 1

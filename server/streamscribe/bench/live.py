@@ -141,6 +141,7 @@ def measure(
         "rtf_decoder_busy": round(decoder["busy_s"] / (duration * len(results)), 3),
         "decodes": decoder["decodes"],
         "batches": decoder["batches"],
+        "greedy_decodes": decoder["greedy_decodes"],
         "completed": sum(result.completed for result in results),
         "stagger_s": args.stagger_s,
         "final_p95_worst_stream_s": round(
@@ -203,7 +204,7 @@ def report(figures: dict[str, Any]) -> None:
             print(f"  {key.removeprefix('latency_final_').replace('_', ' '):17} {fmt(figures[key])}")
     print(
         f"real-time factor    {figures['rtf_decoder_busy']} (decoder busy s per audio s, {figures['decodes']} decodes "
-        f"in {figures['batches']} batches)"
+        f"in {figures['batches']} batches, {figures['greedy_decodes']} of them greedy under load)"
     )
     print(
         f"live pass           {figures['live_pass_s']} s to the last final "

@@ -7,6 +7,8 @@ batch is all live, or all background when no live session waits, so an upload ne
 captions. A session's request is built only when a worker takes it, so it covers the newest
 audio; a session never has more than one decode in flight. When other live sessions may soon be
 ready, a worker gathers for `gather_s` before it decodes; a lone session never waits for company.
+Live windows keep the beam their sessions ask for while the decoder has room, and are decoded
+greedily while live sessions wait longer than `greedy_after_wait_s` for their decodes.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import asyncio
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from typing import Protocol
 
 from ..asr.engine import AsrWord, Engine, LiveWindow
@@ -52,6 +55,7 @@ class DecodeScheduler:
         batch_size: int = 8,
         gather_s: float = 0.0,
         max_decode_wait_s: float = float("inf"),
+        greedy_after_wait_s: float = float("inf"),
     ) -> None:
         self.engine = engine
         self.stats = DecoderTotals()
@@ -60,6 +64,7 @@ class DecodeScheduler:
         self._batch_size = batch_size
         self._gather_s = gather_s
         self._max_decode_wait_s = max_decode_wait_s
+        self._greedy_after_wait_s = greedy_after_wait_s
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="decode")
         self._clients: dict[DecodeClient, None] = {}
         self._ready: dict[DecodeClient, float] = {}
@@ -84,6 +89,12 @@ class DecodeScheduler:
         """Whether one more live stream keeps the live streams' decode waits within the limit."""
         live = sum(1 for client in self._clients if not client.background)
         return self.load.admits(time.monotonic(), live, self._max_decode_wait_s)
+
+    def _loaded(self) -> bool:
+        """Live sessions waited long enough for their decodes that beam search would cost them
+        latency: decode greedily until the wait is back under `greedy_after_wait_s`."""
+        p95 = self.load.recent_p95_s(time.monotonic())
+        return p95 is not None and p95 > self._greedy_after_wait_s
 
     async def close(self) -> None:
         for task in self._tasks:
@@ -145,7 +156,11 @@ class DecodeScheduler:
     ) -> None:
         if not batch:
             return
-        windows = [LiveWindow(request.audio, request.options) for _client, request, _ready in batch]
+        greedy = not batch[0][0].background and self._loaded()
+        windows = [
+            LiveWindow(request.audio, replace(request.options, beam_size=1) if greedy else request.options)
+            for _client, request, _ready in batch
+        ]
         began = time.perf_counter()
         try:
             results = await loop.run_in_executor(self._executor, self.engine.decode_windows, windows)
@@ -155,6 +170,7 @@ class DecodeScheduler:
             return
         self.stats.batches += 1
         self.stats.decodes += len(batch)
+        self.stats.greedy_decodes += len(batch) if greedy else 0
         self.stats.busy_s += time.perf_counter() - began
         now = time.monotonic()
         for (client, request, ready_since), words in zip(batch, results, strict=True):

@@ -281,12 +281,11 @@ class LiveSession:
                 if catching_up
                 else self._agreement.recent_text(start / SAMPLE_RATE, self._settings.prompt_chars)
             )
-            beam_size = self._settings.flush_beam_size if flush else self._settings.beam_size
             self._in_flight = DecodeRequest(
                 audio=self._ring.read(start, end),
                 start_samples=start,
                 end_samples=end,
-                options=DecodeOptions(self.language, recent or self._prompt, beam_size),
+                options=DecodeOptions(self.language, recent or self._prompt, self._settings.beam_size),
                 flush=flush,
                 region_ends=region_ends,
                 answers_finalize=answers_finalize,
