@@ -48,7 +48,7 @@ def create_app(settings: ServerSettings, engine: Engine) -> web.Application:
         batch_size=settings.decode_batch_size,
         gather_s=settings.decode_gather_ms / 1000,
         max_decode_wait_s=settings.max_decode_wait_s,
-        greedy_after_wait_s=settings.max_decode_wait_s / 2,
+        greedy_after_wait_s=settings.beam_until_wait_s,
     )
     event_bus = InProcessEventBus(settings.event_log_max_events, settings.event_log_linger_s)
     host = SessionHost(settings, scheduler, event_bus, finalizer)

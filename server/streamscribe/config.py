@@ -57,7 +57,7 @@ class StreamSettings(msgspec.Struct, frozen=True, kw_only=True):
     max_session_s: float = 4 * 3600.0
     beam_size: Annotated[int, msgspec.Meta(ge=1, le=10)] = 5
     """Beam of live decodes while the decoder has room; under load (the live streams' decode wait
-    p95 past half of max_decode_wait_s) they are greedy. On 2 cores beam 5 cut tiny.en's WER on
+    p95 past the server's beam_until_wait_s) they are greedy. On 2 cores beam 5 cut tiny.en's WER on
     the conversation by 1.9 points for 16 % more decoder time, but 8 streams would miss the
     latency target with it."""
 
@@ -155,6 +155,9 @@ class ServerSettings(msgspec.Struct, frozen=True, kw_only=True):
     """Admission by measured load: a new live stream is refused (`overloaded`) when it would make
     the live streams' p95 wait for a decode (queue and batch) exceed this, as predicted from the
     last 20 s. Finals trail speech by about twice this plus the commit margin."""
+    beam_until_wait_s: Annotated[float, msgspec.Meta(ge=0.0)] = 0.5
+    """Live decodes use their stream's beam while the live streams' decode wait p95 is under
+    this; above it they are greedy, so beam search never costs a loaded server latency."""
     decode_batch_size: Annotated[int, msgspec.Meta(ge=1, le=256)] = 8
     """Sessions decoded in one model call at most (more on a GPU, where batching is the lever)."""
     decode_gather_ms: Annotated[int, msgspec.Meta(ge=0, le=1000)] = 20
