@@ -46,8 +46,8 @@ def encoder_input_frames(content_frames: int) -> int:
 
 
 class WindowDecoder:
-    """Decodes batches of live windows on one faster-whisper model; call `decode` from one
-    worker thread at a time."""
+    """Decodes batches of live windows on one faster-whisper model; `decode` may be called from
+    as many threads at once as the model has workers (its tokenizer cache only ever grows)."""
 
     def __init__(self, whisper: Any) -> None:
         self._whisper = whisper
