@@ -209,7 +209,7 @@ def report(figures: dict[str, Any]) -> None:
     print(
         f"live pass           {figures['live_pass_s']} s to the last final "
         f"({figures['audio_s'] / max(figures['live_pass_s'], 0.1):.1f}x real time); "
-        f"{figures['completed']} of {figures['sessions']} stream(s) completed"
+        f"{figures['completed']} of {figures['admitted']} admitted stream(s) completed"
     )
     wait = figures["decode_wait_p95_s"]
     if wait["median"] is not None:
