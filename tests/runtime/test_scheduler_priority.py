@@ -110,13 +110,35 @@ async def test_live_windows_are_decoded_greedily_while_sessions_wait_long_for_th
     engine = Recorder()
     scheduler = DecodeScheduler(engine, greedy_after_wait_s=0.5)  # type: ignore[arg-type]
     scheduler.start()
-    scheduler.poke(Client(tag=1.0, background=False))
+    first, second = Client(tag=1.0, background=False), Client(tag=2.0, background=False)
+    scheduler.poke(first)
     await until(lambda: len(engine.order) == 1)
     for _ in range(20):
         scheduler.load.record(time.monotonic(), 0.8)  # live sessions waited 0.8 s
-    scheduler.poke(Client(tag=2.0, background=False))
+    scheduler.poke(second)
+    await until(lambda: len(engine.order) == 2)
+    scheduler.forget(first)
+    scheduler.forget(second)  # no live stream left: a replay may decode, with its own beam
     scheduler.poke(Client(tag=3.0, background=True))
     await until(lambda: len(engine.order) == 3)
     await scheduler.close()
     assert engine.beams == [5, 1, 5], "beam while there is room, greedy under load; replays keep theirs"
     assert scheduler.stats.greedy_decodes == 1
+
+
+async def test_replays_wait_while_live_streams_are_loaded_and_go_on_once_they_are_not() -> None:
+    engine = Recorder()
+    scheduler = DecodeScheduler(engine, greedy_after_wait_s=0.5)  # type: ignore[arg-type]
+    live, replay = Client(tag=1.0, background=False, requests=0), Client(tag=2.0, background=True)
+    scheduler.poke(live)
+    assert scheduler.replays_may_decode(), "no live decode measured yet"
+    for _ in range(20):
+        scheduler.load.record(time.monotonic(), 0.8)
+    assert not scheduler.replays_may_decode()
+    scheduler.poke(replay)
+    scheduler.start()
+    await until(lambda: scheduler.replays_may_decode() is False and not engine.order)
+    scheduler.forget(live)  # the live stream ended: the loaded measure no longer holds replays back
+    assert scheduler.replays_may_decode()
+    await until(lambda: engine.order == [2.0])
+    await scheduler.close()

@@ -3,8 +3,9 @@ worker threads.
 
 A worker takes up to `batch_size` ready sessions at once and decodes their windows in one model
 call (asr/windows.py). Live sessions come before background ones (files replayed at max speed): a
-batch is all live, or all background when no live session waits, so an upload never delays live
-captions. A session's request is built only when a worker takes it, so it covers the newest
+batch is all live, or all background when no live session waits and the live streams are not
+loaded (waiting past `greedy_after_wait_s` for their decodes), so replays take only spare
+capacity. A session's request is built only when a worker takes it, so it covers the newest
 audio; a session never has more than one decode in flight. When other live sessions may soon be
 ready, a worker gathers for `gather_s` before it decodes; a lone session never waits for company.
 Live windows keep the beam their sessions ask for while the decoder has room, and are decoded
@@ -14,6 +15,7 @@ greedily while live sessions wait longer than `greedy_after_wait_s` for their de
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -30,6 +32,8 @@ log = logging.getLogger(__name__)
 
 _LOAD_WINDOW_S = 20.0
 """Turnarounds older than this no longer count for admission."""
+_REPLAY_RECHECK_S = 0.25
+"""How often replays held back by live load look again."""
 
 
 class DecodeClient(Protocol):
@@ -90,6 +94,11 @@ class DecodeScheduler:
         live = sum(1 for client in self._clients if not client.background)
         return self.load.admits(time.monotonic(), live, self._max_decode_wait_s)
 
+    def replays_may_decode(self) -> bool:
+        """False while live streams are open and wait past `greedy_after_wait_s` for their
+        decodes: replays at max speed take only spare capacity."""
+        return not (any(not client.background for client in self._clients) and self._loaded())
+
     def _loaded(self) -> bool:
         """Live sessions waited long enough for their decodes that beam search would cost them
         latency: decode greedily until the wait is back under `greedy_after_wait_s`."""
@@ -110,6 +119,9 @@ class DecodeScheduler:
                 await self._wakeup.wait()
                 continue
             batch = await self._gather()
+            if not batch:
+                await self._hold_back_replays()
+                continue
             try:
                 await self._decode(batch, loop)
             except Exception:  # a bug must not stop decoding for every session
@@ -118,6 +130,17 @@ class DecodeScheduler:
                     client.deliver_error("internal error while decoding")
             finally:
                 self._decoding.difference_update(client for client, _request, _ready in batch)
+
+    async def _hold_back_replays(self) -> None:
+        """Nothing was taken: if only replays are ready (held back while live streams are loaded),
+        wait for a poke or `_REPLAY_RECHECK_S`, whichever comes first."""
+        if not self._ready or any(not client.background for client in self._ready):
+            return
+        self._wakeup.clear()
+        # asyncio.timeout, unlike wait_for in 3.11, never swallows a cancel
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(_REPLAY_RECHECK_S):
+                await self._wakeup.wait()
 
     async def _gather(self) -> list[tuple[DecodeClient, DecodeRequest, float]]:
         """The next batch: ready live clients (longest waiting first), else background ones.
@@ -140,7 +163,7 @@ class DecodeScheduler:
         self, limit: int | None = None, live_only: bool = False
     ) -> list[tuple[DecodeClient, DecodeRequest, float]]:
         waiting = [client for client in self._ready if not client.background]
-        if not waiting and not live_only:
+        if not waiting and not live_only and self.replays_may_decode():
             waiting = list(self._ready)
         batch = []
         for client in waiting[: self._batch_size if limit is None else limit]:
@@ -154,8 +177,6 @@ class DecodeScheduler:
     async def _decode(
         self, batch: list[tuple[DecodeClient, DecodeRequest, float]], loop: asyncio.AbstractEventLoop
     ) -> None:
-        if not batch:
-            return
         greedy = not batch[0][0].background and self._loaded()
         windows = [
             LiveWindow(request.audio, replace(request.options, beam_size=1) if greedy else request.options)
