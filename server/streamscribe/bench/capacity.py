@@ -18,7 +18,7 @@ from typing import Any
 from .corpus import Corpus
 from .live import measure, run_streams
 from .metrics import offline_decode
-from .options import add_benchmark
+from .options import add_benchmark, add_live_load_options
 
 _NO_ADMISSION = "--max-decode-wait-s 1e9 --max-sessions 100000"
 
@@ -105,8 +105,7 @@ def add_bench_capacity_parser(commands: Any) -> None:
         search, report, ("librispeech", "conversation"),
     )  # fmt: skip
     bench.set_defaults(speed=1.0, uploads=0, transport="websocket", no_second_pass=True)
-    bench.add_argument("--stagger-s", dest="stagger_s", type=float, default=5.0,
-                       help="seconds between the starts of the streams (default: 5)")  # fmt: skip
+    add_live_load_options(bench, stagger_s=5.0)
     bench.add_argument("--max-streams", dest="max_streams", type=int, default=64,
                        help="the most streams tried (default: 64)")  # fmt: skip
     bench.add_argument("--final-p95-s", dest="final_p95_s", type=float, default=3.5,
@@ -115,5 +114,3 @@ def add_bench_capacity_parser(commands: Any) -> None:
                        help="target for the partial p50 (default: 1.0)")  # fmt: skip
     bench.add_argument("--wer-margin", dest="wer_margin", type=float, default=0.02,
                        help="how much the mean WER may exceed one stream's (default: 0.02)")  # fmt: skip
-    bench.add_argument("--serve-args", dest="serve_args", default="",
-                       help="more options for the server, as one string (e.g. \"--device cuda\"; default: none)")  # fmt: skip

@@ -35,7 +35,7 @@ from .metrics import (
     offline_decode,
     word_error_rate,
 )
-from .options import add_benchmark
+from .options import add_benchmark, add_live_load_options
 from .server import ServerProcess
 
 _PING_EVERY_S = 1.0
@@ -240,10 +240,7 @@ def add_bench_parser(commands: Any) -> None:
         "--sessions", type=int, default=1, help="concurrent streams of the same audio (default: 1)"
     )
     bench.add_argument("--speed", type=float, default=1.0, help="x real time (default: 1, real-time pace)")
-    bench.add_argument(
-        "--stagger-s", dest="stagger_s", type=float, default=0.0,
-        help="seconds between the starts of the streams, as independent users begin (default: 0)",
-    )  # fmt: skip
+    add_live_load_options(bench, stagger_s=0.0)
     bench.add_argument(
         "--uploads",
         type=int,
@@ -256,10 +253,6 @@ def add_bench_parser(commands: Any) -> None:
         action="store_true",
         help="run the server without its second pass (default: with it)",
     )
-    bench.add_argument(
-        "--serve-args", dest="serve_args", default="",
-        help="more options for the server, as one string (e.g. \"--device cuda --decode-batch-size 64\"; default: none)",
-    )  # fmt: skip
     bench.add_argument(
         "--transport", choices=["websocket", "webrtc"], default="websocket",
         help="how the streams reach the server (default: websocket)",

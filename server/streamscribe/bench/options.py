@@ -59,6 +59,20 @@ def add_benchmark(
     return bench
 
 
+def add_live_load_options(bench: argparse.ArgumentParser, stagger_s: float) -> None:
+    """--stagger-s (its default given) and --serve-args, for the benchmarks that run live streams
+    against a `serve` subprocess (bench/live.py's run_streams reads both)."""
+    bench.add_argument(
+        "--stagger-s", dest="stagger_s", type=float, default=stagger_s,
+        help=f"seconds between the starts of the streams, as independent users begin (default: {stagger_s:g})",
+    )  # fmt: skip
+    bench.add_argument(
+        "--serve-args", dest="serve_args", default="",
+        help="more options for the server, as one string (e.g. \"--device cuda --decode-batch-size 64\"; "
+        "default: none)",
+    )  # fmt: skip
+
+
 def corpus_from_args(args: argparse.Namespace) -> Corpus | None:
     """The corpus named by --corpus/--minutes from --testdata; None (and why on stderr) without it."""
     testdata = Path(args.testdata)
