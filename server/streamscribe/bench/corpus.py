@@ -33,20 +33,27 @@ class Corpus:
         return self.audio.size / SAMPLE_RATE
 
 
-def librispeech_stream(testdata: Path, minutes: float) -> Corpus:
-    """dev-clean utterances in a fixed order, joined with short silences, up to `minutes`."""
+def librispeech_stream(testdata: Path, minutes: float, skip_minutes: float = 0.0) -> Corpus:
+    """dev-clean utterances in a fixed order, joined with short silences, up to `minutes`, after
+    the utterances that fill the first `skip_minutes` (other speakers than the start's)."""
     pieces: list[Samples] = []
     texts: list[str] = []
-    total = 0
+    skipped = total = 0
     gap = np.zeros(int(GAP_S * SAMPLE_RATE), dtype=np.float32)
     for flac, text in _librispeech_utterances(testdata / "librispeech-dev-clean"):
         audio = read_file(flac)
+        if skipped < skip_minutes * 60 * SAMPLE_RATE:
+            skipped += audio.size + gap.size
+            continue
         pieces += [audio, gap]
         texts.append(text)
         total += audio.size + gap.size
         if total >= minutes * 60 * SAMPLE_RATE:
             break
-    return Corpus(f"librispeech-{minutes:g}min", np.concatenate(pieces), " ".join(texts))
+    if not pieces:
+        raise ValueError(f"dev-clean holds less than {skip_minutes:g} minutes")
+    skip = f"-from{skip_minutes:g}min" if skip_minutes else ""
+    return Corpus(f"librispeech{skip}-{minutes:g}min", np.concatenate(pieces), " ".join(texts))
 
 
 def _librispeech_utterances(root: Path) -> Iterator[tuple[Path, str]]:
@@ -73,9 +80,9 @@ def meeting(testdata: Path) -> Corpus:
     )
 
 
-def load_corpus(name: str, testdata: Path, minutes: float) -> Corpus:
+def load_corpus(name: str, testdata: Path, minutes: float, skip_minutes: float = 0.0) -> Corpus:
     loaders = {
-        "librispeech": lambda: librispeech_stream(testdata, minutes),
+        "librispeech": lambda: librispeech_stream(testdata, minutes, skip_minutes),
         "conversation": lambda: conversation(testdata),
         "jfk": lambda: jfk(testdata),
         "meeting": lambda: meeting(testdata),

@@ -48,6 +48,11 @@ def add_benchmark(
     bench.add_argument(
         "--minutes", type=float, default=5.0, help="length of the LibriSpeech stream (default: 5)"
     )
+    bench.add_argument(
+        "--skip-minutes", dest="skip_minutes", type=float, default=0.0,
+        help="start the LibriSpeech stream this far into dev-clean, past the speakers a 10-minute "
+        "stream holds, to check on other speakers (default: 0)",
+    )  # fmt: skip
     bench.add_argument("--model", default="tiny.en", help="the live model (default: tiny.en)")
     bench.add_argument(
         "--testdata",
@@ -74,12 +79,17 @@ def add_live_load_options(bench: argparse.ArgumentParser, stagger_s: float) -> N
 
 
 def corpus_from_args(args: argparse.Namespace) -> Corpus | None:
-    """The corpus named by --corpus/--minutes from --testdata; None (and why on stderr) without it."""
+    """The corpus named by --corpus/--minutes/--skip-minutes from --testdata; None (and why on
+    stderr) without it."""
     testdata = Path(args.testdata)
     if not testdata.is_dir():
         print(f"no test speech at {testdata}; pass --testdata", file=sys.stderr)
         return None
-    return load_corpus(args.corpus, testdata, args.minutes)
+    try:
+        return load_corpus(args.corpus, testdata, args.minutes, args.skip_minutes)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return None
 
 
 def append_json(path: str | None, figures: Figures) -> None:
