@@ -1,5 +1,8 @@
 from itertools import pairwise
 
+import pytest
+
+from streamscribe.config import StreamSettings
 from streamscribe.stream.agreement import LocalAgreement
 from streamscribe.wire import Word
 
@@ -92,3 +95,22 @@ def test_words_near_the_end_of_the_audio_wait_for_more_audio() -> None:
     agreement.receive_hypothesis(hypothesis, 0.0, 1.0)
     assert texts(agreement.receive_hypothesis(hypothesis, 0.0, 1.0)) == ["fled"]
     assert texts(agreement.receive_hypothesis(hypothesis, 0.0, 1.3)) == ["in"]
+
+
+def test_a_word_still_revised_commits_as_the_newest_hypothesis_says_once_settled() -> None:
+    agreement = LocalAgreement(2, margin_s=0.5, settle_s=1.5)
+    assert agreement.receive_hypothesis(words(("polly", 0.0)), 0.0, 1.0) == []
+    # Each hypothesis disagrees with the one before on the first word: agreement alone waits.
+    assert agreement.receive_hypothesis(words(("Polychrome", 0.0), ("who", 1.2)), 0.0, 1.6) == []
+    committed = agreement.receive_hypothesis(
+        words(("Pollychrome", 0.0), ("who", 1.2), ("had", 1.6)), 0.0, 2.0
+    )
+    assert texts(committed) == ["Pollychrome"]
+    assert texts(agreement.tentative) == ["who", "had"]
+    # The words after it are still held to agreement.
+    assert texts(agreement.receive_hypothesis(words(("who", 1.2), ("has", 1.6)), 0.0, 2.2)) == ["who"]
+
+
+def test_a_settle_time_shorter_than_the_commit_margin_is_refused() -> None:
+    with pytest.raises(ValueError, match="settle_s"):
+        StreamSettings(commit_margin_s=1.0, settle_s=0.5)

@@ -9,6 +9,7 @@ a re-timed committed word is not emitted twice.
 
 from __future__ import annotations
 
+import math
 from collections import deque
 
 from ..text import word_key
@@ -25,12 +26,15 @@ class LocalAgreement:
     `tentative` is the unstable tail of the newest hypothesis (what a partial should show).
     """
 
-    def __init__(self, n: int = 2, margin_s: float = 0.0) -> None:
+    def __init__(self, n: int = 2, margin_s: float = 0.0, settle_s: float = math.inf) -> None:
         """`margin_s`: a word is committed by agreement only once it ends this long before the
-        end of the decoded audio (Whisper guesses at words the audio cuts off)."""
+        end of the decoded audio (Whisper guesses at words the audio cuts off). `settle_s`: a word
+        the hypotheses still disagree on is committed as the newest one says once it ends this
+        long before the end of the decoded audio (a bound on final latency)."""
         if n < 1:
             raise ValueError("agreement needs at least one hypothesis")
         self._margin_s = margin_s
+        self._settle_s = settle_s
         self._history: deque[list[Word]] = deque(maxlen=n - 1)
         self._recent: deque[Word] = deque(maxlen=_RECENT_WORDS)
         self.tentative: list[Word] = []
@@ -46,6 +50,12 @@ class LocalAgreement:
             agreed = min((_common_prefix(previous, fresh) for previous in self._history), default=len(fresh))
             while agreed and fresh[agreed - 1].end > audio_end_s - self._margin_s:
                 agreed -= 1
+        settled = agreed
+        while settled < len(fresh) and fresh[settled].end <= audio_end_s - self._settle_s:
+            settled += 1
+        if settled > agreed:
+            self._history.clear()
+            agreed = settled
         committed = self._commit(fresh[:agreed])
         if agreed:
             self._history = deque(

@@ -124,7 +124,7 @@ class LiveSession:
         """Every final word sent, in order: the live version of the transcript."""
         self._settings = settings
         self._detector = detector
-        self._agreement = LocalAgreement(settings.agreement_n, settings.commit_margin_s)
+        self._agreement = LocalAgreement(settings.agreement_n, settings.commit_margin_s, settings.settle_s)
         self._step_samples = int(settings.decode_step_ms * SAMPLE_RATE / 1000)
         self._lookahead_samples = int(settings.max_lookahead_s * SAMPLE_RATE)
         self._max_window_samples = int(settings.max_window_s * SAMPLE_RATE)
