@@ -50,9 +50,7 @@ class LocalAgreement:
             agreed = min((_common_prefix(previous, fresh) for previous in self._history), default=len(fresh))
             while agreed and fresh[agreed - 1].end > audio_end_s - self._margin_s:
                 agreed -= 1
-        settled = agreed
-        while settled < len(fresh) and fresh[settled].end <= audio_end_s - self._settle_s:
-            settled += 1
+        settled = _ending_by(fresh, audio_end_s - self._settle_s, agreed)
         if settled > agreed:
             self._history.clear()
             agreed = settled
@@ -72,9 +70,7 @@ class LocalAgreement:
         commits its words that end `margin_s` before the window does; the rest stays tentative,
         and the next hypothesis may agree with it."""
         fresh = self._drop_committed(words, audio_start_s)
-        ready = 0
-        while ready < len(fresh) and fresh[ready].end <= audio_end_s - margin_s:
-            ready += 1
+        ready = _ending_by(fresh, audio_end_s - margin_s)
         committed = self._commit(fresh[:ready])
         self.reset_hypotheses()
         self.tentative = fresh[ready:]
@@ -126,6 +122,14 @@ class LocalAgreement:
             self.committed_end_s = end
         self.committed_count += len(committed)
         return committed
+
+
+def _ending_by(words: list[Word], end_s: float, first: int = 0) -> int:
+    """How many leading words end by `end_s`, counting on from `first` (those before it count)."""
+    count = first
+    while count < len(words) and words[count].end <= end_s:
+        count += 1
+    return count
 
 
 def _common_prefix(first: list[Word], second: list[Word]) -> int:
