@@ -45,7 +45,7 @@ def create_app(settings: ServerSettings, engine: Engine) -> web.Application:
     scheduler = DecodeScheduler(
         engine,
         workers=engine.parallel_decodes,
-        batch_size=settings.decode_batch_size,
+        batch_size=settings.decode_batch_size or engine.batch_size,
         gather_s=settings.decode_gather_ms / 1000,
         max_decode_wait_s=settings.max_decode_wait_s,
         greedy_after_wait_s=settings.beam_until_wait_s,

@@ -9,7 +9,7 @@ import pytest
 
 from streamscribe.asr.engine import DecodeOptions, Engine, LiveWindow
 from streamscribe.asr.models import load_engine
-from streamscribe.asr.windows import encoder_input_frames
+from streamscribe.asr.windows import WindowDecoder, encoder_input_frames
 from streamscribe.audio import SAMPLE_RATE
 from streamscribe.bench.metrics import word_error_rate
 from streamscribe.config import ServerSettings
@@ -57,3 +57,23 @@ def test_a_multilingual_model_detects_the_language_of_a_window_that_names_none(
     audio, reference = jfk
     [words] = base.decode_windows([LiveWindow(audio, DecodeOptions(None, None))])
     assert word_error_rate(reference, " ".join(word.text for word in words)) < 0.1
+
+
+def test_windows_encoded_one_at_a_time_decode_as_a_batch_does(
+    engine: Engine, jfk: tuple[np.ndarray, str]
+) -> None:
+    """A CPU encodes and aligns each window on its own (faster there); a GPU encodes the batch.
+    Both stack into one `generate` and must give the same words."""
+    audio, _ = jfk
+    windows = [
+        LiveWindow(audio[: 5 * SAMPLE_RATE], DecodeOptions("en", None)),
+        LiveWindow(audio[2 * SAMPLE_RATE :], DecodeOptions("en", None)),
+        LiveWindow(np.zeros(2 * SAMPLE_RATE, dtype=np.float32), DecodeOptions("en", None)),
+    ]
+    whisper = engine.whisper  # type: ignore[attr-defined]
+    one_by_one = WindowDecoder(whisper, batch_encoder=False).decode(windows)
+    batched = WindowDecoder(whisper, batch_encoder=True).decode(windows)
+    assert [[w.text for w in words] for words in one_by_one] == [[w.text for w in words] for words in batched]
+    assert len(one_by_one[0]) >= 5 and len(one_by_one[1]) >= 10 and one_by_one[2] == []
+    for single, together in zip(itertools.chain(*one_by_one), itertools.chain(*batched), strict=True):
+        assert abs(single.start_s - together.start_s) < 0.1 and abs(single.end_s - together.end_s) < 0.1

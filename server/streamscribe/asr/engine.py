@@ -47,6 +47,8 @@ class Engine(Protocol):
     multilingual: bool
     parallel_decodes: int
     """How many calls may run at once, each from its own thread."""
+    batch_size: int
+    """Live windows per `decode_windows` call that suit its device (the server's default)."""
 
     def transcribe(
         self, audio: Samples, options: DecodeOptions, on_progress: Progress | None = None

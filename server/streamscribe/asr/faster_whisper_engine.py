@@ -12,6 +12,11 @@ from .engine import AsrWord, DecodeOptions, LiveWindow, Progress
 from .filters import END_MARGIN_S, has_letters, looks_hallucinated, without_squeezed_tail
 from .windows import WindowDecoder
 
+_CPU_BATCH = 2
+"""On a CPU only `generate` gains from a batch, and each window's words wait for its whole batch
+(loadtests/README.md, "Capacity on 2 cores: small batches")."""
+_GPU_BATCH = 128
+
 
 def _cuda_available() -> bool:
     import ctranslate2
@@ -41,6 +46,7 @@ class FasterWhisperEngine:
         self.device = device
         self.compute_type = compute_type
         self.parallel_decodes = workers
+        self.batch_size = _CPU_BATCH if device == "cpu" else _GPU_BATCH
         try:
             self.whisper: Any = WhisperModel(
                 model_path,
@@ -52,7 +58,7 @@ class FasterWhisperEngine:
         except (OSError, ValueError, RuntimeError) as exc:
             raise UnknownModel(f"cannot load model {name!r} ({model_path}): {exc}") from exc
         self.multilingual = bool(self.whisper.model.is_multilingual)
-        self._windows = WindowDecoder(self.whisper)
+        self._windows = WindowDecoder(self.whisper, batch_encoder=device != "cpu")
 
     def decode_windows(self, windows: Sequence[LiveWindow]) -> list[list[AsrWord]]:
         return self._windows.decode(windows)

@@ -357,7 +357,8 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     serve.add_argument(
         "--decode-batch-size", dest="decode_batch_size", type=int,
-        help=f"sessions decoded in one model call at most (default: {_DEFAULTS.decode_batch_size})",
+        help="sessions decoded in one model call at most (default: 0, what suits the device: 2 on a CPU, "
+        "128 on a GPU)",
     )  # fmt: skip
     serve.add_argument(
         "--decode-workers", dest="decode_workers", type=int,
