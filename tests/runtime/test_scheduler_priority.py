@@ -128,7 +128,7 @@ async def test_live_windows_are_decoded_greedily_while_sessions_wait_long_for_th
 
 async def test_replays_wait_while_live_streams_are_loaded_and_go_on_once_they_are_not() -> None:
     engine = Recorder()
-    scheduler = DecodeScheduler(engine, greedy_after_wait_s=0.5)  # type: ignore[arg-type]
+    scheduler = DecodeScheduler(engine)  # type: ignore[arg-type]  # beam always: replays still wait
     live, replay = Client(tag=1.0, background=False, requests=0), Client(tag=2.0, background=True)
     scheduler.poke(live)
     assert scheduler.replays_may_decode(), "no live decode measured yet"

@@ -3,9 +3,8 @@ worker threads.
 
 A worker takes up to `batch_size` ready sessions at once and decodes their windows in one model
 call (asr/windows.py). Live sessions come before background ones (files replayed at max speed): a
-batch is all live, or all background when no live session waits and the live streams are not
-loaded (waiting past `greedy_after_wait_s` for their decodes), so replays take only spare
-capacity. A session's request is built only when a worker takes it, so it covers the newest
+batch is all live, or all background when no live session waits and the live streams wait less
+than `_REPLAYS_UNTIL_WAIT_S` for their decodes, so replays take only spare capacity. A session's request is built only when a worker takes it, so it covers the newest
 audio; a session never has more than one decode in flight. When other live sessions may soon be
 ready, a worker gathers for `gather_s` before it decodes; a lone session never waits for company.
 Live windows keep the beam their sessions ask for while the decoder has room, and are decoded
@@ -34,6 +33,9 @@ _LOAD_WINDOW_S = 20.0
 """Turnarounds older than this no longer count for admission."""
 _REPLAY_RECHECK_S = 0.25
 """How often replays held back by live load look again."""
+_REPLAYS_UNTIL_WAIT_S = 0.5
+"""Replays decode only while the live streams' decode wait p95 is under this: a replay's long
+windows stretch the decodes of the live streams waiting behind them."""
 
 
 class DecodeClient(Protocol):
@@ -95,15 +97,16 @@ class DecodeScheduler:
         return self.load.admits(time.monotonic(), live, self._max_decode_wait_s)
 
     def replays_may_decode(self) -> bool:
-        """False while live streams are open and wait past `greedy_after_wait_s` for their
+        """False while live streams are open and wait past `_REPLAYS_UNTIL_WAIT_S` for their
         decodes: replays at max speed take only spare capacity."""
-        return not (any(not client.background for client in self._clients) and self._loaded())
+        return not (
+            any(not client.background for client in self._clients) and self._waits_past(_REPLAYS_UNTIL_WAIT_S)
+        )
 
-    def _loaded(self) -> bool:
-        """Live sessions waited long enough for their decodes that beam search would cost them
-        latency: decode greedily until the wait is back under `greedy_after_wait_s`."""
+    def _waits_past(self, limit_s: float) -> bool:
+        """Whether the live sessions' recent p95 wait for their decodes is past `limit_s`."""
         p95 = self.load.recent_p95_s(time.monotonic())
-        return p95 is not None and p95 > self._greedy_after_wait_s
+        return p95 is not None and p95 > limit_s
 
     async def close(self) -> None:
         for task in self._tasks:
@@ -177,7 +180,7 @@ class DecodeScheduler:
     async def _decode(
         self, batch: list[tuple[DecodeClient, DecodeRequest, float]], loop: asyncio.AbstractEventLoop
     ) -> None:
-        greedy = not batch[0][0].background and self._loaded()
+        greedy = not batch[0][0].background and self._waits_past(self._greedy_after_wait_s)
         windows = [
             LiveWindow(request.audio, replace(request.options, beam_size=1) if greedy else request.options)
             for _client, request, _ready in batch
