@@ -27,8 +27,9 @@ from .live.scheduler import DecodeScheduler
 from .live.sessions import SessionHost
 from .store.events import InProcessEventBus
 from .store.lock import DataDirLock
-from .store.sqlite import SqliteTranscriptStore
+from .store.sqlite import open_store
 from .transports import events, http, openai_audio, transcripts, uploads, webrtc, websocket
+from .transports.auth import requiring_keys
 from .transports.errors import json_errors
 from .transports.ice import use_port_range
 from .transports.state import SERVER_STATE, ServerState
@@ -40,7 +41,7 @@ def create_app(settings: ServerSettings, engine: Engine) -> web.Application:
     """The aiohttp application serving `engine` as the live model (see the module for the order
     in which its parts start and stop)."""
     lock = DataDirLock(settings.data_dir)
-    store = SqliteTranscriptStore(settings.data_dir / "transcripts.sqlite3")
+    store = open_store(settings.data_dir)
     finalizer = FinalizeService(store, store, settings, SecondPass.for_server(settings))
     scheduler = DecodeScheduler(
         engine,
@@ -52,7 +53,7 @@ def create_app(settings: ServerSettings, engine: Engine) -> web.Application:
     )
     event_bus = InProcessEventBus(settings.event_log_max_events, settings.event_log_linger_s)
     host = SessionHost(settings, scheduler, event_bus, finalizer)
-    app = web.Application(middlewares=[json_errors])
+    app = web.Application(middlewares=[json_errors, requiring_keys(store)])
     app[SERVER_STATE] = ServerState(settings, host, finalizer)
 
     async def decoding(app: web.Application) -> AsyncIterator[None]:

@@ -171,13 +171,13 @@ class ServerSettings(msgspec.Struct, frozen=True, kw_only=True):
     beam_until_wait_s: Annotated[float, msgspec.Meta(ge=0.0)] = 2.0
     """Live decodes use their stream's beam while the live streams' decode wait p95 is under
     this; above it they are greedy, the cushion of a server past its capacity. On 2 cores greedy
-    decodes held 12 streams within the latency targets but lost 2.6 WER points to one stream
+    decodes held 12 streams within the latency targets but lost 2.4-2.8 WER points to one stream
     (beam 5); beam held 8 streams within 1.3 points."""
     decode_batch_size: Annotated[int, msgspec.Meta(ge=0, le=256)] = 0
     """Sessions decoded in one model call at most; 0 = what suits the device: 2 on a CPU (a
     session's words come when its whole batch is done, and only `generate` gains from a batch
-    there: 12 streams held on 2 cores with 2, 8 did not hold with 8), 128 on a GPU, where
-    batching is the lever."""
+    there: 8 streams on 2 cores had a partial p50 of 0.70 s with 2, 1.07 s with 8), 128 on a GPU,
+    where batching is the lever."""
     decode_gather_ms: Annotated[int, msgspec.Meta(ge=0, le=1000)] = 20
     """How long a batch waits for more live sessions to be ready, when more are open than ready;
     a lone session never waits."""
@@ -258,6 +258,11 @@ def _from_env(cls: type[msgspec.Struct], environ: Mapping[str, str], prefix: str
         if raw is not None:
             values[name] = raw
     return values
+
+
+def client_api_key(environ: Mapping[str, str] | None = None) -> str | None:
+    """The API key the command-line clients send (STREAMSCRIBE_API_KEY), if one is set."""
+    return (os.environ if environ is None else environ).get("STREAMSCRIBE_API_KEY") or None
 
 
 def load_settings(

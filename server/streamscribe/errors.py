@@ -179,6 +179,19 @@ class InvalidRequest(StreamscribeError):
     http_status = 400
 
 
+class Unauthorized(StreamscribeError):
+    """No credential, or one that is not a current key, where the server has keys."""
+
+    code = "unauthorized"
+    close_code = 1008
+    http_status = 401
+
+
+class KeyExists(StreamscribeError):
+    code = "key_exists"
+    http_status = 409
+
+
 def close_code_for(error_code: str | None) -> int:
     """The WebSocket close code for a session that ended with this wire error code (None: normal)."""
     if error_code is None:

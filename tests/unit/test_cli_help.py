@@ -6,13 +6,18 @@ from streamscribe.cli.main import build_parser
 
 
 def subcommands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    """Every command by name, and the commands of a command ("keys create") too."""
     actions = [action for action in parser._actions if isinstance(action, argparse._SubParsersAction)]
-    return dict(actions[0].choices)
+    commands = dict(actions[0].choices)
+    for name, command in list(commands.items()):
+        if any(isinstance(action, argparse._SubParsersAction) for action in command._actions):
+            commands.update({f"{name} {sub}": inner for sub, inner in subcommands(command).items()})
+    return commands
 
 
 def test_every_option_of_every_command_has_help_with_its_default() -> None:
     commands = subcommands(build_parser())
-    assert {"serve", "transcribe", "stream", "bench", "bench-replay", "bench-second-pass"} <= set(commands)
+    assert {"serve", "transcribe", "stream", "bench", "bench-replay", "keys", "keys create"} <= set(commands)
     for name, command in commands.items():
         for action in command._actions:
             if isinstance(action, argparse._HelpAction):

@@ -16,6 +16,7 @@ _CPU_BATCH = 2
 """On a CPU only `generate` gains from a batch, and each window's words wait for its whole batch
 (loadtests/README.md, "Capacity on 2 cores: small batches")."""
 _GPU_BATCH = 128
+"""What the H100 figures used (loadtests/README.md): on a GPU batching is the lever."""
 
 
 def _cuda_available() -> bool:

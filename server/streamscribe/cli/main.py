@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 from urllib.parse import urlsplit
 
 from ..audio import SAMPLE_RATE, iter_file, read_file
-from ..config import MAX_SPEAKERS, ServerSettings
+from ..config import MAX_SPEAKERS, ServerSettings, client_api_key
 from ..errors import StreamscribeError
 from ..wire import Closed, Error, Final, Partial, Ready, ServerMessage, Start, UtteranceEnd, Word
 from .remote import say_where
@@ -133,7 +133,7 @@ def _transcribe_remote(args: argparse.Namespace, outputs: list[Path]) -> int:
                "prompt": args.prompt, "num_speakers": args.num_speakers, "min_speakers": args.min_speakers,
                "max_speakers": args.max_speakers, "diarize": "false" if args.no_diarize else None}  # fmt: skip
     chosen = {name: str(value) for name, value in options.items() if value is not None}
-    return _run(transcribe_remote(args.url, Path(args.file), chosen, outputs))
+    return _run(transcribe_remote(args.url, Path(args.file), chosen, outputs, args.api_key))
 
 
 async def _second_pass(
@@ -185,7 +185,9 @@ def _cmd_stream(args: argparse.Namespace) -> int:
         printer.show(timed.event)
 
     async def stream() -> bool:
-        result = await stream_samples(args.url, samples, speed=args.speed, start=start, on_event=show)
+        result = await stream_samples(
+            args.url, samples, speed=args.speed, start=start, on_event=show, api_key=args.api_key
+        )
         if not result.completed:
             print(
                 f"\nerror: the connection was lost after {result.sent_s:.1f} s of audio were sent "
@@ -235,6 +237,8 @@ def _one_line(exc: BaseException) -> tuple[str, int]:
             return f"error {exc.code}: {exc.message}", 2
         case UsageError():
             return f"error: {exc}", 2
+        case InvalidStatus() if exc.response.status_code == 401:
+            return "error: the server needs an API key: --api-key KEY, or STREAMSCRIBE_API_KEY", 2
         case InvalidStatus():
             status = exc.response.status_code
             return (
@@ -333,6 +337,14 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_api_key_option(command: argparse.ArgumentParser) -> None:
+    command.add_argument(
+        "--api-key",
+        default=client_api_key(),
+        help="the key for a server that needs one (default: STREAMSCRIBE_API_KEY, else none)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="streamscribe", description=__doc__)
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
@@ -403,6 +415,7 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     _add_model_options(transcribe)
     _add_second_pass_options(transcribe)
+    _add_api_key_option(transcribe)
     transcribe.set_defaults(handler=_cmd_transcribe)
 
     stream = commands.add_parser("stream", help="stream a file to a server and print the words")
@@ -414,6 +427,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--speed", type=float, default=1.0, help="x real time; 0 = as fast as possible (default: %(default)s)"
     )
     stream.add_argument("--language", help="the spoken language (default: the server's)")
+    _add_api_key_option(stream)
     stream.set_defaults(handler=_cmd_stream)
 
     from ..bench.capacity import add_bench_capacity_parser
@@ -428,6 +442,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_bench_encoder_parser(commands)
     add_bench_capacity_parser(commands)
 
+    from .keys import add_keys_parser
+
+    add_keys_parser(commands)
     return parser
 
 

@@ -75,16 +75,20 @@ def say_where(base_url: str, transcript_id: str) -> None:
     )
 
 
-async def transcribe_remote(base_url: str, path: Path, options: dict[str, str], outputs: list[Path]) -> bool:
+async def transcribe_remote(
+    base_url: str, path: Path, options: dict[str, str], outputs: list[Path], api_key: str | None
+) -> bool:
     """Upload, follow to the end, print the final version as text, write `outputs` (by extension).
     True when the server reported no error."""
     base_url = base_url.rstrip("/")
-    accepted = await upload_file(base_url, path, options)
+    accepted = await upload_file(base_url, path, options, api_key)
     say_where(base_url, accepted.transcript_id)
     bar = ProgressBar(sys.stderr.isatty())
-    await follow_session(base_url, accepted.session_id, bar.show)
+    await follow_session(base_url, accepted.session_id, bar.show, api_key=api_key)
     transcript_id = accepted.transcript_id
-    print((await fetch_transcript(base_url, transcript_id, "txt")).decode(), end="", flush=True)
+    text = await fetch_transcript(base_url, transcript_id, "txt", api_key=api_key)
+    print(text.decode(), end="", flush=True)
     for output in outputs:
-        output.write_bytes(await fetch_transcript(base_url, transcript_id, output.suffix.lstrip(".")))
+        body = await fetch_transcript(base_url, transcript_id, output.suffix.lstrip("."), api_key=api_key)
+        output.write_bytes(body)
     return not bar.errors

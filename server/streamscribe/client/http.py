@@ -14,11 +14,18 @@ from ..errors import EventsExpired, StreamscribeError, error_for
 from ..wire import Closed, ErrorBody, ErrorDetail, ServerMessage, UploadAccepted, decode_server
 
 
-async def upload_file(base_url: str, path: Path, options: dict[str, str]) -> UploadAccepted:
+def auth_headers(api_key: str | None) -> dict[str, str]:
+    """The header that carries an API key (or a browser token), none without one."""
+    return {"Authorization": f"Bearer {api_key}"} if api_key else {}
+
+
+async def upload_file(
+    base_url: str, path: Path, options: dict[str, str], api_key: str | None = None
+) -> UploadAccepted:
     """Upload a file as the raw request body (streamed from disk) with `options` as query
     parameters; the server's 202 answer. Raises StreamscribeError with the server's code and
     reason if it refuses the file."""
-    async with aiohttp.ClientSession() as http:
+    async with aiohttp.ClientSession(headers=auth_headers(api_key)) as http:
         with path.open("rb") as body:
             headers = {"Content-Disposition": f'attachment; filename="{path.name}"'}
             url = f"{base_url}/v1/transcriptions"
@@ -30,12 +37,17 @@ async def upload_file(base_url: str, path: Path, options: dict[str, str]) -> Upl
 
 
 async def follow_session(
-    base_url: str, session_id: str, on_event: Callable[[ServerMessage], None], retries: int = 5
+    base_url: str,
+    session_id: str,
+    on_event: Callable[[ServerMessage], None],
+    retries: int = 5,
+    api_key: str | None = None,
 ) -> None:
     """Every event of a session until `closed`, over Server-Sent Events; a dropped connection is
     resumed from the last seq seen (Last-Event-ID), up to `retries` times in a row."""
     last_seq, failures = 0, 0
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, sock_read=60)) as http:
+    timeout = aiohttp.ClientTimeout(total=None, sock_read=60)
+    async with aiohttp.ClientSession(timeout=timeout, headers=auth_headers(api_key)) as http:
         while True:
             try:
                 headers = {"Accept": "text/event-stream", "Last-Event-ID": str(last_seq)}
@@ -68,10 +80,14 @@ async def follow_session(
 
 
 async def fetch_transcript(
-    base_url: str, transcript_id: str, format: str = "json", version: int | None = None
+    base_url: str,
+    transcript_id: str,
+    format: str = "json",
+    version: int | None = None,
+    api_key: str | None = None,
 ) -> bytes:
     """A version of a transcript (the newest by default) in json, txt, srt or vtt."""
-    async with aiohttp.ClientSession() as http:
+    async with aiohttp.ClientSession(headers=auth_headers(api_key)) as http:
         url = f"{base_url}/v1/transcripts/{transcript_id}"
         if version is not None:
             url += f"/versions/{version}"

@@ -13,6 +13,7 @@ from websockets.exceptions import ConnectionClosed
 
 from ..audio import SAMPLE_RATE, Samples, to_pcm_s16le
 from ..wire import Closed, Error, Final, Partial, ServerMessage, Start, Stop, Word, decode_server, encode
+from .http import auth_headers
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +59,7 @@ async def stream_samples(
     start: Start | None = None,
     on_event: Callable[[TimedEvent], None] | None = None,
     ping_every_s: float | None = None,
+    api_key: str | None = None,
 ) -> StreamResult:
     """Stream 16 kHz mono audio as pcm_s16le at `speed` x real time (0 = as fast as the server
     reads), send `stop`, and collect every event until the server closes the socket. With
@@ -66,7 +68,7 @@ async def stream_samples(
     """
     result = StreamResult()
     chunk_samples = SAMPLE_RATE * chunk_ms // 1000
-    async with connect(url, max_size=None, open_timeout=30) as ws:
+    async with connect(url, max_size=None, open_timeout=30, additional_headers=auth_headers(api_key)) as ws:
         began = time.monotonic()
         with contextlib.suppress(ConnectionClosed):  # refused as it connects: the events say why
             await ws.send(encode(start or Start()).decode())

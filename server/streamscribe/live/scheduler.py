@@ -4,11 +4,12 @@ worker threads.
 A worker takes up to `batch_size` ready sessions at once and decodes their windows in one model
 call (asr/windows.py). Live sessions come before background ones (files replayed at max speed): a
 batch is all live, or all background when no live session waits and the live streams wait less
-than `_REPLAYS_UNTIL_WAIT_S` for their decodes, so replays take only spare capacity. A session's request is built only when a worker takes it, so it covers the newest
-audio; a session never has more than one decode in flight. When other live sessions may soon be
-ready, a worker gathers for `gather_s` before it decodes; a lone session never waits for company.
-Live windows keep the beam their sessions ask for while the decoder has room, and are decoded
-greedily while live sessions wait longer than `greedy_after_wait_s` for their decodes.
+than `_REPLAYS_UNTIL_WAIT_S` for their decodes, so replays take only spare capacity. A session's
+request is built only when a worker takes it, so it covers the newest audio; a session never has
+more than one decode in flight. When other live sessions may soon be ready, a worker gathers for
+`gather_s` before it decodes; a lone session never waits for company. Live windows keep the beam
+their sessions ask for while the decoder has room, and are decoded greedily while live sessions
+wait longer than `greedy_after_wait_s` for their decodes.
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """What the server keeps, as protocols: transcripts and their versions (TranscriptStore), second-pass
-jobs (JobQueue) and session events (EventBus). The embedded defaults are SQLite (sqlite.py) and an
+jobs (JobQueue), API keys (KeyStore) and session events (EventBus). The embedded defaults are SQLite (sqlite.py) and an
 in-process event log (events.py); distributed implementations plug in behind the same types."""
 
 from __future__ import annotations
@@ -77,6 +77,36 @@ class JobQueue(Protocol):
     def recover(self) -> list[str]:
         """After a restart: jobs that were running go back to the queue; streams cut off while
         live are queued too. Returns the ids of the streams that were cut off."""
+        ...
+
+
+class ApiKey(msgspec.Struct, frozen=True, kw_only=True):
+    """An API key as stored: its name and rights, never the key itself (only its hash is kept)."""
+
+    name: str
+    admin: bool
+    created_at: float
+
+
+class KeyStore(Protocol):
+    """API keys by the SHA-256 of the key. Blocking calls, safe from any thread."""
+
+    def create_key(self, name: str, key_hash: str, admin: bool) -> None:
+        """Raises KeyExists when a key of that name exists."""
+        ...
+
+    def keys(self) -> list[ApiKey]:
+        """Every key, oldest first."""
+        ...
+
+    def key_for_hash(self, key_hash: str) -> ApiKey | None: ...
+
+    def has_keys(self) -> bool:
+        """Whether any key exists: until one does, the server asks for no credential."""
+        ...
+
+    def revoke_key(self, name: str) -> bool:
+        """Delete the key; False when there is none of that name."""
         ...
 
 

@@ -1,4 +1,5 @@
-"""The embedded TranscriptStore and JobQueue (its job table): one SQLite file (WAL) in the data directory."""
+"""The embedded TranscriptStore, JobQueue (its job table) and KeyStore: one SQLite file (WAL) in the
+data directory."""
 
 from __future__ import annotations
 
@@ -10,8 +11,9 @@ from typing import Any
 
 import msgspec
 
+from ..errors import KeyExists
 from ..transcript import Transcript, VersionSummary, from_json, summarise, to_json
-from .base import TranscriptRecord
+from .base import ApiKey, TranscriptRecord
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS transcripts (
@@ -37,8 +39,19 @@ BEGIN
     SELECT RAISE(ABORT, 'transcript versions are immutable');
 END;
 CREATE INDEX IF NOT EXISTS transcripts_state ON transcripts(state, created_at);
+CREATE TABLE IF NOT EXISTS api_keys (
+    name TEXT PRIMARY KEY,
+    key_hash TEXT NOT NULL UNIQUE,
+    admin INTEGER NOT NULL,
+    created_at REAL NOT NULL
+);
 """
 _summary_decoder = msgspec.json.Decoder(VersionSummary)
+
+
+def open_store(data_dir: Path) -> SqliteTranscriptStore:
+    """The store of a data directory (the server's, or the `keys` command's); `close()` it."""
+    return SqliteTranscriptStore(data_dir / "transcripts.sqlite3")
 
 
 class SqliteTranscriptStore:
@@ -150,6 +163,32 @@ class SqliteTranscriptStore:
                 "DELETE FROM transcripts WHERE id = ? RETURNING *", (transcript_id,)
             ).fetchone()
         return _record(row) if row else None
+
+    def create_key(self, name: str, key_hash: str, admin: bool) -> None:
+        try:
+            self._write(
+                "INSERT INTO api_keys (name, key_hash, admin, created_at) VALUES (?, ?, ?, ?)",
+                (name, key_hash, int(admin), time.time()),
+            )
+        except sqlite3.IntegrityError as exc:
+            raise KeyExists(f"a key named {name!r} exists already; revoke it first") from exc
+
+    def keys(self) -> list[ApiKey]:
+        rows = self._read("SELECT name, admin, created_at FROM api_keys ORDER BY created_at", ())
+        return [
+            ApiKey(name=name, admin=bool(admin), created_at=created_at) for name, admin, created_at in rows
+        ]
+
+    def key_for_hash(self, key_hash: str) -> ApiKey | None:
+        rows = self._read("SELECT name, admin, created_at FROM api_keys WHERE key_hash = ?", (key_hash,))
+        return ApiKey(name=rows[0][0], admin=bool(rows[0][1]), created_at=rows[0][2]) if rows else None
+
+    def has_keys(self) -> bool:
+        return bool(self._read("SELECT 1 FROM api_keys LIMIT 1", ()))
+
+    def revoke_key(self, name: str) -> bool:
+        with self._lock:
+            return self._db.execute("DELETE FROM api_keys WHERE name = ?", (name,)).rowcount == 1
 
     def close(self) -> None:
         with self._lock:
