@@ -32,6 +32,7 @@ from .transports import events, http, openai_audio, transcripts, uploads, webrtc
 from .transports.auth import requiring_keys
 from .transports.errors import json_errors
 from .transports.ice import use_port_range
+from .transports.limits import identity_bodies_only
 from .transports.state import SERVER_STATE, ServerState
 
 log = logging.getLogger(__name__)
@@ -53,7 +54,7 @@ def create_app(settings: ServerSettings, engine: Engine) -> web.Application:
     )
     event_bus = InProcessEventBus(settings.event_log_max_events, settings.event_log_linger_s)
     host = SessionHost(settings, scheduler, event_bus, finalizer)
-    app = web.Application(middlewares=[json_errors, requiring_keys(store)])
+    app = web.Application(middlewares=[json_errors, requiring_keys(store), identity_bodies_only])
     app[SERVER_STATE] = ServerState(settings, host, finalizer)
 
     async def decoding(app: web.Application) -> AsyncIterator[None]:

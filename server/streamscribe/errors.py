@@ -179,6 +179,19 @@ class InvalidRequest(StreamscribeError):
     http_status = 400
 
 
+class UnsupportedMediaType(StreamscribeError):
+    """A JSON endpoint sent another Content-Type: a cross-site form can post text/plain without a
+    CORS preflight, never application/json."""
+
+    code = "unsupported_media_type"
+    http_status = 415
+
+
+class UnsupportedContentEncoding(StreamscribeError):
+    code = "unsupported_content_encoding"
+    http_status = 415
+
+
 class Unauthorized(StreamscribeError):
     """No credential, or one that is not a current key, where the server has keys."""
 

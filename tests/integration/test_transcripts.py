@@ -207,6 +207,15 @@ async def test_bad_requests_get_codes(base_url: str, streamed: tuple[str, list[d
         status, body = await post(base_url, f"{path}/finalize", settings)
         assert status == 400 and body["error"]["code"] == "invalid_request", (settings, body)
         assert named in body["error"]["message"], "the refusal names the option"
+    before = await get_json(base_url, f"{path}/versions")
+    async with (  # what a cross-site form can send without a preflight
+        aiohttp.ClientSession() as http,
+        http.post(
+            base_url + f"{path}/finalize", data='{"num_speakers": 2}', headers={"Content-Type": "text/plain"}
+        ) as response,
+    ):
+        assert response.status == 415 and (await response.json())["error"]["code"] == "unsupported_media_type"
+    assert await get_json(base_url, f"{path}/versions") == before, "nothing was queued"
     missing = await get_json(base_url, "/v1/transcripts/nope", expect=404)
     assert missing["error"]["code"] == "transcript_not_found"
     await get_json(base_url, f"{path}/versions/99", expect=404)

@@ -4,6 +4,7 @@ their events are followed (and resumed) over WebSocket and SSE; bad uploads leav
 from __future__ import annotations
 
 import asyncio
+import gzip
 import json
 import shutil
 import subprocess
@@ -180,6 +181,8 @@ async def test_wait_answers_with_the_final_version_in_the_asked_format(
         ("inverted-speaker-range", 400, "invalid_request"),
         ("unknown-language", 400, "unsupported_language"),
         ("longer-than-a-session", 413, "session_too_long"),
+        ("gzip-bomb", 415, "unsupported_content_encoding"),
+        ("deflate-form", 415, "unsupported_content_encoding"),
     ],
 )
 async def test_bad_uploads_get_a_code_and_a_reason_and_leave_nothing_behind(
@@ -215,6 +218,11 @@ async def test_bad_uploads_get_a_code_and_a_reason_and_leave_nothing_behind(
         "inverted-speaker-range": {"data": form(media["jfk.mp3"], min_speakers="5", max_speakers="2")},
         "unknown-language": {"data": jfk_mp3, "params": {"language": "zz"}},
         "longer-than-a-session": {"data": silence_mp3(MAX_SESSION_S + 30, tmp_path)},
+        "gzip-bomb": {  # 64 MB of zeros in 64 KB: would inflate past the 1 MB limit
+            "data": gzip.compress(b"\0" * 64 * 2**20),
+            "headers": {"Content-Encoding": "gzip"},
+        },
+        "deflate-form": {"data": form(media["jfk.mp3"]), "headers": {"Content-Encoding": "deflate"}},
     }
     answered, body = await post(server, **requests[send])
     assert (answered, body["error"]["code"]) == (status, code), body

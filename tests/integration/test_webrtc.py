@@ -89,22 +89,25 @@ async def test_whip_offer_and_delete(server_url: str, jfk: tuple[object, str]) -
 
 
 @pytest.mark.parametrize(
-    ("body", "content_type"),
+    ("body", "content_type", "status", "code"),
     [
-        ('{"type": "offer", "sdp": "v=0\\r\\n"}', "application/json"),
-        ("not json", "application/json"),
-        ('{"type": "offer", "sdp": "v=0", "colour": "red"}', "application/json"),
+        ('{"type": "offer", "sdp": "v=0\\r\\n"}', "application/json", 400, "invalid_request"),
+        ("not json", "application/json", 400, "invalid_request"),
+        ('{"type": "offer", "sdp": "v=0", "colour": "red"}', "application/json", 400, "invalid_request"),
+        ('{"type": "offer", "sdp": "v=0\\r\\n"}', "text/plain", 415, "unsupported_media_type"),
     ],
 )
-async def test_a_bad_offer_gets_a_code_and_a_reason(server_url: str, body: str, content_type: str) -> None:
+async def test_a_bad_offer_gets_a_code_and_a_reason(
+    server_url: str, body: str, content_type: str, status: int, code: str
+) -> None:
     async with (
         aiohttp.ClientSession() as http,
         http.post(
             server_url + "/v1/webrtc/offer", data=body, headers={"Content-Type": content_type}
         ) as response,
     ):
-        assert response.status == 400
-        assert (await response.json())["error"]["code"] == "invalid_request"
+        assert response.status == status
+        assert (await response.json())["error"]["code"] == code
 
 
 async def test_a_peer_that_never_connects_frees_its_session(server_url: str, jfk: tuple[object, str]) -> None:

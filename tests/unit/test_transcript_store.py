@@ -1,4 +1,4 @@
-"""Transcript exports and the SQLite store (a real database file in a temporary directory)."""
+"""Transcript exports and the SQLite store with its API keys (a real database file in a temporary directory)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import srt
 import webvtt
 
 from streamscribe.config import FinalizeSettings
+from streamscribe.errors import KeyExists
 from streamscribe.exports import to_srt, to_txt, to_vtt
 from streamscribe.finalize.pipeline import first_version
 from streamscribe.store.sqlite import SqliteTranscriptStore
@@ -74,3 +75,20 @@ def test_job_queue_and_recovery(tmp_path: Path) -> None:
     store.forget_audio("done")
     assert store.get("done").audio_path is None  # type: ignore[union-attr]
     assert store.delete("done") is not None and store.get("done") is None
+
+
+def test_keys_are_found_by_hash_unique_by_name_and_gone_once_revoked(tmp_path: Path) -> None:
+    store = SqliteTranscriptStore(tmp_path / "db.sqlite3")
+    assert not store.has_keys() and store.keys() == []
+    store.create_key("alice", "a" * 64, admin=False)
+    store.create_key("ops", "b" * 64, admin=True)
+    with pytest.raises(KeyExists):
+        store.create_key("alice", "c" * 64, admin=False)
+    assert store.has_keys()
+    assert [(key.name, key.admin) for key in store.keys()] == [("alice", False), ("ops", True)]
+    found = store.key_for_hash("b" * 64)
+    assert found is not None and found.name == "ops" and found.admin
+    assert store.key_for_hash("c" * 64) is None
+    assert store.revoke_key("alice") and not store.revoke_key("alice")
+    assert store.key_for_hash("a" * 64) is None and [key.name for key in store.keys()] == ["ops"]
+    store.close()

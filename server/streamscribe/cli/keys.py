@@ -6,6 +6,7 @@ A running server sees a new or revoked key at its next request (it looks keys up
 from __future__ import annotations
 
 import argparse
+import string
 import time
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ from ..store.base import KeyStore
 from ..store.sqlite import open_store
 from ..transports.auth import key_hash, new_api_key
 
-_NAME_CHARACTERS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.@")
+_NAME_CHARACTERS = frozenset(string.ascii_letters + string.digits + "-_.@")
 _MAX_NAME_LENGTH = 64
 
 
@@ -27,7 +28,11 @@ def add_keys_parser(commands: Any) -> None:
         "create", help="make a key and print it once, as the last line (only its hash is stored)"
     )
     create.add_argument("name", help="who or what the key is for (letters, digits, - _ . @)")
-    create.add_argument("--admin", action="store_true", help="the key may see every tenant's transcripts")
+    create.add_argument(
+        "--admin",
+        action="store_true",
+        help="an operator's key (once keys own transcripts, it sees every key's)",
+    )
     listing = actions.add_parser("list", help="the keys' names, rights and ages (never the keys)")
     revoke = actions.add_parser("revoke", help="delete a key: requests with it are refused from now on")
     revoke.add_argument("name", help="the name the key was created with")

@@ -174,7 +174,7 @@ class SqliteTranscriptStore:
             raise KeyExists(f"a key named {name!r} exists already; revoke it first") from exc
 
     def keys(self) -> list[ApiKey]:
-        rows = self._read("SELECT name, admin, created_at FROM api_keys ORDER BY created_at", ())
+        rows = self._read("SELECT name, admin, created_at FROM api_keys ORDER BY created_at, rowid", ())
         return [
             ApiKey(name=name, admin=bool(admin), created_at=created_at) for name, admin, created_at in rows
         ]

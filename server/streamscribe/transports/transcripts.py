@@ -13,6 +13,7 @@ from ..finalize.service import FinalizeService
 from ..store.handover import JobDone, JobEvent, JobFailed
 from ..transcript import Transcript, VersionList
 from ..wire import FinalizeAnswer
+from .limits import json_body
 from .responses import struct_response
 from .state import SERVER_STATE
 
@@ -91,7 +92,7 @@ async def finalize(request: web.Request) -> web.Response:
     if wait:
         finalizer.listen(transcript_id, settle)
     try:
-        await finalizer.request(transcript_id, await request.read())
+        await finalizer.request(transcript_id, await json_body(request))
         if not wait:
             queued = FinalizeAnswer(transcript_id=transcript_id, state="queued")
             return struct_response(queued, 202, {"Location": f"/v1/transcripts/{transcript_id}/versions"})

@@ -37,6 +37,7 @@ from ..live.outbox import Outbox
 from ..live.sessions import SessionOptions, Slot
 from ..wire import Finalize, IceServers, Prompt, Stop, WebRtcAnswer, decode_client, encode
 from .ice import announce_address, ice_servers, peer_configuration
+from .limits import json_body
 from .responses import struct_response
 from .state import SERVER_STATE, ServerState
 
@@ -239,7 +240,7 @@ async def offer(request: web.Request) -> web.Response:
             values = {**request.query, "sdp": await request.text()}
             options = msgspec.convert(values, OfferOptions, strict=False)
         else:
-            options = msgspec.json.decode(await request.read(), type=OfferOptions)
+            options = msgspec.json.decode(await json_body(request), type=OfferOptions)
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
         raise InvalidRequest(f"bad offer: {exc}") from exc
     slot = state.sessions.admit("webrtc")
