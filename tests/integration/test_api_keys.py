@@ -69,6 +69,8 @@ def test_a_key_is_printed_once_as_the_last_line_and_only_its_name_is_listed(data
     assert key.encode() not in database, "only a hash of the key is stored"
     assert keys_command("create", "alice", "--data-dir", str(data_dir))[0] == 2, "names are unique"
     assert keys_command("create", "no spaces", "--data-dir", str(data_dir))[0] == 2
+    assert keys_command("list", "--data-dir", str(data_dir / "mistyped"))[0] == 2, "no store is made there"
+    assert not (data_dir / "mistyped").exists()
 
 
 async def test_every_route_but_health_schema_and_page_needs_a_key(base_url: str, key: str) -> None:

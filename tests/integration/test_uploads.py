@@ -15,6 +15,7 @@ import aiohttp
 import msgspec
 import pytest
 import srt
+from multidict import CIMultiDict
 
 from streamscribe.asr.engine import Engine
 from streamscribe.bench.metrics import word_error_rate
@@ -183,6 +184,7 @@ async def test_wait_answers_with_the_final_version_in_the_asked_format(
         ("longer-than-a-session", 413, "session_too_long"),
         ("gzip-bomb", 415, "unsupported_content_encoding"),
         ("deflate-form", 415, "unsupported_content_encoding"),
+        ("gzip-behind-identity", 415, "unsupported_content_encoding"),
     ],
 )
 async def test_bad_uploads_get_a_code_and_a_reason_and_leave_nothing_behind(
@@ -223,6 +225,10 @@ async def test_bad_uploads_get_a_code_and_a_reason_and_leave_nothing_behind(
             "headers": {"Content-Encoding": "gzip"},
         },
         "deflate-form": {"data": form(media["jfk.mp3"]), "headers": {"Content-Encoding": "deflate"}},
+        "gzip-behind-identity": {  # aiohttp's parser acts on the last of two headers
+            "data": gzip.compress(b"\0" * 64 * 2**20),
+            "headers": CIMultiDict([("Content-Encoding", "identity"), ("Content-Encoding", "gzip")]),
+        },
     }
     answered, body = await post(server, **requests[send])
     assert (answered, body["error"]["code"]) == (status, code), body

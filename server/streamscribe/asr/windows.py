@@ -111,8 +111,8 @@ class WindowDecoder:
             alignments = self._whisper.find_alignment(tokenizer, text_tokens, encoded[0], content)
         else:
             alignments = [
-                self._whisper.find_alignment(tokenizer, [tokens], one, [frames])[0] if tokens else []
-                for tokens, one, frames in zip(text_tokens, encoded, content, strict=True)
+                self._whisper.find_alignment(tokenizer, [tokens], one, [window_frames])[0] if tokens else []
+                for tokens, one, window_frames in zip(text_tokens, encoded, content, strict=True)
             ]
         return [
             _words(alignment, duration_s)
@@ -120,10 +120,11 @@ class WindowDecoder:
         ]
 
     def _encode(self, features: list[np.ndarray], frames: int) -> Any:
-        """The encoder output of a batch, where the model runs (a CPU array when that is a CPU)."""
+        """The encoder output of a batch: where the model runs when it is encoded as one batch, in
+        host memory when windows are encoded one by one (to be stacked for `generate`)."""
         batch = np.stack([pad_or_trim(feature, frames) for feature in features]).astype(np.float32)
         return self._model.encode(
-            ctranslate2.StorageView.from_array(np.ascontiguousarray(batch)), to_cpu=False
+            ctranslate2.StorageView.from_array(np.ascontiguousarray(batch)), to_cpu=not self._batch_encoder
         )
 
     def _languages(self, windows: Sequence[LiveWindow], features: list[np.ndarray]) -> list[str]:
@@ -156,7 +157,7 @@ class WindowDecoder:
 
 
 def _stacked(encoded: list[Any]) -> Any:
-    """One batch of encoder outputs from several (only CPU outputs come in more than one)."""
+    """One batch of encoder outputs from several (those encoded one by one are in host memory)."""
     if len(encoded) == 1:
         return encoded[0]
     return ctranslate2.StorageView.from_array(np.concatenate([np.asarray(one) for one in encoded]))

@@ -14,7 +14,7 @@ from typing import Any
 from ..config import load_settings
 from ..errors import InvalidRequest
 from ..store.base import KeyStore
-from ..store.sqlite import open_store
+from ..store.sqlite import open_store, store_path
 from ..transports.auth import key_hash, new_api_key
 
 _NAME_CHARACTERS = frozenset(string.ascii_letters + string.digits + "-_.@")
@@ -34,7 +34,9 @@ def add_keys_parser(commands: Any) -> None:
         help="an operator's key (once keys own transcripts, it sees every key's)",
     )
     listing = actions.add_parser("list", help="the keys' names, rights and ages (never the keys)")
-    revoke = actions.add_parser("revoke", help="delete a key: requests with it are refused from now on")
+    revoke = actions.add_parser(
+        "revoke", help="delete a key: new requests with it are refused (streams already open go on)"
+    )
     revoke.add_argument("name", help="the name the key was created with")
     for action in (create, listing, revoke):
         action.add_argument(
@@ -46,7 +48,10 @@ def add_keys_parser(commands: Any) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    store = open_store(load_settings({"data_dir": args.data_dir}).data_dir)
+    data_dir = load_settings({"data_dir": args.data_dir}).data_dir
+    if args.action != "create" and not store_path(data_dir).is_file():
+        raise InvalidRequest(f"no transcript store in {data_dir}: is --data-dir the server's data directory?")
+    store = open_store(data_dir)
     try:
         match args.action:
             case "create":

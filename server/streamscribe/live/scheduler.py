@@ -136,8 +136,8 @@ class DecodeScheduler:
                 self._decoding.difference_update(client for client, _request, _ready in batch)
 
     async def _hold_back_replays(self) -> None:
-        """Nothing was taken: if only replays are ready (held back while live streams are loaded),
-        wait for a poke or `_REPLAY_RECHECK_S`, whichever comes first."""
+        """Nothing was taken: if only replays are ready (held back while live streams wait past
+        `_REPLAYS_UNTIL_WAIT_S`), wait for a poke or `_REPLAY_RECHECK_S`, whichever comes first."""
         if not self._ready or any(not client.background for client in self._ready):
             return
         self._wakeup.clear()

@@ -49,9 +49,14 @@ CREATE TABLE IF NOT EXISTS api_keys (
 _summary_decoder = msgspec.json.Decoder(VersionSummary)
 
 
+def store_path(data_dir: Path) -> Path:
+    return data_dir / "transcripts.sqlite3"
+
+
 def open_store(data_dir: Path) -> SqliteTranscriptStore:
-    """The store of a data directory (the server's, or the `keys` command's); `close()` it."""
-    return SqliteTranscriptStore(data_dir / "transcripts.sqlite3")
+    """The store of a data directory (the server's, or the `keys` command's), made if it is not
+    there; `close()` it."""
+    return SqliteTranscriptStore(store_path(data_dir))
 
 
 class SqliteTranscriptStore:

@@ -12,10 +12,15 @@ from ..errors import UnsupportedContentEncoding, UnsupportedMediaType
 async def identity_bodies_only(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Refuse a body sent with a Content-Encoding (gzip, deflate, br): aiohttp would inflate it
     past every size limit (429 KB of gzip became a 441 MB upload spool)."""
-    encoding = request.headers.get("Content-Encoding", "").strip().lower()
-    if encoding not in ("", "identity"):
+    encodings = {
+        coding.strip().lower()
+        for header in request.headers.getall("Content-Encoding", [])
+        for coding in header.split(",")
+    }  # every header and every coding: aiohttp's parser acts on the last one, not the first
+    if encodings - {"", "identity"}:
+        named = ", ".join(sorted(encodings - {"", "identity"}))
         raise UnsupportedContentEncoding(
-            f"request bodies with Content-Encoding {encoding!r} are not accepted: send the body as it is"
+            f"request bodies with Content-Encoding {named} are not accepted: send the body as it is"
         )
     return await handler(request)
 
@@ -23,9 +28,8 @@ async def identity_bodies_only(request: web.Request, handler: Handler) -> web.St
 async def json_body(request: web.Request) -> bytes:
     """The body of a JSON endpoint: empty, or labelled application/json. A page on another site
     can post a text/plain form without asking the server first, never application/json."""
-    body = await request.read()
-    if body and request.content_type != "application/json":
+    if request.body_exists and request.content_type != "application/json":
         raise UnsupportedMediaType(
             f"this endpoint takes a JSON body with Content-Type: application/json, not {request.content_type!r}"
         )
-    return body
+    return await request.read()
