@@ -58,3 +58,12 @@ def test_long_recordings_are_merged_in_chunks_in_time_order() -> None:
     merged = merge(previous, decoded("one two", 0.9) + decoded("three four", 0.9, start=10.0))
     assert [w.text for w in merged] == ["one", "two", "three", "four"]
     assert [w.id for w in merged[:3]] == ["w1", "w2", "w3"] and merged[3].id == "w4"
+
+
+def test_a_confident_live_span_never_drops_words_the_second_pass_heard() -> None:
+    """The live pass wrote "American." where the second pass heard "Americans, ask not"."""
+    merged = merge(
+        live("my fellow American. what your", 0.95), decoded("my fellow Americans, ask not what your", 0.5)
+    )
+    assert " ".join(w.text for w in merged) == "my fellow Americans, ask not what your"
+    assert [w.source for w in merged if w.text in ("ask", "not")] == ["second_pass", "second_pass"]

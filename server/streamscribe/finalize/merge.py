@@ -2,8 +2,8 @@
 
 Words whose text agrees keep the previous id (a client patches its view instead of redrawing)
 and take the new decode's spelling and times. Where the passes disagree, the span whose mean
-confidence is higher wins, with a bias towards the new (stronger) pass; each word says which
-pass its text came from.
+confidence is higher wins, with a bias towards the new (stronger) pass, unless the new pass heard
+more words there; each word says which pass its text came from.
 """
 
 from __future__ import annotations
@@ -55,7 +55,9 @@ def _merge_chunk(old: list[Word], new: list[Word], ids: _IdAllocator) -> Iterato
 
 
 def _previous_wins(old: list[Word], new: list[Word]) -> bool:
-    if not old:
+    """Never over a span in which the new pass heard more words: a live "American." must not take
+    the place of "Americans, ask not"."""
+    if not old or len(old) < len(new):
         return False
     old_confidence = _mean_confidence(old)
     if not new:
