@@ -1,6 +1,7 @@
 """What the server keeps, as protocols: transcripts and their versions (TranscriptStore), second-pass
-jobs (JobQueue), API keys (KeyStore) and session events (EventBus). The embedded defaults are SQLite (sqlite.py) and an
-in-process event log (events.py); distributed implementations plug in behind the same types."""
+jobs (JobQueue), API keys (KeyStore) and session events (EventBus). The embedded defaults are
+SQLite (sqlite.py) and an in-process event log (events.py); distributed implementations plug in
+behind the same types."""
 
 from __future__ import annotations
 

@@ -180,13 +180,11 @@ class SqliteTranscriptStore:
 
     def keys(self) -> list[ApiKey]:
         rows = self._read("SELECT name, admin, created_at FROM api_keys ORDER BY created_at, rowid", ())
-        return [
-            ApiKey(name=name, admin=bool(admin), created_at=created_at) for name, admin, created_at in rows
-        ]
+        return [_api_key(row) for row in rows]
 
     def key_for_hash(self, key_hash: str) -> ApiKey | None:
         rows = self._read("SELECT name, admin, created_at FROM api_keys WHERE key_hash = ?", (key_hash,))
-        return ApiKey(name=rows[0][0], admin=bool(rows[0][1]), created_at=rows[0][2]) if rows else None
+        return _api_key(rows[0]) if rows else None
 
     def has_keys(self) -> bool:
         return bool(self._read("SELECT 1 FROM api_keys LIMIT 1", ()))
@@ -224,3 +222,9 @@ def _record(row: tuple[Any, ...]) -> TranscriptRecord:
         error=error,
         finalized_at=finalized_at,
     )
+
+
+def _api_key(row: tuple[Any, ...]) -> ApiKey:
+    """An api_keys row of (name, admin, created_at)."""
+    name, admin, created_at = row
+    return ApiKey(name=name, admin=bool(admin), created_at=created_at)

@@ -17,12 +17,10 @@ from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
 from ..errors import Unauthorized
-from ..store.base import ApiKey, KeyStore
+from ..store.base import KeyStore
 
 KEY_PREFIX = "sk-ss-"
-"""Marks a string as a streamscribe key (in logs to scrub, in a secret scanner's rules)."""
-API_KEY = web.RequestKey("api_key", ApiKey)
-"""The key a request authenticated with; absent while the server has no keys."""
+"""Marks a string as a streamscribe key (for a secret scanner's rules)."""
 _OPEN_PATHS = frozenset({"/", "/healthz", "/v1/schema"})
 _OPEN_PREFIXES = ("/client/",)
 _SCHEMES = ("bearer", "token")
@@ -55,24 +53,19 @@ def requiring_keys(keys: KeyStore) -> Middleware:
         if request.path in _OPEN_PATHS or request.path.startswith(_OPEN_PREFIXES):
             return await handler(request)
         key = credential(request.headers.get("Authorization"))
-        found = await asyncio.to_thread(_lookup, keys, key)
-        if found is None:
+        if not await asyncio.to_thread(_admitted, keys, key):
             raise Unauthorized(
                 "this server needs an API key: send it as 'Authorization: Bearer KEY'"
                 if key is None
                 else "the API key is not valid (unknown or revoked)"
             )
-        if isinstance(found, ApiKey):
-            request[API_KEY] = found
         return await handler(request)
 
     return require_key
 
 
-def _lookup(keys: KeyStore, key: str | None) -> ApiKey | bool | None:
-    """The key's record; True when the server has no keys at all (open); None when refused."""
-    if key is not None:
-        found = keys.key_for_hash(key_hash(key))
-        if found is not None:
-            return found
-    return None if keys.has_keys() else True
+def _admitted(keys: KeyStore, key: str | None) -> bool:
+    """Whether the key is a current one, or the server has no keys at all (open)."""
+    if key is not None and keys.key_for_hash(key_hash(key)) is not None:
+        return True
+    return not keys.has_keys()
