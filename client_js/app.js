@@ -1,6 +1,6 @@
 // The live-caption page: microphone or upload in, captions while it is spoken, then the final
 // transcript with speakers, versions, search, a synchronised player and exports.
-import { StreamscribeClient, followSession, uploadFile } from "./streamscribe.js";
+import { StreamscribeClient, authHeaders, followSession, uploadFile, withToken } from "./streamscribe.js";
 
 const $ = (id) => document.getElementById(id);
 const ui = {
@@ -10,6 +10,7 @@ const ui = {
   section: $("transcript-section"), version: $("version"), search: $("search"), matches: $("matches"),
   player: $("player"), transcript: $("transcript"),
   historySection: $("history-section"), history: $("history"),
+  credential: $("credential"), credentialValue: $("credential-value"),
 };
 const ANNOUNCED_LINES = 20;
 const HISTORY_KEY = "streamscribe.transcripts";
@@ -20,6 +21,58 @@ let media = null;
 let transcriptId = null;
 let words = [];          // the shown version's words, in time order, with their elements
 let matchIndex = -1;
+
+// ---- a server that asks for a credential --------------------------------------------------------
+
+const KEY_PREFIX = "sk-ss-";
+const TOKEN_TTL_S = 600;
+let needsCredential = false;
+let credential = null;   // what was typed in: a key (only used to ask for tokens) or a token
+let minted = null;       // {token, expiresAt} got with the key
+
+/** A token for the next request: the typed-in one, or one asked for with the typed-in key. */
+async function freshToken() {
+  if (!credential || !credential.startsWith(KEY_PREFIX)) return credential;
+  if (minted && minted.expiresAt - Date.now() / 1000 > 30) return minted.token;
+  const response = await fetch("/v1/tokens", {
+    method: "POST",
+    headers: { "Content-Type": "application/json", Authorization: `Bearer ${credential}` },
+    body: JSON.stringify({ ttl_s: TOKEN_TTL_S }),
+  });
+  const answer = await response.json();
+  if (!response.ok) throw new Error(answer.error.message);
+  minted = { token: answer.token, expiresAt: answer.expires_at };
+  return minted.token;
+}
+
+/** What the SDK and requests are given: a token source where the server needs one. */
+const tokenSource = () => (needsCredential ? freshToken : undefined);
+
+async function checkCredential() {
+  const response = await fetch("/v1/transcripts?limit=1", { headers: await authHeaders(tokenSource()) });
+  needsCredential = needsCredential || response.status === 401;
+  const missing = response.status === 401;
+  ui.credential.hidden = !missing;
+  ui.record.disabled = missing;
+  ui.file.disabled = missing;
+  if (missing) setStatus(credential ? "That key or token was refused." : "This server needs an API key or a token.");
+  return !missing;
+}
+
+ui.credential.addEventListener("submit", async (event) => {
+  event.preventDefault();
+  credential = ui.credentialValue.value.trim();
+  minted = null;
+  ui.credentialValue.value = "";
+  try {
+    if (await checkCredential()) {
+      setStatus("Ready. Start the microphone or upload a recording.");
+      if (opened) openTranscript(opened[1]);
+    }
+  } catch (error) {
+    setStatus(`That key or token was refused: ${error.message}`);
+  }
+});
 
 // ---- live captions ------------------------------------------------------------------------------
 
@@ -99,7 +152,7 @@ async function startMicrophone() {
     setStatus(`The microphone is not available: ${error.message}`);
     return;
   }
-  client = new StreamscribeClient({ transport: ui.transport.value });
+  client = new StreamscribeClient({ transport: ui.transport.value, token: tokenSource() });
   client.addEventListener("event", (e) => onEvent(e.detail));
   client.addEventListener("state", (e) => {
     if (e.detail === "open") setStatus("Listening. Speak, and the words appear as they are said.");
@@ -145,12 +198,12 @@ ui.file.addEventListener("change", async () => {
   resetLive();
   setStatus(`Uploading ${file.name}…`);
   try {
-    const accepted = await uploadFile(file);
+    const accepted = await uploadFile(file, { token: tokenSource() });
     transcriptId = accepted.transcript_id;
     remember(transcriptId, file.name);
     setStatus(`Transcribing ${file.name}…`);
     showProgress("Transcribing", 0, accepted.file.duration_s);
-    followSession(accepted.session_id, onEvent);
+    followSession(accepted.session_id, onEvent, { token: tokenSource() });
   } catch (error) {
     setStatus(`${file.name} was not accepted: ${error.message}`);
   }
@@ -167,7 +220,7 @@ async function loadTranscript(id, version) {
   );
   ui.version.value = String(version ?? listing.versions[listing.versions.length - 1].version);
   ui.player.hidden = !listing.audio_kept;
-  if (listing.audio_kept) ui.player.src = `/v1/transcripts/${id}/audio`;
+  if (listing.audio_kept) ui.player.src = await withToken(`/v1/transcripts/${id}/audio`, tokenSource());
   await showVersion(id, Number(ui.version.value));
 }
 
@@ -210,6 +263,22 @@ async function showVersion(id, version) {
   }
   ui.section.hidden = false;
   highlightMatches();
+}
+
+// A link cannot send a header: where the server needs a credential, fetch the file with it.
+for (const format of ["txt", "srt", "vtt", "json"]) {
+  $(`export-${format}`).addEventListener("click", async (event) => {
+    if (!needsCredential) return;
+    event.preventDefault();
+    const link = event.currentTarget;
+    const response = await fetch(link.href, { headers: await authHeaders(tokenSource()) });
+    if (!response.ok) return setStatus(`The export failed (${response.status}).`);
+    const saved = document.createElement("a");
+    saved.href = URL.createObjectURL(await response.blob());
+    saved.download = link.download;
+    saved.click();
+    setTimeout(() => URL.revokeObjectURL(saved.href), 60_000);
+  });
 }
 
 ui.version.addEventListener("change", () => showVersion(transcriptId, Number(ui.version.value)));
@@ -308,12 +377,14 @@ ui.history.addEventListener("click", (event) => {
 
 showHistory();
 const opened = /^#transcript=([0-9a-f]+)$/.exec(location.hash);
-if (opened) openTranscript(opened[1]);
+checkCredential().then((ready) => {
+  if (ready && opened) openTranscript(opened[1]);
+});
 
 // ---- helpers ------------------------------------------------------------------------------------
 
 async function getJson(path) {
-  const response = await fetch(path);
+  const response = await fetch(path, { headers: await authHeaders(tokenSource()) });
   if (!response.ok) throw new Error(`${path}: ${response.status}`);
   return response.json();
 }

@@ -7,6 +7,12 @@
 //   ...
 //   client.stop();   // then "finalizing", "transcript_ready", "closed"
 //
+// Where the server asks for a credential, give `token`: a short-lived token your own backend got
+// from POST /v1/tokens with its API key (never put the key itself in a page), or a function that
+// resolves to a fresh one (called for every connection, so a reconnect after the token expired
+// still gets in). It goes in the Authorization header where the browser lets us set one, else as
+// ?token= on the URL.
+//
 // Every server event is dispatched as a CustomEvent named by its `type` ("ready", "partial",
 // "final", ...) with the event as `detail`, and also as "event". "state" reports the connection:
 // connecting, open, reconnecting, closed. The wire messages are those of GET /v1/schema.
@@ -28,12 +34,35 @@
 
 const RECONNECT_DELAYS_MS = [500, 1000, 2000, 4000, 8000];
 
+/** @typedef {string | (() => string | Promise<string>) | undefined} TokenSource */
+
+/** The token a source gives now (null without one). @param {TokenSource} source */
+export async function currentToken(source) {
+  if (!source) return null;
+  return typeof source === "function" ? await source() : source;
+}
+
+/** Request headers carrying the token (none without one). @param {TokenSource} source */
+export async function authHeaders(source) {
+  const token = await currentToken(source);
+  return token ? { Authorization: `Bearer ${token}` } : {};
+}
+
+/** `url` with ?token= added, for the URLs a browser cannot set headers on. @param {TokenSource} source */
+export async function withToken(url, source) {
+  const token = await currentToken(source);
+  if (!token) return url;
+  return `${url}${url.includes("?") ? "&" : "?"}token=${encodeURIComponent(token)}`;
+}
+
 export class StreamscribeClient extends EventTarget {
   /**
    * @param {{baseUrl?: string, transport?: "webrtc" | "websocket", language?: string,
-   *          prompt?: string, reconnect?: boolean, iceServers?: RTCIceServer[]}} [options]
+   *          prompt?: string, reconnect?: boolean, iceServers?: RTCIceServer[],
+   *          token?: TokenSource}} [options]
    *   iceServers: STUN/TURN servers for WebRTC; by default the server's own
    *   (GET /v1/webrtc/ice-servers, none unless its operator set some).
+   *   token: where the server needs a credential (see the top of this module).
    */
   constructor(options = {}) {
     super();
@@ -43,6 +72,7 @@ export class StreamscribeClient extends EventTarget {
     this.prompt = options.prompt;
     this.reconnect = options.reconnect !== false;
     this.iceServers = options.iceServers;
+    this.token = options.token;
     /** @type {string | null} */ this.sessionId = null;
     /** @type {string | null} */ this.transcriptId = null;
     this.state = "closed";
@@ -106,7 +136,7 @@ export class StreamscribeClient extends EventTarget {
     if (this.prompt) body.prompt = this.prompt;
     const response = await fetch(`${this.baseUrl}/v1/webrtc/offer`, {
       method: "POST",
-      headers: { "Content-Type": "application/json" },
+      headers: { "Content-Type": "application/json", ...(await authHeaders(this.token)) },
       body: JSON.stringify(body),
     });
     const answer = await response.json();
@@ -116,7 +146,7 @@ export class StreamscribeClient extends EventTarget {
 
   async _serverIceServers() {
     try {
-      const response = await fetch(`${this.baseUrl}/v1/webrtc/ice-servers`);
+      const response = await fetch(`${this.baseUrl}/v1/webrtc/ice-servers`, { headers: await authHeaders(this.token) });
       return response.ok ? (await response.json()).ice_servers : [];
     } catch {
       return []; // a server that names none: host candidates only
@@ -132,7 +162,7 @@ export class StreamscribeClient extends EventTarget {
     const capture = new AudioWorkletNode(context, "pcm-capture");
     source.connect(capture);
     capture.connect(context.destination); // pulls the graph; the processor outputs silence
-    const ws = new WebSocket(`${this.baseUrl.replace(/^http/, "ws")}/v1/stream`);
+    const ws = new WebSocket(await withToken(`${this.baseUrl.replace(/^http/, "ws")}/v1/stream`, this.token));
     ws.binaryType = "arraybuffer";
     this._ws = ws;
     await new Promise((resolve, reject) => {
@@ -219,32 +249,53 @@ export class StreamscribeError extends Error {
 }
 
 /** Upload a file for transcription; returns the server's answer (session and transcript ids).
- * Follow it with `followSession`. */
-export async function uploadFile(file, { baseUrl = location.origin, ...options } = {}) {
+ * Follow it with `followSession`. Options other than baseUrl and token are form fields. */
+export async function uploadFile(file, { baseUrl = location.origin, token, ...options } = {}) {
   const form = new FormData();
   for (const [name, value] of Object.entries(options)) if (value != null) form.append(name, String(value));
   form.append("file", file, file.name);
-  const response = await fetch(`${baseUrl}/v1/transcriptions`, { method: "POST", body: form });
+  const headers = await authHeaders(token);
+  const response = await fetch(`${baseUrl}/v1/transcriptions`, { method: "POST", body: form, headers });
   const answer = await response.json();
   if (!response.ok) throw new StreamscribeError(answer.error.code, answer.error.message);
   return answer;
 }
 
 /** Follow a session's events over Server-Sent Events (EventSource resumes by itself after a
- * dropped connection); `onEvent` gets each event. Returns a function that stops following. */
-export function followSession(sessionId, onEvent, { baseUrl = location.origin } = {}) {
-  const source = new EventSource(`${baseUrl}/v1/sessions/${sessionId}/events`);
+ * dropped connection; one refused because its token expired is reopened with a fresh token where
+ * `token` is a function); `onEvent` gets each event. Returns a function that stops following. */
+export function followSession(sessionId, onEvent, { baseUrl = location.origin, token } = {}) {
   const types = ["ready", "speech_started", "partial", "final", "utterance_end", "error", "progress",
     "finalizing", "transcript_ready", "closed"];
-  for (const type of types) {
-    source.addEventListener(type, (message) => {
-      if (!message.data) return; // EventSource's own "error" (a dropped connection it will retry)
-      const event = JSON.parse(message.data);
-      onEvent(event);
-      if (event.type === "closed") source.close();
-    });
-  }
-  return () => source.close();
+  let source = null;
+  let lastSeq = 0;
+  let reopened = 0; // in a row, without an event between: a refusal that is not the token's ends it
+  let stopped = false;
+  const open = async () => {
+    const url = await withToken(`${baseUrl}/v1/sessions/${sessionId}/events?after=${lastSeq}`, token);
+    if (stopped) return;
+    source = new EventSource(url);
+    for (const type of types) {
+      source.addEventListener(type, (message) => {
+        if (!message.data) return; // EventSource's own "error" (a dropped connection it will retry)
+        const event = JSON.parse(message.data);
+        lastSeq = event.seq;
+        reopened = 0;
+        onEvent(event);
+        if (event.type === "closed") stop();
+      });
+    }
+    source.onerror = () => {
+      const closed = source.readyState === EventSource.CLOSED;
+      if (closed && typeof token === "function" && !stopped && reopened++ < 3) open();
+    };
+  };
+  const stop = () => {
+    stopped = true;
+    if (source) source.close();
+  };
+  open();
+  return stop;
 }
 
 function iceGatheringComplete(pc) {

@@ -29,7 +29,7 @@ from .store.events import InProcessEventBus
 from .store.lock import DataDirLock
 from .store.sqlite import open_store
 from .transports import events, http, openai_audio, transcripts, uploads, webrtc, websocket
-from .transports.auth import requiring_keys
+from .transports.auth import requiring_keys, token_route
 from .transports.errors import json_errors
 from .transports.ice import use_port_range
 from .transports.limits import identity_bodies_only
@@ -92,6 +92,7 @@ def create_app(settings: ServerSettings, engine: Engine) -> web.Application:
     openai_audio.add_routes(app)
     events.add_routes(app)
     webrtc.add_routes(app)
+    app.router.add_routes([token_route(store)])
     return app
 
 

@@ -115,6 +115,26 @@ class VersionSummary(msgspec.Struct, frozen=True, kw_only=True):
     words: int
     speakers: int
     warnings: list[str]
+    duration_s: float | None = None
+
+
+class TranscriptListing(msgspec.Struct, frozen=True, kw_only=True):
+    """One transcript in GET /v1/transcripts: its latest version's number and length, if any."""
+
+    id: str
+    created_at: float
+    state: str
+    language: str | None
+    audio_kept: bool
+    latest_version: int | None
+    duration_s: float | None
+
+
+class TranscriptList(msgspec.Struct, frozen=True, kw_only=True):
+    """GET /v1/transcripts: newest first; pass `next_before` as ?before= for the next page (None: no more)."""
+
+    transcripts: list[TranscriptListing]
+    next_before: float | None
 
 
 class VersionList(msgspec.Struct, frozen=True, kw_only=True):
@@ -136,6 +156,7 @@ def summarise(transcript: Transcript) -> VersionSummary:
         words=len(transcript.words),
         speakers=len(transcript.speakers),
         warnings=transcript.info.warnings,
+        duration_s=transcript.duration_s,
     )
 
 

@@ -15,6 +15,9 @@ PROTOCOL_VERSION = 1
 MAX_FRAME_BYTES = 1 << 20
 Prompt = Annotated[str, msgspec.Meta(max_length=1000)]
 """A decode prompt a client may give: at most 1,000 characters."""
+RetentionHours = Annotated[float, msgspec.Meta(ge=0)]
+"""How long a client wants its audio kept after the second pass (0: none); it can only shorten
+what its key or the server keeps."""
 
 
 class Word(msgspec.Struct, frozen=True):
@@ -44,6 +47,7 @@ class Start(ClientMessage, tag="start", frozen=True):
     model: str | None = None
     prompt: Prompt | None = None
     """Words and spelling to expect (names, jargon): the prompt of decodes until text is committed."""
+    audio_retention_h: RetentionHours | None = None
 
 
 class Finalize(ClientMessage, tag="finalize", frozen=True):
@@ -184,6 +188,20 @@ class UploadAccepted(msgspec.Struct, frozen=True, kw_only=True):
     transcript_url: str
     speed: str
     file: UploadedFile
+
+
+class TokenRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Body of POST /v1/tokens."""
+
+    ttl_s: Annotated[int, msgspec.Meta(ge=1, le=600)] = 60
+
+
+class TokenAnswer(msgspec.Struct, frozen=True, kw_only=True):
+    """Answer of POST /v1/tokens: a token that authenticates as the calling key until `expires_at`
+    (Unix time), in the Bearer header or as ?token= on stream, event and WebRTC offer URLs."""
+
+    token: str
+    expires_at: float
 
 
 class FinalizeAnswer(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):

@@ -6,6 +6,8 @@ Screenshots go to tests/e2e/artifacts/."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import io
 import re
 import shutil
 from collections.abc import AsyncIterator
@@ -17,6 +19,7 @@ from playwright.async_api import Browser, Page, async_playwright
 
 from streamscribe.asr.engine import Engine
 from streamscribe.bench.metrics import word_error_rate
+from streamscribe.cli.main import main
 from streamscribe.config import ServerSettings
 
 from ..conftest import speech_file
@@ -230,3 +233,50 @@ async def test_speakers_are_shown_in_their_own_colours(browser: Browser, page_ur
     assert set(colour_of) == {"Speaker 1", "Speaker 2"}
     assert colour_of["Speaker 1"] != colour_of["Speaker 2"]
     assert all(colour_of[name] == colour for name, colour in labels), "one colour per speaker throughout"
+
+
+@pytest.fixture(scope="module")
+async def keyed_page(
+    settings: ServerSettings, engine: Engine, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[tuple[str, str]]:
+    """A server with an API key (the page must ask for it), and the key."""
+    data_dir = tmp_path_factory.mktemp("keyed-page")
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert main(["keys", "create", "browser-user", "--data-dir", str(data_dir)]) == 0
+    served = msgspec.structs.replace(settings, data_dir=data_dir, audio_retention_h=float("inf"))
+    runner, url = await start_server(served, engine)
+    yield url, out.getvalue().splitlines()[-1]
+    await runner.cleanup()
+
+
+async def test_the_page_asks_for_a_key_then_streams_and_uploads_with_short_lived_tokens(
+    browser: Browser, keyed_page: tuple[str, str], jfk: tuple[object, str]
+) -> None:
+    url, key = keyed_page
+    page = await open_page(browser, url)
+    await page.wait_for_selector("#credential:not([hidden])")
+    assert await page.is_disabled("#record")
+    await page.fill("#credential-value", "sk-ss-not-a-key")
+    await page.click("#credential button")
+    await page.wait_for_function("document.getElementById('status').textContent.includes('refused')")
+    await page.fill("#credential-value", key)
+    await page.click("#credential button")
+    await page.wait_for_selector("#credential", state="hidden")
+    await page.select_option("#transport", "websocket")
+    await page.click("#record")
+    live = await live_words_when_done(page, speech_s=11.0)
+    await page.click("#record")
+    assert word_error_rate(jfk[1], live) <= LIVE_WER_LIMIT, live
+    await final_text(page)
+    await page.set_input_files("#file", speech_file("jfk/jfk.wav"))
+    await page.wait_for_function(
+        "document.getElementById('status').textContent.includes('final transcript is ready')"
+    )
+    player_src = await page.get_attribute("#player", "src") or ""
+    assert "token=tk-ss-" in player_src and key not in player_src
+    assert await page.evaluate("fetch(document.getElementById('player').src).then((r) => r.status)") == 200, (
+        "the player's URL token was not taken"
+    )
+    assert key not in await page.content(), "the key was written into the page"
+    assert page.errors == [] or all("401" in error for error in page.errors), page.errors  # type: ignore[attr-defined]

@@ -15,7 +15,7 @@ from websockets.asyncio.client import connect
 from streamscribe.asr.engine import Engine
 from streamscribe.client.stream import TimedEvent, stream_samples
 from streamscribe.config import ServerSettings
-from streamscribe.wire import Error, Health, Partial, Start, decode_server
+from streamscribe.wire import Error, Health, Partial, Start, decode_server, encode
 
 from .streams import assert_well_formed
 from .test_transcripts import start_server
@@ -44,7 +44,8 @@ async def test_a_stream_that_would_overload_the_decoder_is_refused_and_the_runni
     )
     await asyncio.wait_for(decoded.wait(), 60)
 
-    async with connect(ws_url) as ws:  # refused as it connects, before its `start`
+    async with connect(ws_url) as ws:  # admitted (or refused) on its `start`
+        await ws.send(encode(Start()).decode())
         refusal = decode_server(await asyncio.wait_for(ws.recv(), 30))
         await ws.wait_closed()
     assert isinstance(refusal, Error) and refusal.code == "overloaded" and refusal.retry_after_s == 10

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -22,8 +23,10 @@ from streamscribe.cli.main import main
 from streamscribe.client.http import fetch_transcript
 from streamscribe.client.stream import stream_samples
 from streamscribe.config import ServerSettings
-from streamscribe.errors import Unauthorized
-from streamscribe.wire import ErrorBody, Ready
+from streamscribe.errors import Overloaded, Unauthorized
+from streamscribe.store.sqlite import open_store
+from streamscribe.transports.auth import key_hash
+from streamscribe.wire import Error, ErrorBody, Ready, Start, decode_server, encode
 
 from .test_transcripts import start_server
 
@@ -143,3 +146,144 @@ async def test_a_revoked_key_is_refused_at_its_next_request(base_url: str, data_
         async with http.get(base_url + "/v1/transcripts/0123") as response:
             assert response.status == 401
     assert keys_command("revoke", "bob", "--data-dir", str(data_dir))[0] == 1
+
+
+def created_key(data_dir: Path, name: str, *options: str) -> str:
+    status, lines = keys_command("create", name, *options, "--data-dir", str(data_dir))
+    assert status == 0, lines
+    return lines[-1]
+
+
+def bearer(secret: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {secret}"}
+
+
+async def streamed_transcript(base_url: str, secret: str, samples: np.ndarray, **start: object) -> str:
+    url = base_url.replace("http", "ws") + "/v1/stream"
+    result = await stream_samples(url, samples, speed=0, api_key=secret, start=Start(**start))  # type: ignore[arg-type]
+    assert result.completed, result.events
+    [transcript_id] = [timed.event.transcript_id for timed in result.events if isinstance(timed.event, Ready)]
+    assert transcript_id is not None
+    return transcript_id
+
+
+async def test_a_transcript_and_its_events_belong_to_the_key_that_made_them(
+    base_url: str, data_dir: Path, key: str, jfk: tuple[np.ndarray, str]
+) -> None:
+    mallory = created_key(data_dir, "mallory")
+    ops = created_key(data_dir, "ops", "--admin")
+    transcript_id = await streamed_transcript(base_url, key, jfk[0][: 16000 * 4])
+    base = f"{base_url}/v1/transcripts/{transcript_id}"
+    async with aiohttp.ClientSession() as http:
+        for method, url in (
+            ("GET", base),
+            ("GET", base + "/versions"),
+            ("GET", base + "/versions/1"),
+            ("GET", base + "/audio"),
+            ("POST", base + "/finalize"),
+            ("DELETE", base),
+            ("GET", f"{base_url}/v1/sessions/{transcript_id}/events"),
+        ):
+            async with http.request(method, url, headers=bearer(mallory), json={}) as response:
+                assert response.status == 404, f"another key could {method} {url}: {response.status}"
+        async with http.get(f"{base_url}/v1/transcripts", headers=bearer(mallory)) as response:
+            assert (await response.json())["transcripts"] == [], "another key's transcript was listed"
+        async with http.get(f"{base_url}/v1/transcripts", headers=bearer(key)) as response:
+            assert transcript_id in [item["id"] for item in (await response.json())["transcripts"]]
+        async with http.get(
+            f"{base_url}/v1/sessions/{transcript_id}/events", headers=bearer(key)
+        ) as response:
+            assert response.status == 200 and b"event: closed" in await response.read()
+        async with http.get(base, headers=bearer(ops)) as response:
+            assert response.status == 200, "an admin key sees every key's transcripts"
+        async with http.delete(base, headers=bearer(ops)) as response:
+            assert response.status == 204
+        async with http.get(
+            f"{base_url}/v1/sessions/{transcript_id}/events", headers=bearer(key)
+        ) as response:
+            assert response.status == 404, "a deleted transcript's words stayed readable in its events"
+
+
+async def test_a_browser_token_stands_for_its_key_in_the_header_and_on_stream_and_event_urls(
+    base_url: str, data_dir: Path, key: str, jfk: tuple[np.ndarray, str]
+) -> None:
+    async with aiohttp.ClientSession() as http:
+        async with http.post(f"{base_url}/v1/tokens", headers=bearer(key), json={"ttl_s": 600}) as response:
+            assert response.status == 201
+            answer = await response.json()
+        token = answer["token"]
+        assert answer["expires_at"] > time.time() + 590 and token != key
+        for body in ({"ttl_s": 601}, {"ttl_s": 0}, {"ttl": 5}):
+            async with http.post(f"{base_url}/v1/tokens", headers=bearer(key), json=body) as response:
+                assert response.status == 400, body
+        async with http.post(f"{base_url}/v1/tokens", headers=bearer(token), json={}) as response:
+            assert response.status == 401, "a token made another token (it would never expire)"
+        async with http.post(f"{base_url}/v1/tokens", json={}) as response:
+            assert response.status == 401
+        ws_url = base_url.replace("http", "ws") + "/v1/stream"
+        result = await stream_samples(f"{ws_url}?token={token}", jfk[0][: 16000 * 4], speed=0)
+        assert result.completed and result.finals, "a token on the WebSocket URL was not taken"
+        [session_id] = [timed.event.session_id for timed in result.events if isinstance(timed.event, Ready)]
+        async with http.get(f"{base_url}/v1/sessions/{session_id}/events?token={token}") as response:
+            assert response.status == 200 and b"event: closed" in await response.read()
+        async with http.get(f"{base_url}/v1/transcripts/{session_id}", headers=bearer(token)) as response:
+            assert response.status == 200, "a token in the header did not authenticate as its key"
+        async with http.get(f"{base_url}/v1/transcripts/{session_id}?token={token}") as response:
+            assert response.status == 401, "?token= is for the URLs a browser cannot set headers on"
+        async with http.get(f"{base_url}/v1/sessions/{session_id}/events?token={key}") as response:
+            assert response.status == 401, "a long-lived key was taken from a URL"
+            assert "never an API key" in (await response.json())["error"]["message"]
+        expired = "tk-ss-expired-for-this-test"
+        store = open_store(data_dir)
+        store.create_token(key_hash(expired), "alice", expires_at=time.time() - 1)
+        store.close()
+        async with http.get(f"{base_url}/v1/sessions/{session_id}/events?token={expired}") as response:
+            assert response.status == 401 and "expired" in (await response.json())["error"]["message"]
+
+
+async def test_a_key_limited_to_one_stream_is_refused_a_second_while_the_first_is_open(
+    base_url: str, data_dir: Path
+) -> None:
+    solo = created_key(data_dir, "solo", "--max-streams", "1")
+    url = base_url.replace("http", "ws") + "/v1/stream"
+    async with connect(url, additional_headers=bearer(solo)) as first:
+        await first.send(encode(Start()).decode())
+        assert isinstance(decode_server(await first.recv()), Ready)
+        async with connect(url, additional_headers=bearer(solo)) as second:
+            await second.send(encode(Start()).decode())
+            refusal = decode_server(await second.recv())
+            assert isinstance(refusal, Error) and refusal.code == Overloaded.code
+            assert "key 'solo'" in refusal.message
+        async with connect(url, additional_headers=bearer(created_key(data_dir, "other"))) as other:
+            await other.send(encode(Start()).decode())
+            assert isinstance(decode_server(await other.recv()), Ready), (
+                "another key was held to solo's limit"
+            )
+
+
+async def test_a_key_or_a_request_that_keeps_no_audio_has_none_kept_once_done(
+    base_url: str, data_dir: Path, key: str, jfk: tuple[np.ndarray, str], media: dict[str, Path]
+) -> None:
+    forgetful = created_key(data_dir, "forgetful", "--audio-retention-h", "0")
+    async with aiohttp.ClientSession() as http:
+        kept = await streamed_transcript(base_url, key, jfk[0][: 16000 * 3])
+        forgotten = await streamed_transcript(base_url, forgetful, jfk[0][: 16000 * 3])
+        asked = await streamed_transcript(base_url, key, jfk[0][: 16000 * 3], audio_retention_h=0.0)
+        for transcript_id, secret, audio_kept in (
+            (kept, key, True),
+            (forgotten, forgetful, False),
+            (asked, key, False),
+        ):
+            url = f"{base_url}/v1/transcripts/{transcript_id}/versions"
+            async with http.get(url, headers=bearer(secret)) as response:
+                assert (await response.json())["audio_kept"] is audio_kept, transcript_id
+    with media["jfk.mp3"].open("rb") as file:
+        client = openai.AsyncOpenAI(base_url=base_url + "/v1", api_key=key, max_retries=0)
+        result = await client.audio.transcriptions.create(
+            file=file, model="whisper-1", extra_body={"audio_retention_h": 0}
+        )
+    assert "country" in result.text.lower()
+    async with aiohttp.ClientSession(headers=bearer(key)) as http:
+        async with http.get(f"{base_url}/v1/transcripts?limit=1") as response:
+            [newest] = (await response.json())["transcripts"]
+        assert newest["audio_kept"] is False, "the OpenAI request's audio_retention_h 0 kept the audio"

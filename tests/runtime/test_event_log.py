@@ -24,7 +24,7 @@ async def collect(log: EventLog, after: int = 0) -> list[int]:
 
 
 async def test_followers_get_events_in_order_from_any_seq_until_closed() -> None:
-    log = EventLog("s", max_events=100)
+    log = EventLog("s", None, max_events=100)
     early = asyncio.create_task(collect(log))
     log.append(ready(1))
     log.append(Final(seq=2, words=[word("a")]))
@@ -38,7 +38,7 @@ async def test_followers_get_events_in_order_from_any_seq_until_closed() -> None
 
 
 async def test_a_newer_partial_replaces_the_partial_right_before_it_only() -> None:
-    log = EventLog("s", max_events=100)
+    log = EventLog("s", None, max_events=100)
     log.append(ready(1))
     log.append(Partial(seq=2, words=[word("a")]))
     log.append(Partial(seq=3, words=[word("ab")]))
@@ -50,7 +50,7 @@ async def test_a_newer_partial_replaces_the_partial_right_before_it_only() -> No
 
 
 async def test_the_log_is_bounded_and_says_so_to_followers_that_ask_for_dropped_events() -> None:
-    log = EventLog("s", max_events=10)
+    log = EventLog("s", None, max_events=10)
     for seq in range(1, 31):
         log.append(Final(seq=seq, words=[word(str(seq))]))
     log.close()
@@ -64,13 +64,13 @@ async def test_the_log_is_bounded_and_says_so_to_followers_that_ask_for_dropped_
 
 def test_finished_logs_linger_then_go() -> None:
     logs = InProcessEventBus(max_events=10, linger_s=60.0, max_finished=2)
-    first = logs.open("a")
+    first = logs.open("a", None)
     assert logs.get("a") is first
     logs.finish(first)
     assert logs.get("a") is first, "a finished session can still be followed for a while"
     for name in ("b", "c"):
-        logs.finish(logs.open(name))
+        logs.finish(logs.open(name, None))
     assert logs.get("a") is None, "past max_finished, the oldest finished log goes"
     expired = InProcessEventBus(max_events=10, linger_s=0.0)
-    expired.finish(expired.open("x"))
+    expired.finish(expired.open("x", None))
     assert expired.get("x") is None

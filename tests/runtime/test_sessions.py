@@ -13,6 +13,7 @@ from streamscribe.errors import Overloaded, ShuttingDown
 from streamscribe.live.driver import SessionDriver
 from streamscribe.live.scheduler import DecodeScheduler
 from streamscribe.live.sessions import SessionHost
+from streamscribe.store.base import ApiKey
 from streamscribe.stream.session import LiveSession
 
 from ..unit.test_live_session import ScriptedVad
@@ -38,40 +39,55 @@ def test_live_streams_are_refused_when_one_more_would_stretch_the_decode_wait_pa
     now = time.monotonic()
     for _ in range(20):
         sessions.scheduler.load.record(now, limit * 0.7)
-    sessions.admit("websocket")
+    sessions.admit("websocket", None)
     for _ in range(20):
         sessions.scheduler.load.record(now, limit * 0.9)  # 4 streams: 5/4 of it is past the limit
     with pytest.raises(Overloaded, match="at capacity") as refused:
-        sessions.admit("webrtc")
+        sessions.admit("webrtc", None)
     assert refused.value.retry_after_s == 10
-    assert sessions.admit("upload").replays_file, "a replay takes only spare capacity: it is not refused"
+    assert sessions.admit("upload", None).replays_file, (
+        "a replay takes only spare capacity: it is not refused"
+    )
 
 
 def test_uploads_are_refused_past_max_uploads_while_live_streams_still_get_in() -> None:
     sessions = host(max_sessions=3, max_uploads=1)
-    sessions.admit("upload")
+    sessions.admit("upload", None)
     with pytest.raises(Overloaded, match="1 files are being transcribed"):
-        sessions.admit("upload")
-    sessions.admit("websocket")
-    sessions.admit("webrtc")
+        sessions.admit("upload", None)
+    sessions.admit("websocket", None)
+    sessions.admit("webrtc", None)
     with pytest.raises(Overloaded, match="all 3 sessions"):
-        sessions.admit("websocket")
+        sessions.admit("websocket", None)
     assert Overloaded("").http_status == 429
+
+
+def test_a_key_is_held_to_its_own_limits_and_other_keys_are_not() -> None:
+    sessions = host(max_sessions=10, max_uploads=4)
+    alice = ApiKey(name="alice", max_streams=1, max_replays=1)
+    sessions.admit("websocket", alice)
+    sessions.admit("upload", alice)
+    with pytest.raises(Overloaded, match="key 'alice' has 1 live streams, its limit"):
+        sessions.admit("webrtc", alice)
+    with pytest.raises(Overloaded, match="key 'alice' has 1 files being transcribed"):
+        sessions.admit("upload", alice)
+    assert sessions.admit("websocket", ApiKey(name="bob")).owner == "bob"
+    assert sessions.admit("websocket", None).owner is None
 
 
 def test_a_released_slot_makes_room_and_release_is_idempotent() -> None:
     sessions = host(max_sessions=1, max_uploads=1)
-    slot = sessions.admit("upload")
+    slot = sessions.admit("upload", None)
     sessions.release(slot)
     sessions.release(slot)
     assert not sessions.slots
-    again = sessions.admit("upload")
+    again = sessions.admit("upload", None)
     assert again.replays_file and again.session_id != slot.session_id
 
 
 def test_a_session_is_found_by_id_only_on_its_own_transport() -> None:
     sessions = host(max_sessions=3, max_uploads=1)
-    slot = sessions.admit("webrtc")
+    slot = sessions.admit("webrtc", None)
     assert sessions.find(slot.session_id, "webrtc") is slot
     assert sessions.find(slot.session_id, "websocket") is None
     assert sessions.find("other", "webrtc") is None
@@ -81,13 +97,13 @@ async def test_nothing_is_admitted_while_draining() -> None:
     sessions = host(max_sessions=3, max_uploads=1)
     await sessions.drain()
     with pytest.raises(ShuttingDown):
-        sessions.admit("websocket")
+        sessions.admit("websocket", None)
     assert not sessions.slots
 
 
 async def test_health_counts_an_open_session_without_progress_as_stalled() -> None:
     sessions = host(max_sessions=3, max_uploads=1)
-    slot = sessions.admit("websocket")
+    slot = sessions.admit("websocket", None)
     engine = types.SimpleNamespace(name="scripted", multilingual=False)
     session = LiveSession("s", StreamSettings(), ScriptedVad(None, None), "scripted", SAMPLE_RATE, "en")
     slot.driver = SessionDriver(session, DecodeScheduler(engine))  # type: ignore[arg-type]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+import time
 from pathlib import Path
 
 import pytest
@@ -13,9 +14,27 @@ from streamscribe.config import FinalizeSettings
 from streamscribe.errors import KeyExists
 from streamscribe.exports import to_srt, to_txt, to_vtt
 from streamscribe.finalize.pipeline import first_version
+from streamscribe.store.base import ApiKey
 from streamscribe.store.sqlite import SqliteTranscriptStore
 from streamscribe.transcript import from_json, to_json
 from streamscribe.wire import Word
+
+
+def create(
+    store: SqliteTranscriptStore,
+    transcript_id: str,
+    audio_path: str = "a.wav",
+    owner: str | None = None,
+    audio_retention_h: float | None = None,
+) -> None:
+    store.create(
+        transcript_id,
+        language="en",
+        live_model="tiny.en",
+        audio_path=audio_path,
+        owner=owner,
+        audio_retention_h=audio_retention_h,
+    )
 
 
 def sample(transcript_id: str = "t1"):  # type: ignore[no-untyped-def]
@@ -46,7 +65,7 @@ def test_exports_round_trip_and_parse() -> None:
 def test_versions_are_numbered_immutable_and_survive_reopening(tmp_path: Path) -> None:
     path = tmp_path / "db.sqlite3"
     store = SqliteTranscriptStore(path)
-    store.create("t1", "en", "tiny.en", str(tmp_path / "t1.wav"))
+    create(store, "t1", audio_path=str(tmp_path / "t1.wav"))
     first = store.add_version(sample())
     second = store.add_version(sample())
     assert (first.version, second.version) == (1, 2)
@@ -61,8 +80,8 @@ def test_versions_are_numbered_immutable_and_survive_reopening(tmp_path: Path) -
 
 def test_job_queue_and_recovery(tmp_path: Path) -> None:
     store = SqliteTranscriptStore(tmp_path / "db.sqlite3")
-    store.create("done", "en", "tiny.en", "a.wav")
-    store.create("cut", "en", "tiny.en", "b.wav")
+    create(store, "done")
+    create(store, "cut")
     assert store.enqueue("done", b"{}")
     assert not store.enqueue("done", b"{}"), "a second job for the same transcript was queued"
     claimed = store.claim_next_job()
@@ -71,7 +90,8 @@ def test_job_queue_and_recovery(tmp_path: Path) -> None:
     assert store.recover() == ["cut"]  # the running job and the cut-off stream are queued again
     assert {store.claim_next_job().id, store.claim_next_job().id} == {"done", "cut"}  # type: ignore[union-attr]
     store.finish_job("done", None)
-    assert store.audio_expired(finalized_before=1e12)[0].id == "done"
+    assert store.audio_expired(time.time(), default_retention_h=1.0) == []
+    assert store.audio_expired(time.time() + 3601, default_retention_h=1.0)[0].id == "done"
     store.forget_audio("done")
     assert store.get("done").audio_path is None  # type: ignore[union-attr]
     assert store.delete("done") is not None and store.get("done") is None
@@ -80,15 +100,64 @@ def test_job_queue_and_recovery(tmp_path: Path) -> None:
 def test_keys_are_found_by_hash_unique_by_name_and_gone_once_revoked(tmp_path: Path) -> None:
     store = SqliteTranscriptStore(tmp_path / "db.sqlite3")
     assert not store.has_keys() and store.keys() == []
-    store.create_key("alice", "a" * 64, admin=False)
-    store.create_key("ops", "b" * 64, admin=True)
+    store.create_key(ApiKey(name="alice", max_streams=2, audio_retention_h=0.0), "a" * 64)
+    store.create_key(ApiKey(name="ops", admin=True), "b" * 64)
     with pytest.raises(KeyExists):
-        store.create_key("alice", "c" * 64, admin=False)
+        store.create_key(ApiKey(name="alice"), "c" * 64)
     assert store.has_keys()
     assert [(key.name, key.admin) for key in store.keys()] == [("alice", False), ("ops", True)]
     found = store.key_for_hash("b" * 64)
     assert found is not None and found.name == "ops" and found.admin
+    assert store.key_for_hash("a" * 64) == ApiKey(
+        name="alice", created_at=0.0, max_streams=2, audio_retention_h=0.0
+    ), "a key's limits were not kept"
     assert store.key_for_hash("c" * 64) is None
+    now = time.time()
+    store.create_token("t" * 64, "alice", expires_at=now + 60)
+    store.create_token("u" * 64, "ops", expires_at=now - 1)
+    assert store.key_for_token("t" * 64, now) == store.key_for_hash("a" * 64)
+    assert store.key_for_token("t" * 64, now + 61) is None, "an expired token still authenticated"
+    assert store.key_for_token("u" * 64, now) is None
+    assert store.key_for_token("a" * 64, now) is None, "a key's hash was taken as a token"
     assert store.revoke_key("alice") and not store.revoke_key("alice")
     assert store.key_for_hash("a" * 64) is None and [key.name for key in store.keys()] == ["ops"]
+    assert store.key_for_token("t" * 64, now) is None, "a revoked key's token still authenticated"
+    store.close()
+
+
+def test_transcripts_belong_to_their_key_and_keep_their_own_retention(tmp_path: Path) -> None:
+    store = SqliteTranscriptStore(tmp_path / "db.sqlite3")
+    for number, owner in enumerate(["alice", "bob", "alice", None]):
+        create(store, f"t{number}", owner=owner, audio_retention_h=0.0 if owner == "bob" else None)
+    store.add_version(sample("t2"))
+    assert store.get("t1").owner == "bob"  # type: ignore[union-attr]
+    mine = store.listing("alice", limit=10, before=None)
+    assert [item.id for item in mine] == ["t2", "t0"], "not alice's own, newest first"
+    assert (mine[0].latest_version, mine[0].duration_s, mine[1].latest_version) == (1, 5.0, None)
+    assert [item.id for item in store.listing(None, limit=2, before=None)] == ["t3", "t2"]
+    assert [item.id for item in store.listing(None, limit=10, before=mine[0].created_at)] == ["t1", "t0"]
+    for transcript_id in ("t0", "t1"):
+        store.enqueue(transcript_id, b"{}")
+        store.claim_next_job()
+        store.finish_job(transcript_id, None)
+    expired = store.audio_expired(time.time(), default_retention_h=168.0)
+    assert [record.id for record in expired] == ["t1"], "only bob's audio (kept 0 h) is due"
+    store.close()
+
+
+def test_a_store_made_before_keys_owned_transcripts_gains_the_columns(tmp_path: Path) -> None:
+    path = tmp_path / "db.sqlite3"
+    old = sqlite3.connect(path)
+    old.executescript(
+        "CREATE TABLE transcripts (id TEXT PRIMARY KEY, created_at REAL NOT NULL, language TEXT, "
+        "live_model TEXT NOT NULL, audio_path TEXT, state TEXT NOT NULL, job_settings BLOB, error TEXT, "
+        "finalized_at REAL);"
+        "INSERT INTO transcripts VALUES ('old', 1.0, 'en', 'tiny.en', 'a.wav', 'done', NULL, NULL, 2.0);"
+    )
+    old.close()
+    store = SqliteTranscriptStore(path)
+    record = store.get("old")
+    assert record is not None and record.owner is None and record.audio_retention_h is None
+    create(store, "new", owner="alice")
+    assert store.get("new").owner == "alice"  # type: ignore[union-attr]
     store.close()

@@ -13,7 +13,7 @@ from typing import Any
 
 from ..config import load_settings
 from ..errors import InvalidRequest
-from ..store.base import KeyStore
+from ..store.base import ApiKey, KeyStore
 from ..store.sqlite import open_store, store_path
 from ..transports.auth import key_hash, new_api_key
 
@@ -31,7 +31,22 @@ def add_keys_parser(commands: Any) -> None:
     create.add_argument(
         "--admin",
         action="store_true",
-        help="an operator's key (once keys own transcripts, it sees every key's)",
+        help="an operator's key: it sees and may delete every key's transcripts and sessions",
+    )
+    create.add_argument(
+        "--max-streams",
+        type=_count,
+        help="live streams it may hold open at once (default: the server's limits)",
+    )
+    create.add_argument(
+        "--max-replays",
+        type=_count,
+        help="files it may have transcribed at once (default: the server's limit)",
+    )
+    create.add_argument(
+        "--audio-retention-h",
+        type=_hours,
+        help="hours its recordings are kept after their second pass; 0 keeps none (default: the server's setting)",
     )
     listing = actions.add_parser("list", help="the keys' names, rights and ages (never the keys)")
     revoke = actions.add_parser(
@@ -55,7 +70,15 @@ def _run(args: argparse.Namespace) -> int:
     try:
         match args.action:
             case "create":
-                return _create(store, args.name, args.admin)
+                limits = ApiKey(
+                    name=args.name,
+                    admin=args.admin,
+                    created_at=time.time(),
+                    max_streams=args.max_streams,
+                    max_replays=args.max_replays,
+                    audio_retention_h=args.audio_retention_h,
+                )
+                return _create(store, limits)
             case "list":
                 return _list(store)
             case _:
@@ -64,13 +87,28 @@ def _run(args: argparse.Namespace) -> int:
         store.close()
 
 
-def _create(store: KeyStore, name: str, admin: bool) -> int:
+def _count(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError("a count is 0 or more")
+    return value
+
+
+def _hours(text: str) -> float:
+    value = float(text)
+    if not value >= 0:
+        raise argparse.ArgumentTypeError("hours are 0 or more")
+    return value
+
+
+def _create(store: KeyStore, key: ApiKey) -> int:
+    name = key.name
     if not name or len(name) > _MAX_NAME_LENGTH or not set(name) <= _NAME_CHARACTERS:
         raise InvalidRequest(f"a key name is 1-{_MAX_NAME_LENGTH} letters, digits, '-', '_', '.' or '@'")
-    key = new_api_key()
-    store.create_key(name, key_hash(key), admin)
-    print(f"created {'admin ' if admin else ''}key {name!r}; it is shown once, store it now:")
-    print(key)
+    secret = new_api_key()
+    store.create_key(key, key_hash(secret))
+    print(f"created {'admin ' if key.admin else ''}key {name!r}; it is shown once, store it now:")
+    print(secret)
     return 0
 
 
@@ -80,7 +118,16 @@ def _list(store: KeyStore) -> int:
         print("no keys: the server asks for no credential")
     for key in keys:
         created = time.strftime("%Y-%m-%d %H:%M", time.localtime(key.created_at))
-        print(f"{key.name}\t{'admin' if key.admin else 'tenant'}\tcreated {created}")
+        limits = [
+            f"{label} {value:g}"
+            for label, value in (
+                ("max streams", key.max_streams),
+                ("max replays", key.max_replays),
+                ("audio kept h", key.audio_retention_h),
+            )
+            if value is not None
+        ]
+        print("\t".join([key.name, "admin" if key.admin else "tenant", f"created {created}", *limits]))
     return 0
 
 

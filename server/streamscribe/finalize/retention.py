@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import math
 import time
 from pathlib import Path
 
@@ -12,20 +11,17 @@ from ..store.base import TranscriptStore
 SWEEP_INTERVAL_S = 600.0
 
 
-async def sweep_expired_audio(store: TranscriptStore, retention_h: float) -> None:
-    """Delete the audio of every transcript whose second pass ended more than `retention_h` ago
-    (0: at once; inf: never)."""
-    retention_s = retention_h * 3600
-    if math.isinf(retention_s):
-        return
-    for record in await asyncio.to_thread(store.audio_expired, time.time() - retention_s):
+async def sweep_expired_audio(store: TranscriptStore, default_retention_h: float) -> None:
+    """Delete the audio of every transcript whose second pass ended longer ago than its retention
+    (its key's or request's, else `default_retention_h`; 0: at once, inf: never)."""
+    for record in await asyncio.to_thread(store.audio_expired, time.time(), default_retention_h):
         if record.audio_path:
             await asyncio.to_thread(Path(record.audio_path).unlink, missing_ok=True)
         await asyncio.to_thread(store.forget_audio, record.id)
 
 
-async def sweep_forever(store: TranscriptStore, retention_h: float) -> None:
+async def sweep_forever(store: TranscriptStore, default_retention_h: float) -> None:
     """Sweep now and every SWEEP_INTERVAL_S until cancelled."""
     while True:
-        await sweep_expired_audio(store, retention_h)
+        await sweep_expired_audio(store, default_retention_h)
         await asyncio.sleep(SWEEP_INTERVAL_S)

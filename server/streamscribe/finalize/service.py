@@ -22,7 +22,7 @@ from ..store.recording import AudioRecorder
 from .jobs import JobListeners, JobRunner
 from .overrides import apply_overrides, check_overrides
 from .pipeline import SecondPass, first_version
-from .retention import sweep_forever
+from .retention import sweep_expired_audio, sweep_forever
 
 log = logging.getLogger(__name__)
 
@@ -62,13 +62,27 @@ class FinalizeService:
         await asyncio.to_thread(self.store.close)
 
     async def open_recording(
-        self, transcript_id: str, language: str | None, live_model: str
+        self,
+        transcript_id: str,
+        language: str | None,
+        live_model: str,
+        *,
+        owner: str | None,
+        audio_retention_h: float | None,
     ) -> AudioRecorder:
         """The transcript's row and its recorder; raises StorageFailed when either cannot be written."""
         path = self._settings.data_dir / "audio" / f"{transcript_id}.wav"
         try:
             recorder = await asyncio.to_thread(AudioRecorder, path)
-            await asyncio.to_thread(self.store.create, transcript_id, language, live_model, str(path))
+            await asyncio.to_thread(
+                self.store.create,
+                transcript_id,
+                language=language,
+                live_model=live_model,
+                audio_path=str(path),
+                owner=owner,
+                audio_retention_h=audio_retention_h,
+            )
         except (OSError, sqlite3.Error) as exc:
             log.error("opening the recording of %s failed: %s", transcript_id, exc)
             raise StorageFailed(f"the server cannot store a new stream now ({exc})") from exc
@@ -136,6 +150,7 @@ class FinalizeService:
                 self._runner.wake()
             else:
                 await asyncio.to_thread(self._jobs.finish_job, end.transcript_id, None)
+                await sweep_expired_audio(self.store, self._settings.audio_retention_h)
                 self._listeners.notify(end.transcript_id, JobDone(1))
         except Exception as exc:  # e.g. deleted while it streamed
             log.exception("storing the live transcript %s failed", end.transcript_id)

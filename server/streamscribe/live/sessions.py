@@ -20,7 +20,7 @@ from ..audio import SAMPLE_RATE
 from ..config import ServerSettings, StreamSettings
 from ..errors import Overloaded, ShuttingDown, SlowConsumer, UnsupportedLanguage
 from ..languages import check_language
-from ..store.base import EventBus, EventStream
+from ..store.base import ApiKey, EventBus, EventStream
 from ..store.handover import LiveEnd, TranscriptKeeper
 from ..transcript import stream_cut_warning
 from .driver import SessionDriver
@@ -42,12 +42,18 @@ class Slot:
 
     session_id: str
     transport: Transport
+    caller: ApiKey | None = None
+    """The key that opened it (None on a server that checks no keys): its transcript's owner."""
     driver: SessionDriver | None = None
     events: EventStream | None = None
 
     @property
     def replays_file(self) -> bool:
         return self.transport == "upload"
+
+    @property
+    def owner(self) -> str | None:
+        return None if self.caller is None else self.caller.name
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -64,6 +70,8 @@ class SessionOptions:
     """A replayed file's declared length (None if it declares none)."""
     background: bool = False
     """Decode only when no live session waits (a file replayed at max speed)."""
+    audio_retention_h: float | None = None
+    """How long the client wants its audio kept (it can only shorten its key's or the server's)."""
 
 
 @dataclass(slots=True)
@@ -93,8 +101,9 @@ class SessionHost:
             )
         return language
 
-    def admit(self, transport: Transport) -> Slot:
-        """Count a new session in (its id is made here), or raise ShuttingDown / Overloaded."""
+    def admit(self, transport: Transport, caller: ApiKey | None) -> Slot:
+        """Count a new session of `caller` in (its id is made here), or raise ShuttingDown /
+        Overloaded (the server's limits, then the key's)."""
         if self.draining:
             raise ShuttingDown("the server is shutting down")
         if len(self.slots) >= self.settings.max_sessions:
@@ -108,9 +117,19 @@ class SessionHost:
         replays = sum(1 for running in self.slots if running.replays_file)
         if transport == "upload" and replays >= self.settings.max_uploads:
             raise Overloaded(f"{self.settings.max_uploads} files are being transcribed already; retry later")
-        slot = Slot(uuid.uuid4().hex, transport)
+        if caller is not None:
+            self._check_key_limits(transport, caller)
+        slot = Slot(uuid.uuid4().hex, transport, caller)
         self.slots.add(slot)
         return slot
+
+    def _check_key_limits(self, transport: Transport, caller: ApiKey) -> None:
+        replays = transport == "upload"
+        limit = caller.max_replays if replays else caller.max_streams
+        running = sum(1 for slot in self.slots if slot.owner == caller.name and slot.replays_file == replays)
+        if limit is not None and running >= limit:
+            what = "files being transcribed" if replays else "live streams"
+            raise Overloaded(f"key {caller.name!r} has {running} {what}, its limit; retry when one ends")
 
     def find(self, session_id: str, transport: Transport) -> Slot | None:
         """The running session with this id, if it came over `transport`."""
@@ -135,7 +154,13 @@ class SessionHost:
         if self.draining:
             raise ShuttingDown("the server is shutting down")
         engine_name = self.scheduler.engine.name
-        recorder = await self.keeper.open_recording(slot.session_id, options.language, engine_name)
+        recorder = await self.keeper.open_recording(
+            slot.session_id,
+            options.language,
+            engine_name,
+            owner=slot.owner,
+            audio_retention_h=self._audio_retention_h(slot.caller, options.audio_retention_h),
+        )
 
         def hand_over(driver: SessionDriver) -> None:
             session = driver.session
@@ -166,7 +191,7 @@ class SessionHost:
             on_live_finished=hand_over,
             background=options.background,
         )
-        slot.events = self.event_bus.open(slot.session_id)
+        slot.events = self.event_bus.open(slot.session_id, slot.owner)
         fields = {
             "event": "session_start",
             "session_id": slot.session_id,
@@ -177,6 +202,15 @@ class SessionHost:
         if self.draining:  # shutdown began while the recording was being opened
             self._end_for_shutdown(slot)
         return slot.driver
+
+    def _audio_retention_h(self, caller: ApiKey | None, requested_h: float | None) -> float | None:
+        """The shortest of the server's, the key's and the request's retention; None: the server's."""
+        asked = [
+            hours
+            for hours in (None if caller is None else caller.audio_retention_h, requested_h)
+            if hours is not None
+        ]
+        return min(self.settings.audio_retention_h, *asked) if asked else None
 
     async def run(
         self,

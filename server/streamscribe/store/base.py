@@ -11,7 +11,7 @@ from typing import Literal, Protocol
 
 import msgspec
 
-from ..transcript import Transcript, VersionSummary
+from ..transcript import Transcript, TranscriptListing, VersionSummary
 from ..wire import ServerMessage
 
 JobState = Literal["live", "queued", "running", "done", "failed"]
@@ -31,14 +31,31 @@ class TranscriptRecord(msgspec.Struct, frozen=True, kw_only=True):
     """JSON of the FinalizeSettings overrides of the queued job."""
     error: str | None
     finalized_at: float | None
+    owner: str | None = None
+    """The name of the key that created it (None on a server without keys): its tenant."""
+    audio_retention_h: float | None = None
+    """How long its audio is kept after its last second pass; None: the server's setting."""
 
 
 class TranscriptStore(Protocol):
     """Blocking calls, safe from any thread; the server calls them through asyncio.to_thread."""
 
-    def create(self, transcript_id: str, language: str | None, live_model: str, audio_path: str) -> None: ...
+    def create(
+        self,
+        transcript_id: str,
+        *,
+        language: str | None,
+        live_model: str,
+        audio_path: str,
+        owner: str | None,
+        audio_retention_h: float | None,
+    ) -> None: ...
 
     def get(self, transcript_id: str) -> TranscriptRecord | None: ...
+
+    def listing(self, owner: str | None, limit: int, before: float | None) -> list[TranscriptListing]:
+        """Newest first: the transcripts of `owner` (every one where None) created before `before`."""
+        ...
 
     def add_version(self, transcript: Transcript) -> Transcript:
         """Store the next version (its number is assigned here); versions are never changed."""
@@ -50,7 +67,9 @@ class TranscriptStore(Protocol):
 
     def versions(self, transcript_id: str) -> list[VersionSummary]: ...
 
-    def audio_expired(self, finalized_before: float) -> list[TranscriptRecord]: ...
+    def audio_expired(self, now: float, default_retention_h: float) -> list[TranscriptRecord]:
+        """Transcripts whose audio is still kept although their retention (or the default) has passed."""
+        ...
 
     def forget_audio(self, transcript_id: str) -> None: ...
 
@@ -82,17 +101,31 @@ class JobQueue(Protocol):
 
 
 class ApiKey(msgspec.Struct, frozen=True, kw_only=True):
-    """An API key as stored: its name and rights, never the key itself (only its hash is kept)."""
+    """An API key as stored: its name (the tenant that owns what it creates), rights and limits,
+    never the key itself (only its hash is kept)."""
 
     name: str
-    admin: bool
-    created_at: float
+    admin: bool = False
+    """Sees and may delete every tenant's transcripts and sessions."""
+    created_at: float = 0.0
+    max_streams: int | None = None
+    """Live streams (WebSocket, WebRTC) open at once; None: only the server's limits."""
+    max_replays: int | None = None
+    """Files being transcribed at once; None: only the server's limit."""
+    audio_retention_h: float | None = None
+    """How long the audio of its transcripts is kept (0: none once done); None: the server's setting."""
+
+
+def can_see(caller: ApiKey | None, owner: str | None) -> bool:
+    """Whether `caller` (None on a server that checks no keys) may read or change what `owner` made."""
+    return caller is None or caller.admin or caller.name == owner
 
 
 class KeyStore(Protocol):
-    """API keys by the SHA-256 of the key. Blocking calls, safe from any thread."""
+    """API keys by the SHA-256 of the key, and the short-lived tokens made from them. Blocking
+    calls, safe from any thread."""
 
-    def create_key(self, name: str, key_hash: str, admin: bool) -> None:
+    def create_key(self, key: ApiKey, key_hash: str) -> None:
         """Raises KeyExists when a key of that name exists."""
         ...
 
@@ -107,7 +140,15 @@ class KeyStore(Protocol):
         ...
 
     def revoke_key(self, name: str) -> bool:
-        """Delete the key; False when there is none of that name."""
+        """Delete the key and its tokens; False when there is none of that name."""
+        ...
+
+    def create_token(self, token_hash: str, key_name: str, expires_at: float) -> None:
+        """Store a token that authenticates as `key_name` until `expires_at`; expired ones are purged."""
+        ...
+
+    def key_for_token(self, token_hash: str, now: float) -> ApiKey | None:
+        """The key an unexpired token stands for."""
         ...
 
 
@@ -125,6 +166,8 @@ class EventStream(Protocol):
     """One session's events in seq order, readable by any number of followers from any seq."""
 
     session_id: str
+    owner: str | None
+    """The name of the key whose session it is (None on a server without keys)."""
     closed: bool
     """No event will be appended any more."""
 
@@ -151,8 +194,8 @@ class EventStream(Protocol):
 class EventBus(Protocol):
     """The event streams of running sessions, and of recently finished ones."""
 
-    def open(self, session_id: str) -> EventStream:
-        """A new stream for a session that is starting; `finish` it when the session ends."""
+    def open(self, session_id: str, owner: str | None) -> EventStream:
+        """A new stream for a session of `owner` that is starting; `finish` it when the session ends."""
         ...
 
     def finish(self, stream: EventStream) -> None:
@@ -161,4 +204,8 @@ class EventBus(Protocol):
 
     def get(self, session_id: str) -> EventStream | None:
         """The session's stream, or None if it is unknown or long finished."""
+        ...
+
+    def forget(self, session_id: str) -> None:
+        """Drop a finished session's stream now (its transcript was deleted)."""
         ...

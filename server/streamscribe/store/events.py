@@ -22,8 +22,9 @@ from .base import EventStream, LoggedEvent
 class EventLog:
     """One session's EventStream in memory: `append` each event in seq order; `follow` from any seq."""
 
-    def __init__(self, session_id: str, max_events: int) -> None:
+    def __init__(self, session_id: str, owner: str | None, max_events: int) -> None:
         self.session_id = session_id
+        self.owner = owner
         self._max_events = max_events
         self._events: list[LoggedEvent] = []
         self._seqs: list[int] = []
@@ -94,8 +95,8 @@ class InProcessEventBus:
         self._running: dict[str, EventStream] = {}
         self._finished: OrderedDict[str, tuple[float, EventStream]] = OrderedDict()
 
-    def open(self, session_id: str) -> EventLog:
-        log = EventLog(session_id, self._max_events)
+    def open(self, session_id: str, owner: str | None) -> EventLog:
+        log = EventLog(session_id, owner, self._max_events)
         self._running[session_id] = log
         return log
 
@@ -112,6 +113,10 @@ class InProcessEventBus:
             return self._running[session_id]
         finished = self._finished.get(session_id)
         return finished[1] if finished else None
+
+    def forget(self, session_id: str) -> None:
+        """A finished session's transcript was deleted: its events go too (a running session's stay)."""
+        self._finished.pop(session_id, None)
 
     def _prune(self) -> None:
         deadline = time.monotonic() - self._linger_s

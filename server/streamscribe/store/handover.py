@@ -58,8 +58,17 @@ class LiveEnd:
 class TranscriptKeeper(Protocol):
     """Keeps what live sessions hear: records their audio and stores their versions."""
 
-    async def open_recording(self, transcript_id: str, language: str | None, live_model: str) -> AudioSink:
-        """Create the transcript and a recorder for its audio; raises if storage fails."""
+    async def open_recording(
+        self,
+        transcript_id: str,
+        language: str | None,
+        live_model: str,
+        *,
+        owner: str | None,
+        audio_retention_h: float | None,
+    ) -> AudioSink:
+        """Create the transcript (owned by `owner`, its audio kept `audio_retention_h` after its
+        second pass, None: the server's setting) and a recorder for its audio; raises if storage fails."""
         ...
 
     def live_ended(self, end: LiveEnd, listener: JobListener | None) -> None:

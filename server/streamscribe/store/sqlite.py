@@ -3,6 +3,7 @@ data directory."""
 
 from __future__ import annotations
 
+import math
 import sqlite3
 import threading
 import time
@@ -12,7 +13,7 @@ from typing import Any
 import msgspec
 
 from ..errors import KeyExists
-from ..transcript import Transcript, VersionSummary, from_json, summarise, to_json
+from ..transcript import Transcript, TranscriptListing, VersionSummary, from_json, summarise, to_json
 from .base import ApiKey, TranscriptRecord
 
 _SCHEMA = """
@@ -45,7 +46,21 @@ CREATE TABLE IF NOT EXISTS api_keys (
     admin INTEGER NOT NULL,
     created_at REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS tokens (
+    token_hash TEXT PRIMARY KEY,
+    key_name TEXT NOT NULL REFERENCES api_keys(name) ON DELETE CASCADE,
+    expires_at REAL NOT NULL
+);
 """
+_ADDED_COLUMNS = (
+    ("transcripts", "owner", "TEXT"),
+    ("transcripts", "audio_retention_h", "REAL"),
+    ("api_keys", "max_streams", "INTEGER"),
+    ("api_keys", "max_replays", "INTEGER"),
+    ("api_keys", "audio_retention_h", "REAL"),
+)
+"""Columns added since the first schema, in order (a store made before them gets them at open)."""
+_KEY_COLUMNS = "name, admin, created_at, max_streams, max_replays, audio_retention_h"
 _summary_decoder = msgspec.json.Decoder(VersionSummary)
 
 
@@ -71,17 +86,44 @@ class SqliteTranscriptStore:
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.execute("PRAGMA foreign_keys=ON")
             self._db.executescript(_SCHEMA)
+            self._add_missing_columns()
 
-    def create(self, transcript_id: str, language: str | None, live_model: str, audio_path: str) -> None:
+    def _add_missing_columns(self) -> None:
+        for table, column, kind in _ADDED_COLUMNS:
+            existing = {row[1] for row in self._db.execute(f"PRAGMA table_info({table})")}
+            if column not in existing:
+                self._db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
+        self._db.execute("CREATE INDEX IF NOT EXISTS transcripts_owner ON transcripts(owner, created_at)")
+
+    def create(
+        self,
+        transcript_id: str,
+        *,
+        language: str | None,
+        live_model: str,
+        audio_path: str,
+        owner: str | None,
+        audio_retention_h: float | None,
+    ) -> None:
         self._write(
-            "INSERT INTO transcripts (id, created_at, language, live_model, audio_path, state) "
-            "VALUES (?, ?, ?, ?, ?, 'live')",
-            (transcript_id, time.time(), language, live_model, audio_path),
+            "INSERT INTO transcripts (id, created_at, language, live_model, audio_path, state, owner, "
+            "audio_retention_h) VALUES (?, ?, ?, ?, ?, 'live', ?, ?)",
+            (transcript_id, time.time(), language, live_model, audio_path, owner, audio_retention_h),
         )
 
     def get(self, transcript_id: str) -> TranscriptRecord | None:
         rows = self._read("SELECT * FROM transcripts WHERE id = ?", (transcript_id,))
         return _record(rows[0]) if rows else None
+
+    def listing(self, owner: str | None, limit: int, before: float | None) -> list[TranscriptListing]:
+        rows = self._read(
+            "SELECT t.id, t.created_at, t.state, t.language, t.audio_path IS NOT NULL, v.summary "
+            "FROM transcripts t LEFT JOIN versions v ON v.transcript_id = t.id AND v.version = "
+            "(SELECT MAX(version) FROM versions WHERE transcript_id = t.id) "
+            "WHERE (? IS NULL OR t.owner = ?) AND t.created_at < ? ORDER BY t.created_at DESC LIMIT ?",
+            (owner, owner, math.inf if before is None else before, limit),
+        )
+        return [_listing(row) for row in rows]
 
     def add_version(self, transcript: Transcript) -> Transcript:
         with self._lock:
@@ -151,11 +193,11 @@ class SqliteTranscriptStore:
             )
         return cut_off
 
-    def audio_expired(self, finalized_before: float) -> list[TranscriptRecord]:
+    def audio_expired(self, now: float, default_retention_h: float) -> list[TranscriptRecord]:
         rows = self._read(
             "SELECT * FROM transcripts WHERE audio_path IS NOT NULL AND state IN ('done', 'failed') "
-            "AND finalized_at <= ?",
-            (finalized_before,),
+            "AND finalized_at + COALESCE(audio_retention_h, ?) * 3600 <= ?",
+            (default_retention_h, now),
         )
         return [_record(row) for row in rows]
 
@@ -169,21 +211,38 @@ class SqliteTranscriptStore:
             ).fetchone()
         return _record(row) if row else None
 
-    def create_key(self, name: str, key_hash: str, admin: bool) -> None:
+    def create_key(self, key: ApiKey, key_hash: str) -> None:
         try:
             self._write(
-                "INSERT INTO api_keys (name, key_hash, admin, created_at) VALUES (?, ?, ?, ?)",
-                (name, key_hash, int(admin), time.time()),
+                f"INSERT INTO api_keys (key_hash, {_KEY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (key_hash, *_key_row(key)),
             )
         except sqlite3.IntegrityError as exc:
-            raise KeyExists(f"a key named {name!r} exists already; revoke it first") from exc
+            raise KeyExists(f"a key named {key.name!r} exists already; revoke it first") from exc
 
     def keys(self) -> list[ApiKey]:
-        rows = self._read("SELECT name, admin, created_at FROM api_keys ORDER BY created_at, rowid", ())
+        rows = self._read(f"SELECT {_KEY_COLUMNS} FROM api_keys ORDER BY created_at, rowid", ())
         return [_api_key(row) for row in rows]
 
     def key_for_hash(self, key_hash: str) -> ApiKey | None:
-        rows = self._read("SELECT name, admin, created_at FROM api_keys WHERE key_hash = ?", (key_hash,))
+        rows = self._read(f"SELECT {_KEY_COLUMNS} FROM api_keys WHERE key_hash = ?", (key_hash,))
+        return _api_key(rows[0]) if rows else None
+
+    def create_token(self, token_hash: str, key_name: str, expires_at: float) -> None:
+        with self._lock:
+            self._db.execute("DELETE FROM tokens WHERE expires_at <= ?", (time.time(),))
+            self._db.execute(
+                "INSERT INTO tokens (token_hash, key_name, expires_at) VALUES (?, ?, ?)",
+                (token_hash, key_name, expires_at),
+            )
+
+    def key_for_token(self, token_hash: str, now: float) -> ApiKey | None:
+        columns = ", ".join(f"k.{column}" for column in _KEY_COLUMNS.split(", "))
+        rows = self._read(
+            f"SELECT {columns} FROM tokens t JOIN api_keys k ON k.name = t.key_name "
+            "WHERE t.token_hash = ? AND t.expires_at > ?",
+            (token_hash, now),
+        )
         return _api_key(rows[0]) if rows else None
 
     def has_keys(self) -> bool:
@@ -207,10 +266,20 @@ class SqliteTranscriptStore:
 
 
 def _record(row: tuple[Any, ...]) -> TranscriptRecord:
-    """A transcripts row, its columns in the order of _SCHEMA."""
-    transcript_id, created_at, language, live_model, audio_path, state, job_settings, error, finalized_at = (
-        row
-    )
+    """A transcripts row, its columns in the order of _SCHEMA, then _ADDED_COLUMNS."""
+    (
+        transcript_id,
+        created_at,
+        language,
+        live_model,
+        audio_path,
+        state,
+        job_settings,
+        error,
+        finalized_at,
+        owner,
+        audio_retention_h,
+    ) = row
     return TranscriptRecord(
         id=transcript_id,
         created_at=created_at,
@@ -221,10 +290,38 @@ def _record(row: tuple[Any, ...]) -> TranscriptRecord:
         job_settings=job_settings,
         error=error,
         finalized_at=finalized_at,
+        owner=owner,
+        audio_retention_h=audio_retention_h,
     )
 
 
+def _listing(row: tuple[Any, ...]) -> TranscriptListing:
+    transcript_id, created_at, state, language, audio_kept, summary = row
+    latest = _summary_decoder.decode(summary) if summary is not None else None
+    return TranscriptListing(
+        id=transcript_id,
+        created_at=created_at,
+        state=state,
+        language=language,
+        audio_kept=bool(audio_kept),
+        latest_version=latest.version if latest else None,
+        duration_s=latest.duration_s if latest else None,
+    )
+
+
+def _key_row(key: ApiKey) -> tuple[Any, ...]:
+    """The values of _KEY_COLUMNS for `key`."""
+    return (key.name, int(key.admin), key.created_at, key.max_streams, key.max_replays, key.audio_retention_h)
+
+
 def _api_key(row: tuple[Any, ...]) -> ApiKey:
-    """An api_keys row of (name, admin, created_at)."""
-    name, admin, created_at = row
-    return ApiKey(name=name, admin=bool(admin), created_at=created_at)
+    """An api_keys row of _KEY_COLUMNS."""
+    name, admin, created_at, max_streams, max_replays, audio_retention_h = row
+    return ApiKey(
+        name=name,
+        admin=bool(admin),
+        created_at=created_at,
+        max_streams=max_streams,
+        max_replays=max_replays,
+        audio_retention_h=audio_retention_h,
+    )

@@ -14,7 +14,8 @@ import msgspec
 from aiohttp import WSMsgType, web
 
 from ..errors import EventsExpired, InvalidRequest, SessionNotFound
-from ..store.base import EventStream, LoggedEvent
+from ..store.base import EventStream, LoggedEvent, can_see
+from .auth import caller
 from .state import SERVER_STATE
 
 _KEEPALIVE_S = 15.0
@@ -23,7 +24,7 @@ _KEEPALIVE_S = 15.0
 def _log_and_position(request: web.Request) -> tuple[EventStream, int]:
     session_id = request.match_info["session_id"]
     event_log = request.app[SERVER_STATE].sessions.event_bus.get(session_id)
-    if event_log is None:
+    if event_log is None or not can_see(caller(request), event_log.owner):
         raise SessionNotFound(
             f"no running or recently finished session {session_id}; its transcript, if kept, is at "
             f"/v1/transcripts/{session_id}"

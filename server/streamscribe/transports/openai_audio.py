@@ -19,7 +19,7 @@ from aiohttp import web
 from ..exports import to_srt, to_vtt
 from ..languages import LANGUAGES
 from ..transcript import Transcript, Word
-from ..wire import Prompt
+from ..wire import Prompt, RetentionHours
 from .uploads import accept_upload
 
 OPENAI_MODELS = frozenset(
@@ -42,6 +42,8 @@ class OpenAIOptions(msgspec.Struct, frozen=True, kw_only=True):
     )
     stream: bool = False
     speed: Literal["max", "realtime"] = "max"
+    audio_retention_h: RetentionHours | None = None
+    """Not OpenAI's: how long to keep the audio (send it in the SDK's extra_body)."""
 
     def __post_init__(self) -> None:
         if self.stream:

@@ -1,4 +1,6 @@
-"""REST for stored transcripts: /v1/transcripts/{id}[/versions[/{n}]], finalize, delete."""
+"""REST for stored transcripts: /v1/transcripts (the caller's, newest first) and
+/v1/transcripts/{id}[/versions[/{n}]], finalize, audio, delete. A transcript of another key is
+answered 404, as if it did not exist."""
 
 from __future__ import annotations
 
@@ -10,18 +12,31 @@ from aiohttp import web
 from ..errors import AudioNotRetained, FinalizeFailed, InvalidRequest, TranscriptNotFound
 from ..exports import FORMATS, render
 from ..finalize.service import FinalizeService
+from ..store.base import TranscriptRecord, can_see
 from ..store.handover import JobDone, JobEvent, JobFailed
-from ..transcript import Transcript, VersionList
+from ..transcript import Transcript, TranscriptList, VersionList
 from ..wire import FinalizeAnswer
+from .auth import caller
 from .limits import json_body
 from .responses import struct_response
 from .state import SERVER_STATE
 
 _WAIT_TIMEOUT_S = 3600.0
+_PAGE = 20
+_MAX_PAGE = 100
 
 
 def _finalizer(request: web.Request) -> FinalizeService:
     return request.app[SERVER_STATE].finalizer
+
+
+async def _owned(request: web.Request) -> TranscriptRecord:
+    """The transcript of the route's id, if the caller may see it; raises TranscriptNotFound."""
+    transcript_id = request.match_info["transcript_id"]
+    record = await asyncio.to_thread(_finalizer(request).store.get, transcript_id)
+    if record is None or not can_see(caller(request), record.owner):
+        raise TranscriptNotFound(f"no transcript {transcript_id}")
+    return record
 
 
 def _respond(transcript: Transcript | None, request: web.Request) -> web.Response:
@@ -43,29 +58,41 @@ def transcript_response(transcript: Transcript, format: str) -> web.Response:
     return response
 
 
+async def listing(request: web.Request) -> web.Response:
+    """GET /v1/transcripts?limit=N&before=T: the caller's transcripts (an admin key's: all),
+    newest first; `next_before` pages on."""
+    try:
+        limit = int(request.query.get("limit", _PAGE))
+        before = float(request.query["before"]) if "before" in request.query else None
+    except ValueError as exc:
+        raise InvalidRequest("limit is a whole number and before a time (next_before of a page)") from exc
+    if not 1 <= limit <= _MAX_PAGE:
+        raise InvalidRequest(f"limit is 1-{_MAX_PAGE}")
+    key = caller(request)
+    owner = None if key is None or key.admin else key.name
+    page = await asyncio.to_thread(_finalizer(request).store.listing, owner, limit, before)
+    next_before = page[-1].created_at if len(page) == limit else None
+    return struct_response(TranscriptList(transcripts=page, next_before=next_before))
+
+
 async def latest(request: web.Request) -> web.Response:
-    store = _finalizer(request).store
-    transcript_id = request.match_info["transcript_id"]
-    return _respond(await asyncio.to_thread(store.version, transcript_id), request)
+    record = await _owned(request)
+    return _respond(await asyncio.to_thread(_finalizer(request).store.version, record.id), request)
 
 
 async def one_version(request: web.Request) -> web.Response:
-    store = _finalizer(request).store
     try:
         number = int(request.match_info["version"])
     except ValueError as exc:
         raise InvalidRequest("a version is a whole number") from exc
-    return _respond(
-        await asyncio.to_thread(store.version, request.match_info["transcript_id"], number), request
-    )
+    record = await _owned(request)
+    return _respond(await asyncio.to_thread(_finalizer(request).store.version, record.id, number), request)
 
 
 async def versions(request: web.Request) -> web.Response:
     store = _finalizer(request).store
-    transcript_id = request.match_info["transcript_id"]
-    record = await asyncio.to_thread(store.get, transcript_id)
-    if record is None:
-        raise TranscriptNotFound(f"no transcript {transcript_id}")
+    record = await _owned(request)
+    transcript_id = record.id
     summaries = await asyncio.to_thread(store.versions, transcript_id)
     body = VersionList(
         transcript_id=transcript_id,
@@ -89,6 +116,7 @@ async def finalize(request: web.Request) -> web.Response:
         if isinstance(event, JobDone | JobFailed) and not done.done():
             done.set_result(event)
 
+    await _owned(request)
     if wait:
         finalizer.listen(transcript_id, settle)
     try:
@@ -108,21 +136,23 @@ async def finalize(request: web.Request) -> web.Response:
 async def audio(request: web.Request) -> web.FileResponse:
     """The recorded audio (16 kHz WAV), with Range support so players can seek; 409 once the
     retention period has removed it."""
-    transcript_id = request.match_info["transcript_id"]
-    record = await asyncio.to_thread(_finalizer(request).store.get, transcript_id)
-    if record is None:
-        raise TranscriptNotFound(f"no transcript {transcript_id}")
+    record = await _owned(request)
+    transcript_id = record.id
     if record.audio_path is None or not await asyncio.to_thread(Path(record.audio_path).is_file):
         raise AudioNotRetained(f"the audio of {transcript_id} is no longer kept")
     return web.FileResponse(record.audio_path, headers={"Content-Type": "audio/wav"})
 
 
 async def delete(request: web.Request) -> web.Response:
-    await _finalizer(request).delete(request.match_info["transcript_id"])
+    """Removes the audio, every version and the session's kept events."""
+    record = await _owned(request)
+    await _finalizer(request).delete(record.id)
+    request.app[SERVER_STATE].sessions.event_bus.forget(record.id)
     return web.Response(status=204)
 
 
 def add_routes(app: web.Application) -> None:
+    app.router.add_get("/v1/transcripts", listing)
     base = "/v1/transcripts/{transcript_id}"
     app.router.add_get(base, latest)
     app.router.add_delete(base, delete)

@@ -28,7 +28,8 @@ from ..live.driver import SessionDriver
 from ..live.feeder import feed_file
 from ..live.sessions import SessionOptions, Slot
 from ..transcript import Transcript
-from ..wire import Prompt, UploadAccepted, UploadedFile
+from ..wire import Prompt, RetentionHours, UploadAccepted, UploadedFile
+from .auth import caller
 from .responses import struct_response
 from .state import SERVER_STATE, ServerState
 from .transcripts import transcript_response
@@ -50,6 +51,9 @@ class ReplayRequest(Protocol):
 
     @property
     def speed(self) -> Literal["max", "realtime"]: ...
+
+    @property
+    def audio_retention_h(self) -> float | None: ...
 
     def finalize_overrides(self) -> bytes:
         """FinalizeSettings fields (JSON) for this file's second pass."""
@@ -76,6 +80,7 @@ class TranscriptionOptions(msgspec.Struct, frozen=True, kw_only=True, forbid_unk
     """Answer with the final version instead of at once."""
     format: Literal["json", "txt", "srt", "vtt"] = "json"
     """The format of the version `wait` answers with."""
+    audio_retention_h: RetentionHours | None = None
 
     def finalize_overrides(self) -> bytes:
         fields = ("model", "diarize", "num_speakers", "min_speakers", "max_speakers", "prompt")
@@ -123,6 +128,7 @@ class FileSession:
                 finalize_overrides=overrides,
                 file_total_s=declared_s,
                 background=options.speed == "max",
+                audio_retention_h=options.audio_retention_h,
             )
             driver = await host.open(self.slot, session_options)
         except BaseException:
@@ -212,7 +218,7 @@ async def accept_upload(request: web.Request, parse: type[OptionsT]) -> tuple[Fi
     state = request.app[SERVER_STATE]
     # A bad request is refused as such before admission, never as overloaded.
     check_options(state, parse_options(query_fields(request), parse))
-    session = FileSession(state, state.sessions.admit("upload"))
+    session = FileSession(state, state.sessions.admit("upload", caller(request)))
     try:
         spool = state.settings.data_dir / "uploads" / f"{session.session_id}.upload"
         max_bytes = int(state.settings.max_upload_mb * 2**20)

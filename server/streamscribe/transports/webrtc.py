@@ -35,7 +35,9 @@ from ..errors import (
 from ..live.driver import SessionDriver
 from ..live.outbox import Outbox
 from ..live.sessions import SessionOptions, Slot
-from ..wire import Finalize, IceServers, Prompt, Stop, WebRtcAnswer, decode_client, encode
+from ..store.base import can_see
+from ..wire import Finalize, IceServers, Prompt, RetentionHours, Stop, WebRtcAnswer, decode_client, encode
+from .auth import caller
 from .ice import announce_address, ice_servers, peer_configuration
 from .limits import json_body
 from .responses import struct_response
@@ -58,6 +60,7 @@ class OfferOptions(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     sdp: str = ""
     language: str | None = None
     prompt: Prompt | None = None
+    audio_retention_h: RetentionHours | None = None
 
 
 class WebRtcSession:
@@ -96,6 +99,7 @@ class WebRtcSession:
                 stream=self._state.settings.stream,
                 input_sample_rate=OPUS_RATE,
                 prompt=options.prompt,
+                audio_retention_h=options.audio_retention_h,
             )
             driver = await host.open(self._slot, session_options)
         except BaseException:
@@ -243,7 +247,7 @@ async def offer(request: web.Request) -> web.Response:
             options = msgspec.json.decode(await json_body(request), type=OfferOptions)
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
         raise InvalidRequest(f"bad offer: {exc}") from exc
-    slot = state.sessions.admit("webrtc")
+    slot = state.sessions.admit("webrtc", caller(request))
     try:
         session = WebRtcSession(state, slot)
         answer_sdp = await session.answer(options)
@@ -269,7 +273,7 @@ async def end(request: web.Request) -> web.Response:
     """WHIP teardown: end the stream (its words are kept and its second pass runs)."""
     session_id = request.match_info["session_id"]
     slot = request.app[SERVER_STATE].sessions.find(session_id, "webrtc")
-    if slot is None or slot.driver is None:
+    if slot is None or slot.driver is None or not can_see(caller(request), slot.owner):
         raise SessionNotFound(f"no running WebRTC session {session_id}")
     slot.driver.stop(wait_for_transcript=False)
     return web.Response(status=204)

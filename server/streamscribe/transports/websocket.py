@@ -22,6 +22,7 @@ from ..errors import (
 from ..live.driver import SessionDriver
 from ..live.outbox import Outbox
 from ..live.sessions import SessionOptions, Slot
+from ..store.base import ApiKey
 from ..wire import (
     MAX_FRAME_BYTES,
     ClientMessage,
@@ -33,6 +34,7 @@ from ..wire import (
     decode_client,
     encode,
 )
+from .auth import caller
 from .state import SERVER_STATE, ServerState
 
 log = logging.getLogger(__name__)
@@ -49,9 +51,11 @@ class StreamConnection:
         self._ws = ws
         self._state = state
 
-    async def run(self, slot: Slot) -> None:
-        """Open the session on the client's `start`, then serve it until it is closed."""
+    async def run(self, caller: ApiKey | None) -> None:
+        """Admit the session on the client's `start` (a socket that never sends one holds no slot),
+        open it, then serve it until it is closed."""
         host = self._state.sessions
+        slot: Slot | None = None
         try:
             start = await self._receive_start()
             converter = PcmConverter(start.encoding, start.sample_rate, start.channels)
@@ -60,11 +64,20 @@ class StreamConnection:
                 stream=self._state.settings.stream,
                 input_sample_rate=start.sample_rate,
                 prompt=start.prompt,
+                audio_retention_h=start.audio_retention_h,
             )
+            slot = host.admit("websocket", caller)
             driver = await host.open(slot, options)
         except StreamscribeError as exc:
             await self.refuse(exc)
             return
+        finally:
+            if slot is not None and slot.driver is None:
+                host.release(slot)
+        await self._serve(slot, driver, converter)
+
+    async def _serve(self, slot: Slot, driver: SessionDriver, converter: PcmConverter) -> None:
+        host = self._state.sessions
         outbox = Outbox(self._state.settings.outbox_max_messages)
         writer = asyncio.create_task(self._write(outbox))
         reader = asyncio.create_task(self._read(driver, converter))
@@ -180,18 +193,11 @@ async def stream_handler(request: web.Request) -> web.WebSocketResponse:
     await ws.prepare(request)
     connection = StreamConnection(ws, state)
     try:
-        slot = state.sessions.admit("websocket")
-    except StreamscribeError as exc:
-        await connection.refuse(exc)
-        return ws
-    try:
-        await connection.run(slot)
+        await connection.run(caller(request))
     except Exception:
         log.exception("stream handler failed")
         if not ws.closed:
             await connection.refuse(StreamscribeError("internal error; the stream was ended"))
-    finally:
-        state.sessions.release(slot)
     return ws
 
 
