@@ -1,8 +1,10 @@
 # CPU image of the streamscribe server on the embedded default model (Whisper tiny.en).
 #   docker build -t streamscribe .
-#   docker run --rm -p 8000:8000 -p 50000-50100:50000-50100/udp \
+#   docker run --rm -v streamscribe-data:/var/lib/streamscribe streamscribe streamscribe keys create me
+#   docker run --rm -p 8000:8000 -p 50000-50100:50000-50100/udp -v streamscribe-data:/var/lib/streamscribe \
 #       -e STREAMSCRIBE_WEBRTC_PUBLIC_ADDRESS=<the host's address> streamscribe
-# or `docker compose up` (compose.yaml). WebRTC media uses the UDP ports 50000-50100, which must
+# or `docker compose up` (compose.yaml). It serves on 0.0.0.0, so it starts only once a key exists
+# in its data volume (the first command prints it) or with STREAMSCRIBE_AUTH=off. WebRTC media uses the UDP ports 50000-50100, which must
 # be published as the same range; browsers reach them at STREAMSCRIBE_WEBRTC_PUBLIC_ADDRESS.
 FROM python:3.11-slim
 

@@ -21,6 +21,7 @@ from aiohttp import web
 
 from .asr.engine import Engine
 from .config import ServerSettings
+from .errors import AuthRequired
 from .finalize.pipeline import SecondPass
 from .finalize.service import FinalizeService
 from .live.scheduler import DecodeScheduler
@@ -33,6 +34,7 @@ from .transports.auth import requiring_keys, token_route
 from .transports.errors import json_errors
 from .transports.ice import use_port_range
 from .transports.limits import identity_bodies_only
+from .transports.origins import OriginPolicy, is_loopback
 from .transports.state import SERVER_STATE, ServerState
 
 log = logging.getLogger(__name__)
@@ -43,6 +45,15 @@ def create_app(settings: ServerSettings, engine: Engine) -> web.Application:
     in which its parts start and stop)."""
     lock = DataDirLock(settings.data_dir)
     store = open_store(settings.data_dir)
+    if settings.auth == "on" and not is_loopback(settings.host) and not store.has_keys():
+        store.close()
+        raise AuthRequired(
+            f"refusing to serve on {settings.host} with no API key: anyone who can reach the port could "
+            "stream, read and delete transcripts. Either create a key first (streamscribe keys create NAME "
+            f"--data-dir {settings.data_dir}) and give it to your clients, or, where something in front "
+            "of this server already checks who calls (an authenticating proxy, a private network), "
+            "start it with --auth off"
+        )
     finalizer = FinalizeService(store, store, settings, SecondPass.for_server(settings))
     scheduler = DecodeScheduler(
         engine,
@@ -54,7 +65,12 @@ def create_app(settings: ServerSettings, engine: Engine) -> web.Application:
     )
     event_bus = InProcessEventBus(settings.event_log_max_events, settings.event_log_linger_s)
     host = SessionHost(settings, scheduler, event_bus, finalizer)
-    app = web.Application(middlewares=[json_errors, requiring_keys(store), identity_bodies_only])
+    origins = OriginPolicy(settings)
+    checks = [json_errors, origins.middleware()]
+    if settings.auth == "on":
+        checks.append(requiring_keys(store))
+    app = web.Application(middlewares=[*checks, identity_bodies_only])
+    app.on_response_prepare.append(origins.add_cors_headers)
     app[SERVER_STATE] = ServerState(settings, host, finalizer)
 
     async def decoding(app: web.Application) -> AsyncIterator[None]:
@@ -114,6 +130,10 @@ async def serve(settings: ServerSettings, engine: Engine) -> None:
     await site.start()
     host, port = runner.addresses[0][:2]
     print(f"streamscribe listening on http://{host}:{port} (model {engine.name})", flush=True)
+    if settings.auth == "off" and not is_loopback(settings.host):
+        log.warning(
+            "auth is off: anyone who can reach %s:%s can stream, read and delete transcripts", host, port
+        )
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):

@@ -150,6 +150,15 @@ class FinalizeSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown
 class ServerSettings(msgspec.Struct, frozen=True, kw_only=True):
     host: str = "127.0.0.1"
     port: int = 8000
+    auth: Literal["on", "off"] = "on"
+    """on: once a key exists every request needs one, and a server on a non-loopback address with
+    no key refuses to start; off: no credential is asked (something in front checks callers)."""
+    allowed_origins: tuple[str, ...] = ()
+    """Browser origins ("https://app.example.com") besides the server's own that may call the API
+    and open its WebSockets, with CORS headers to match; "*" allows any. Others get 403."""
+    allowed_hosts: tuple[str, ...] = ()
+    """Host header names accepted; empty: on a loopback address only loopback names (a page on
+    another site reaching it through DNS rebinding is refused), elsewhere any."""
     model: str = "tiny.en"
     device: Device = "auto"
     compute_type: str = "default"
@@ -289,8 +298,11 @@ def load_settings(
         values.update({k: v for k, v in overrides.pop(name, {}).items() if v is not None})
         server_values.pop(name, None)
         nested[name] = msgspec.convert(values, type(defaults), strict=False)
-    if isinstance(server_values.get("allowed_models"), str):
-        server_values["allowed_models"] = [m for m in server_values["allowed_models"].split(",") if m]
+    for listed in ("allowed_models", "allowed_origins", "allowed_hosts"):
+        if isinstance(server_values.get(listed), str):
+            server_values[listed] = [
+                item.strip() for item in server_values[listed].split(",") if item.strip()
+            ]
     server_values.update(overrides)
     settings = msgspec.convert(
         server_values, ServerSettings, strict=False, dec_hook=_decode_path, from_attributes=True

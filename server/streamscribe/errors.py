@@ -200,6 +200,28 @@ class Unauthorized(StreamscribeError):
     http_status = 401
 
 
+class ForbiddenOrigin(StreamscribeError):
+    """A browser request from a page on an origin the server does not allow (--allowed-origins)."""
+
+    code = "forbidden_origin"
+    close_code = 1008
+    http_status = 403
+
+
+class ForbiddenHost(StreamscribeError):
+    """A Host header the server does not answer to (DNS rebinding of a loopback server)."""
+
+    code = "forbidden_host"
+    close_code = 1008
+    http_status = 403
+
+
+class AuthRequired(StreamscribeError):
+    """`serve` on a network address with no API key and auth on: it refuses to start."""
+
+    code = "auth_required"
+
+
 class KeyExists(StreamscribeError):
     code = "key_exists"
     http_status = 409

@@ -59,7 +59,8 @@ def _settings_overrides(args: argparse.Namespace) -> dict[str, Any]:
     keys = (
         "host", "port", "model", "device", "compute_type", "cpu_threads", "max_sessions", "data_dir",
         "audio_retention_h", "webrtc_ports", "webrtc_public_address", "webrtc_stun_url", "webrtc_turn_url",
-        "webrtc_turn_username", "max_decode_wait_s", "decode_batch_size", "decode_workers",
+        "webrtc_turn_username", "max_decode_wait_s", "decode_batch_size", "decode_workers", "auth",
+        "allowed_origins", "allowed_hosts",
     )  # fmt: skip
     overrides: dict[str, Any] = {key: getattr(args, key, None) for key in keys}
     finalize: dict[str, Any] = {
@@ -73,6 +74,10 @@ def _settings_overrides(args: argparse.Namespace) -> dict[str, Any]:
         finalize["diarize"] = False
     overrides["finalize"] = finalize
     return overrides
+
+
+def _comma_list(text: str) -> list[str]:
+    return [item.strip() for item in text.split(",") if item.strip()]
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
@@ -358,6 +363,23 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--host", help=f"the address to listen on (default: {_DEFAULTS.host})")
     serve.add_argument("--port", type=int, help=f"the port; 0 picks a free one (default: {_DEFAULTS.port})")
+    access = serve.add_argument_group("who may call (README: API keys)")
+    access.add_argument(
+        "--auth", choices=["on", "off"],
+        help="on: once a key exists (streamscribe keys create) every request needs one, and a non-loopback "
+        "--host with no key refuses to start; off: no credential is asked, for a server behind something "
+        "that checks callers (default: on)",
+    )  # fmt: skip
+    access.add_argument(
+        "--allowed-origins", dest="allowed_origins", type=_comma_list, metavar="ORIGIN,...",
+        help="browser pages on these origins (https://app.example.com, or *) may call the API and open "
+        "its WebSockets, besides the server's own pages (default: none)",
+    )  # fmt: skip
+    access.add_argument(
+        "--allowed-hosts", dest="allowed_hosts", type=_comma_list, metavar="NAME,...",
+        help="the Host names the server answers to (default: loopback names on a loopback --host, "
+        "else any)",
+    )  # fmt: skip
     serve.add_argument(
         "--max-sessions", dest="max_sessions", type=int,
         help=f"live streams and file replays at once (default: {_DEFAULTS.max_sessions})",
