@@ -12,13 +12,21 @@ import numpy as np
 import pytest
 from aiohttp import web
 
-from streamscribe.app import create_app
+from streamscribe.app import create_app, listen
 from streamscribe.asr.engine import Engine
 from streamscribe.asr.models import load_engine
 from streamscribe.audio import read_file
 from streamscribe.config import ServerSettings, load_settings
 
 TESTDATA = Path(__file__).resolve().parents[2] / "shared" / "testdata"
+
+
+async def start_server(settings: ServerSettings, engine: Engine) -> tuple[web.AppRunner, str]:
+    """A real server on a free loopback port, as `serve` starts it; the caller must
+    `await runner.cleanup()`."""
+    runner = await listen(create_app(settings, engine), "127.0.0.1", 0)
+    host, port = runner.addresses[0][:2]
+    return runner, f"http://{host}:{port}"
 
 
 def speech_file(relative: str) -> Path:
@@ -73,12 +81,8 @@ def jfk() -> tuple[np.ndarray, str]:
 @pytest.fixture(scope="session")
 async def server_url(settings: ServerSettings, engine: Engine) -> AsyncIterator[str]:
     """A real server on a free loopback port; yields its base URL (http://...)."""
-    runner = web.AppRunner(create_app(settings, engine))
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    host, port = runner.addresses[0][:2]
-    yield f"http://{host}:{port}"
+    runner, url = await start_server(settings, engine)
+    yield url
     await runner.cleanup()
 
 

@@ -31,6 +31,7 @@ from .store.lock import DataDirLock
 from .store.sqlite import open_store
 from .transports import events, http, openai_audio, transcripts, uploads, webrtc, websocket
 from .transports.auth import requiring_keys, token_route
+from .transports.connections import ConnectionLimit, LimitedSite
 from .transports.errors import json_errors
 from .transports.ice import use_port_range
 from .transports.limits import identity_bodies_only
@@ -71,7 +72,7 @@ def create_app(settings: ServerSettings, engine: Engine) -> web.Application:
         checks.append(requiring_keys(store))
     app = web.Application(middlewares=[*checks, identity_bodies_only])
     app.on_response_prepare.append(origins.add_cors_headers)
-    app[SERVER_STATE] = ServerState(settings, host, finalizer)
+    app[SERVER_STATE] = ServerState(settings, host, finalizer, ConnectionLimit(settings.max_connections))
 
     async def decoding(app: web.Application) -> AsyncIterator[None]:
         scheduler.start()
@@ -118,16 +119,28 @@ def _remove_spooled_uploads(spool: Path) -> None:
         leftover.unlink(missing_ok=True)
 
 
+async def listen(app: web.Application, host: str, port: int) -> web.AppRunner:
+    """Start `app` (its startup runs here) on host:port (0: any free port; see
+    `runner.addresses`); the caller must `await runner.cleanup()` to shut it down."""
+    state = app[SERVER_STATE]
+    runner = web.AppRunner(
+        app,
+        handle_signals=False,
+        access_log=None,  # a request line can hold a ?token=; requests are logged where refused
+        keepalive_timeout=state.settings.idle_timeout_s,
+    )
+    await runner.setup()
+    await LimitedSite(runner, host, port, state.connections).start()
+    return runner
+
+
 async def serve(settings: ServerSettings, engine: Engine) -> None:
     """Run until SIGINT or SIGTERM, then shut down in order. Prints the bound address. A second
     pass cut off by the shutdown ends the process here, with status 0 (see below)."""
     import signal
 
     app = create_app(settings, engine)
-    runner = web.AppRunner(app, handle_signals=False)
-    await runner.setup()
-    site = web.TCPSite(runner, settings.host, settings.port)
-    await site.start()
+    runner = await listen(app, settings.host, settings.port)
     host, port = runner.addresses[0][:2]
     print(f"streamscribe listening on http://{host}:{port} (model {engine.name})", flush=True)
     if settings.auth == "off" and not is_loopback(settings.host):

@@ -125,6 +125,12 @@ class AudioFile:
             self._container.close()
             raise NoAudioStream(f"{self._name} (format {format_name}) has no audio stream")
         stream = self._container.streams.audio[0]
+        rate = stream.codec_context.sample_rate
+        if rate and rate < MIN_INPUT_RATE:  # 4 KB at 1 Hz would decode to 38 minutes
+            self._container.close()
+            raise UnsupportedAudio(
+                f"{self._name} is sampled at {rate} Hz; speech needs at least {MIN_INPUT_RATE} Hz"
+            )
         duration_s: float | None = None
         if stream.duration is not None and stream.time_base is not None:
             duration_s = float(stream.duration * stream.time_base)

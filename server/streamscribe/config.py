@@ -190,6 +190,28 @@ class ServerSettings(msgspec.Struct, frozen=True, kw_only=True):
     decode_gather_ms: Annotated[int, msgspec.Meta(ge=0, le=1000)] = 20
     """How long a batch waits for more live sessions to be ready, when more are open than ready;
     a lone session never waits."""
+    max_stream_speed: Annotated[float, msgspec.Meta(ge=1.0)] = 20.0
+    """A live stream's audio is taken at most this many times faster than real time once its
+    first stream_burst_s are in (silence costs no decode: without a bound one client pushed
+    6,488 s of it in 30 s through the voice detector and onto the disk); the client is then
+    simply read slower. Not much lower: a fast client's keepalive ping waits behind the audio its
+    socket buffers hold (about 6 MB, 190 s, on loopback: 10 s at 20x; a stock client gives up
+    after 20 s). File replays are bounded by the decoder instead."""
+    stream_burst_s: Annotated[float, msgspec.Meta(ge=0.0)] = 120.0
+    """Audio a live stream may send at once, beyond max_stream_speed (a client catching up
+    after a stall, or a test streaming a recording)."""
+    max_connections: Annotated[int, msgspec.Meta(ge=1)] = 1000
+    """Open connections at most (idle, streaming and half-sent alike); more are answered 503
+    `too_many_connections` and closed at once. Keep it under the process's open-file limit."""
+    idle_timeout_s: Annotated[float, msgspec.Meta(gt=0.0)] = 10.0
+    """A connection is closed when its request head (the first one included), a WebSocket's
+    `start`, or the next bytes of an upload body do not come within this."""
+    stream_idle_timeout_s: Annotated[float, msgspec.Meta(gt=0.0)] = 60.0
+    """A started live stream that sends nothing (no audio, no message) for this long is ended
+    (`idle_timeout`), its words kept, as if its client had gone."""
+    min_upload_kib_per_s: Annotated[float, msgspec.Meta(ge=0.0)] = 8.0
+    """An upload body must average at least this (after its first idle_timeout_s), or it is
+    refused (`idle_timeout`): a body trickled in would hold an upload slot for days."""
     max_uploads: int = 4
     """File replays at a time (each counts as a session too); more are refused with 429."""
     max_upload_mb: float = 2048.0
@@ -207,6 +229,12 @@ class ServerSettings(msgspec.Struct, frozen=True, kw_only=True):
     """/healthz counts an open session as stalled after this long without progress."""
     data_dir: Path = Path.home() / ".local" / "share" / "streamscribe"
     """Transcripts (SQLite) and recorded audio."""
+    min_free_disk_mb: Annotated[float, msgspec.Meta(ge=0.0)] = 256.0
+    """New streams and uploads are refused (`storage_full`) while the disk of data_dir has less
+    free: the room that streams in progress, second passes and the store still need."""
+    max_versions: Annotated[int, msgspec.Meta(ge=2)] = 20
+    """Versions a transcript may have; a re-run (POST .../finalize) past it is refused
+    (`version_limit`): each one costs a second pass and is kept for good."""
     audio_retention_h: float = 168.0
     """Recorded audio is deleted this long after its second pass; 0 = right after it; inf = never."""
     client_dir: Path = Path(__file__).resolve().parents[2] / "client_js"

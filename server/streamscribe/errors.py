@@ -104,6 +104,31 @@ class StorageFailed(StreamscribeError):
     http_status = 507  # insufficient storage
 
 
+class TooManyConnections(StreamscribeError):
+    """The server holds max_connections open connections: a new one is answered and closed."""
+
+    code = "too_many_connections"
+    http_status = 503
+    retry_after_s = 1
+
+
+class StorageFull(StreamscribeError):
+    """The disk under the data directory is full (or under its reserve): nothing new is kept;
+    what is stored stays readable."""
+
+    code = "storage_full"
+    close_code = 1011
+    http_status = 507
+
+
+class StorageUnavailable(StreamscribeError):
+    """The transcript store or the data directory cannot be used (read-only, damaged, gone)."""
+
+    code = "storage_unavailable"
+    close_code = 1011
+    http_status = 503
+
+
 class DataDirInUse(StreamscribeError):
     """Another server process keeps the same data directory; this one does not start."""
 
@@ -135,6 +160,13 @@ class TranscriptBusy(StreamscribeError):
     http_status = 409
 
 
+class VersionLimit(StreamscribeError):
+    """A re-run of a transcript that has as many versions as the server keeps (max_versions)."""
+
+    code = "version_limit"
+    http_status = 409
+
+
 class UploadTooLarge(StreamscribeError):
     code = "upload_too_large"
     http_status = 413
@@ -159,6 +191,15 @@ class UploadInterrupted(StreamscribeError):
     http_status = 400
 
 
+class IdleTimeout(StreamscribeError):
+    """A client that stopped sending, or sends too slowly to finish: an upload body that stalls
+    or trickles, a WebSocket with no `start` or no audio. A stream's words so far are kept."""
+
+    code = "idle_timeout"
+    close_code = 1008
+    http_status = 408
+
+
 class SessionNotFound(StreamscribeError):
     code = "session_not_found"
     http_status = 404
@@ -177,6 +218,25 @@ class InvalidRequest(StreamscribeError):
 
     code = "invalid_request"
     http_status = 400
+
+
+class NotFound(StreamscribeError):
+    """No such endpoint (an unknown transcript is transcript_not_found)."""
+
+    code = "not_found"
+    http_status = 404
+
+
+class MethodNotAllowed(StreamscribeError):
+    code = "method_not_allowed"
+    http_status = 405
+
+
+class RequestTooLarge(StreamscribeError):
+    """A JSON request body past its limit (uploads have upload_too_large)."""
+
+    code = "request_too_large"
+    http_status = 413
 
 
 class UnsupportedMediaType(StreamscribeError):
@@ -227,6 +287,12 @@ class KeyExists(StreamscribeError):
     http_status = 409
 
 
+def client_reason(exc: BaseException) -> str:
+    """What a client may read of an unexpected failure: the message of our own errors, else only
+    the kind (raw exception text can hold paths, URLs and credentials; it goes to the log)."""
+    return exc.message if isinstance(exc, StreamscribeError) else type(exc).__name__
+
+
 def close_code_for(error_code: str | None) -> int:
     """The WebSocket close code for a session that ended with this wire error code (None: normal)."""
     if error_code is None:
@@ -248,3 +314,5 @@ def _all_errors(root: type[StreamscribeError]) -> list[type[StreamscribeError]]:
 
 _ERRORS_BY_CODE = {kind.code: kind for kind in _all_errors(StreamscribeError)}
 """Every error class by its wire code, built once (every error is defined above)."""
+ERROR_CODES = frozenset(_ERRORS_BY_CODE)
+"""Every code a client may be answered with."""

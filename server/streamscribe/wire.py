@@ -80,7 +80,8 @@ class Ready(ServerMessage, tag="ready", frozen=True):
     model: str
     sample_rate: int
     transcript_id: str | None = None
-    """Where the stored transcript will be (GET /v1/transcripts/{id}); None if none is kept."""
+    """Where the stored transcript will be (GET /v1/transcripts/{id}); None if none is kept. A
+    stream that ends with no audio at all keeps none: it closes without `transcript_ready`."""
 
 
 class SpeechStarted(ServerMessage, tag="speech_started", frozen=True):
@@ -229,7 +230,7 @@ class Health(msgspec.Struct, frozen=True, kw_only=True):
     """GET /healthz."""
 
     status: str
-    """ok, or draining while the server shuts down."""
+    """ok; draining while the server shuts down; degraded (HTTP 503) while `storage` is not ok."""
     model: str
     sessions: int
     max_sessions: int
@@ -241,6 +242,15 @@ class Health(msgspec.Struct, frozen=True, kw_only=True):
     decode_wait_p95_s: float | None = None
     """How long live sessions waited for their decodes (queue and batch), p95 over the last 20 s;
     None when none was decoded then. Admission goes by it (max_decode_wait_s)."""
+    connections: int = 0
+    """Open HTTP and WebSocket connections."""
+    max_connections: int = 0
+    connections_refused: int = 0
+    """Connections answered too_many_connections since start."""
+    storage: str = "ok"
+    """ok; full (under min_free_disk_mb free, or a write failed for want of space: new streams
+    and uploads are refused); unavailable (the data directory or the store cannot be used)."""
+    storage_free_mb: float | None = None
 
 
 class WebRtcAnswer(msgspec.Struct, frozen=True, kw_only=True):

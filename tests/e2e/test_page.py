@@ -22,8 +22,7 @@ from streamscribe.bench.metrics import word_error_rate
 from streamscribe.cli.main import main
 from streamscribe.config import ServerSettings
 
-from ..conftest import speech_file
-from ..integration.test_transcripts import start_server
+from ..conftest import speech_file, start_server
 
 pytestmark = pytest.mark.model
 

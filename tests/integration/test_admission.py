@@ -17,8 +17,8 @@ from streamscribe.client.stream import TimedEvent, stream_samples
 from streamscribe.config import ServerSettings
 from streamscribe.wire import Error, Health, Partial, Start, decode_server, encode
 
+from ..conftest import start_server
 from .streams import assert_well_formed
-from .test_transcripts import start_server
 
 
 @pytest.fixture

@@ -28,7 +28,7 @@ from streamscribe.store.sqlite import open_store
 from streamscribe.transports.auth import key_hash
 from streamscribe.wire import Error, ErrorBody, Ready, Start, decode_server, encode
 
-from .test_transcripts import start_server
+from ..conftest import start_server
 
 pytestmark = pytest.mark.model
 

@@ -5,7 +5,6 @@ and the server keeps serving."""
 from __future__ import annotations
 
 import asyncio
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,10 +21,10 @@ from streamscribe.client.stream import stream_samples
 from streamscribe.config import ServerSettings
 from streamscribe.wire import Closed, Error
 
-from ..conftest import librispeech_utterance
+from ..conftest import librispeech_utterance, start_server
 from .test_bad_input import exchange
+from .test_storage import tmpfs
 from .test_stream import ws_url
-from .test_transcripts import start_server
 
 START = '{"type":"start"}'
 
@@ -73,17 +72,8 @@ async def test_a_deeply_nested_frame_is_a_bad_message(server_url: str) -> None:
 @pytest.fixture
 def tiny_disk(tmp_path: Path) -> Iterator[Path]:
     """A real 384 KiB file system (tmpfs): about ten seconds of recording fill it."""
-    disk = tmp_path / "disk"
-    disk.mkdir()
-    mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=384k", "tmpfs", str(disk)], capture_output=True
-    )
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here (needs root): {mounted.stderr.decode().strip()}")
-    try:
+    with tmpfs(tmp_path / "disk", "384k") as disk:
         yield disk
-    finally:
-        subprocess.run(["umount", "-l", str(disk)], check=True)
 
 
 async def test_a_disk_that_fills_mid_stream_ends_it_with_an_error_and_frees_its_slot(
@@ -91,7 +81,9 @@ async def test_a_disk_that_fills_mid_stream_ends_it_with_an_error_and_frees_its_
 ) -> None:
     audio, _ = librispeech_utterance("1272-135031-0000")
     speech = np.concatenate([audio] * 4)  # ~23 s: more than the disk holds
-    runner, url = await start_server(msgspec.structs.replace(settings, data_dir=tiny_disk), engine)
+    runner, url = await start_server(
+        msgspec.structs.replace(settings, data_dir=tiny_disk, min_free_disk_mb=0.0), engine
+    )
     try:
         result = await stream_samples(ws_url(url), speech, speed=0)
         errors = [timed.event for timed in result.events if isinstance(timed.event, Error)]

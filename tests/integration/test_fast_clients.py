@@ -8,15 +8,20 @@ import json
 import os
 import re
 import signal
+import time
+from pathlib import Path
 
 import aiohttp
+import msgspec
 import pytest
 from websockets.asyncio.client import connect
 
+from streamscribe.asr.engine import Engine
 from streamscribe.audio import SAMPLE_RATE, read_file, to_pcm_s16le
 from streamscribe.bench.metrics import word_error_rate
+from streamscribe.config import ServerSettings
 
-from ..conftest import conversation_reference, speech_file
+from ..conftest import conversation_reference, speech_file, start_server
 from .test_cli import CLI
 from .test_dropped_clients import wait_for_no_sessions
 from .test_stream import ws_url
@@ -109,3 +114,40 @@ async def test_the_stream_command_says_when_the_connection_is_lost(
         if server.returncode is None:
             server.kill()
         await server.wait()
+
+
+async def test_a_flood_of_silence_is_taken_at_the_streams_pace_and_health_still_answers(
+    settings: ServerSettings, engine: Engine, tmp_path: Path
+) -> None:
+    """Four clients send 1 MiB frames of silence (33 s each) as fast as they can: each is read at
+    max_stream_speed once its burst is in, and the server keeps answering meanwhile."""
+    speed, burst_s, frames = 40.0, 2.0, 3
+    paced = msgspec.structs.replace(
+        settings, data_dir=tmp_path, max_stream_speed=speed, stream_burst_s=burst_s, max_sessions=8
+    )
+    frame = bytes(1 << 20)
+    runner, url = await start_server(paced, engine)
+
+    async def flood() -> tuple[float, dict]:
+        began = time.monotonic()
+        async with connect(ws_url(url), max_size=None) as ws:
+            await ws.send('{"type":"start"}')
+            for _ in range(frames):
+                await ws.send(frame)
+            await ws.send('{"type":"stop","wait_for_transcript":false}')
+            events = [json.loads(message) async for message in ws]
+        return time.monotonic() - began, events[-1]
+
+    try:
+        floods = [asyncio.create_task(flood()) for _ in range(4)]
+        async with aiohttp.ClientSession() as http:
+            while not all(task.done() for task in floods):
+                async with http.get(url + "/healthz") as response:
+                    assert response.status == 200
+                await asyncio.wait(floods, timeout=0.2)
+        audio_s = frames * len(frame) / 2 / SAMPLE_RATE
+        for elapsed_s, closed in [task.result() for task in floods]:
+            assert closed["type"] == "closed" and closed["audio_s"] == pytest.approx(audio_s, abs=0.1)
+            assert elapsed_s >= (audio_s - burst_s) / speed * 0.9, "no faster than the pace"
+    finally:
+        await runner.cleanup()

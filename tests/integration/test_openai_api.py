@@ -17,8 +17,7 @@ from streamscribe.asr.engine import Engine
 from streamscribe.bench.metrics import word_error_rate
 from streamscribe.config import ServerSettings
 
-from ..conftest import MEDIA_ENCODINGS
-from .test_transcripts import start_server
+from ..conftest import MEDIA_ENCODINGS, start_server
 
 pytestmark = pytest.mark.model
 

@@ -22,7 +22,7 @@ from streamscribe.errors import AuthRequired
 from streamscribe.store.base import ApiKey
 from streamscribe.store.sqlite import open_store
 
-from .test_transcripts import start_server
+from ..conftest import start_server
 
 pytestmark = pytest.mark.model
 

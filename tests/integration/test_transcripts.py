@@ -19,25 +19,16 @@ import numpy as np
 import pytest
 import srt
 import webvtt
-from aiohttp import web
 
-from streamscribe.app import create_app
 from streamscribe.asr.engine import Engine
 from streamscribe.audio import to_pcm_s16le
 from streamscribe.bench.metrics import word_error_rate
 from streamscribe.config import ServerSettings
 from streamscribe.errors import DataDirInUse
 
+from ..conftest import start_server
+
 pytestmark = pytest.mark.model
-
-
-async def start_server(settings: ServerSettings, engine: Engine) -> tuple[web.AppRunner, str]:
-    runner = web.AppRunner(create_app(settings, engine))
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    host, port = runner.addresses[0][:2]
-    return runner, f"http://{host}:{port}"
 
 
 @pytest.fixture(scope="module")

@@ -21,7 +21,7 @@ from streamscribe.asr.engine import Engine
 from streamscribe.bench.metrics import word_error_rate
 from streamscribe.config import ServerSettings
 
-from .test_transcripts import start_server
+from ..conftest import start_server
 
 pytestmark = pytest.mark.model
 MAX_SESSION_S = 60
@@ -219,7 +219,9 @@ async def test_bad_uploads_get_a_code_and_a_reason_and_leave_nothing_behind(
         "a-million-speakers": {"data": jfk_mp3, "params": {"num_speakers": "1000000"}},
         "inverted-speaker-range": {"data": form(media["jfk.mp3"], min_speakers="5", max_speakers="2")},
         "unknown-language": {"data": jfk_mp3, "params": {"language": "zz"}},
-        "longer-than-a-session": {"data": silence_mp3(MAX_SESSION_S + 30, tmp_path)},
+        "longer-than-a-session": {
+            "data": silence(MAX_SESSION_S + 30, tmp_path / "silence.mp3", "-b:a", "8k")
+        },
         "gzip-bomb": {  # 64 MB of zeros in 64 KB: would inflate past the 1 MB limit
             "data": gzip.compress(b"\0" * 64 * 2**20),
             "headers": {"Content-Encoding": "gzip"},
@@ -240,11 +242,11 @@ async def test_bad_uploads_get_a_code_and_a_reason_and_leave_nothing_behind(
     assert (await get_json(server, "/healthz"))["uploads"] == 0
 
 
-def silence_mp3(seconds: int, folder: Path) -> bytes:
-    path = folder / "silence.mp3"
+def silence(seconds: int, path: Path, *encoding: str) -> bytes:
+    """`seconds` of silence encoded by ffmpeg into `path` (its suffix picks the format)."""
     subprocess.run(
         ["ffmpeg", "-loglevel", "error", "-y", "-f", "lavfi", "-i", "anullsrc=r=16000:cl=mono", "-t", str(seconds),
-         "-b:a", "8k", str(path)],
+         *encoding, str(path)],
         check=True, timeout=60,
     )  # fmt: skip
     return path.read_bytes()
@@ -262,15 +264,18 @@ async def test_a_client_that_disconnects_mid_upload_leaves_nothing_behind(
     host, port = server.removeprefix("http://").split(":")
     _reader, writer = await asyncio.open_connection(host, int(port))
     writer.write(
-        b"POST /v1/transcriptions HTTP/1.1\r\nHost: x\r\nContent-Type: audio/mpeg\r\n"
+        b"POST /v1/transcriptions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: audio/mpeg\r\n"
         b"Content-Length: 900000\r\n\r\n" + b"\xff\xfb" * 50000
     )
     await writer.drain()
-    await asyncio.sleep(0.3)
-    spooled = list((upload_settings.data_dir / "uploads").glob("*"))
+    for _ in range(600):  # until the server spools it
+        if any((upload_settings.data_dir / "uploads").glob("*")):
+            break
+        await asyncio.sleep(0.05)
+    else:
+        raise AssertionError("the upload was never spooled")
     writer.close()
     await writer.wait_closed()
-    assert spooled, "the upload was being spooled"
     for _ in range(200):  # the server notices the reset connection within a moment
         health = await get_json(server, "/healthz")
         if not health["uploads"] and not any((upload_settings.data_dir / "uploads").glob("*")):
@@ -278,6 +283,28 @@ async def test_a_client_that_disconnects_mid_upload_leaves_nothing_behind(
         await asyncio.sleep(0.05)
     assert health["uploads"] == 0 and health["status"] == "ok"
     assert not any((upload_settings.data_dir / "uploads").glob("*")), "the partial upload is removed"
+
+
+def undeclared_flac(seconds: int, folder: Path) -> bytes:
+    """FLAC of silence whose header does not say how long it is (total samples 0: unknown)."""
+    data = bytearray(silence(seconds, folder / "silence.flac"))
+    info = int.from_bytes(data[18:26], "big")  # STREAMINFO: rate, channels, bits, then 36 bits of total
+    data[18:26] = (info & ~((1 << 36) - 1)).to_bytes(8, "big")
+    return bytes(data)
+
+
+async def test_a_file_that_hides_its_length_is_stopped_at_the_session_limit(
+    server: str, tmp_path: Path
+) -> None:
+    """A few KB that decode to far more than a session may hold: replayed up to the limit, then
+    refused with what came before kept."""
+    bomb = undeclared_flac(MAX_SESSION_S * 3, tmp_path)
+    assert len(bomb) < 100_000
+    status, body = await post(server, params={"wait": "1"}, data=form_bytes(bomb, "bomb.flac"))
+    assert status == 413 and body["error"]["code"] == "session_too_long", body
+    message = body["error"]["message"]
+    kept = await get_json(server, message[message.index("/v1/transcripts/") :])
+    assert kept["duration_s"] == pytest.approx(MAX_SESSION_S, abs=1.0)
 
 
 async def test_a_file_damaged_part_way_keeps_what_decoded_and_says_what_happened(

@@ -17,7 +17,7 @@ from streamscribe.config import ServerSettings
 from streamscribe.errors import UnsupportedLanguage
 from streamscribe.wire import Final, Ready
 
-from .test_transcripts import start_server
+from ..conftest import start_server
 
 pytestmark = pytest.mark.model
 

@@ -1,6 +1,9 @@
 """The public address offered in a WebRTC answer (transports/ice.py), pure logic."""
 
-from streamscribe.transports.ice import announce_address
+from aiortc import RTCIceGatherer
+
+from streamscribe.config import ServerSettings
+from streamscribe.transports.ice import announce_address, peer_configuration
 
 ANSWER = (
     "v=0\r\n"
@@ -29,3 +32,12 @@ def test_an_address_already_offered_is_not_repeated() -> None:
 def test_candidates_of_the_other_address_family_are_not_announced() -> None:
     ipv6 = ANSWER.replace("172.17.0.2 50003 typ host", "fd00::2 50003 typ host")
     assert announce_address(ipv6, "203.0.113.4") == ipv6
+
+
+def test_a_peer_asks_no_stun_or_turn_server_the_operator_did_not_name() -> None:
+    """aiortc falls back on a public STUN server when given none; the server's peers never do."""
+    unnamed = RTCIceGatherer(iceServers=peer_configuration(ServerSettings()).iceServers)
+    assert unnamed._connection.stun_server is None and unnamed._connection.turn_server is None
+    named = ServerSettings(webrtc_stun_url="stun:stun.example.net:3478")
+    gatherer = RTCIceGatherer(iceServers=peer_configuration(named).iceServers)
+    assert gatherer._connection.stun_server == ("stun.example.net", 3478)

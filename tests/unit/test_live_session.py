@@ -264,3 +264,12 @@ def test_finalize_is_answered_only_once_everything_heard_is_committed() -> None:
         "the open utterance is flushed too"
     )
     assert second.end_samples == 5 * SECOND
+
+
+def test_a_stream_with_no_audio_closes_without_waiting_for_a_transcript() -> None:
+    live = LiveSession(
+        "s1", StreamSettings(), ScriptedVad(None, None), "tiny.en", 16000, "en", transcript_id="s1"
+    )
+    live.receive_stop(wait_for_transcript=True)
+    events = live.events_to_send()
+    assert [type(e) for e in events] == [Ready, Closed] and live.closed, "no transcript is kept for it"

@@ -60,7 +60,8 @@ def _settings_overrides(args: argparse.Namespace) -> dict[str, Any]:
         "host", "port", "model", "device", "compute_type", "cpu_threads", "max_sessions", "data_dir",
         "audio_retention_h", "webrtc_ports", "webrtc_public_address", "webrtc_stun_url", "webrtc_turn_url",
         "webrtc_turn_username", "max_decode_wait_s", "decode_batch_size", "decode_workers", "auth",
-        "allowed_origins", "allowed_hosts",
+        "allowed_origins", "allowed_hosts", "max_connections", "max_stream_speed", "stream_burst_s",
+        "min_upload_kib_per_s", "min_free_disk_mb",
     )  # fmt: skip
     overrides: dict[str, Any] = {key: getattr(args, key, None) for key in keys}
     finalize: dict[str, Any] = {
@@ -383,6 +384,30 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--max-sessions", dest="max_sessions", type=int,
         help=f"live streams and file replays at once (default: {_DEFAULTS.max_sessions})",
+    )  # fmt: skip
+    serve.add_argument(
+        "--max-connections", dest="max_connections", type=int,
+        help="open connections at most; more are answered 503 too_many_connections (default: "
+        f"{_DEFAULTS.max_connections})",
+    )  # fmt: skip
+    serve.add_argument(
+        "--max-stream-speed", dest="max_stream_speed", type=float,
+        help="a live stream's audio is taken at most this many times faster than real time after its "
+        f"burst (default: {_DEFAULTS.max_stream_speed:g})",
+    )  # fmt: skip
+    serve.add_argument(
+        "--stream-burst-s", dest="stream_burst_s", type=float,
+        help=f"seconds of audio a live stream may send at once (default: {_DEFAULTS.stream_burst_s:g})",
+    )  # fmt: skip
+    serve.add_argument(
+        "--min-upload-kib-per-s", dest="min_upload_kib_per_s", type=float,
+        help="an upload body slower than this on average is refused, idle_timeout (default: "
+        f"{_DEFAULTS.min_upload_kib_per_s:g})",
+    )  # fmt: skip
+    serve.add_argument(
+        "--min-free-disk-mb", dest="min_free_disk_mb", type=float,
+        help="new streams and uploads are refused, storage_full, while the data directory's disk has "
+        f"less free (default: {_DEFAULTS.min_free_disk_mb:g})",
     )  # fmt: skip
     serve.add_argument(
         "--max-decode-wait-s", dest="max_decode_wait_s", type=float,

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from ..config import ServerSettings
-from ..errors import AudioNotRetained, TranscriptNotFound
+from ..errors import AudioNotRetained, TranscriptNotFound, client_reason
 from ..store.base import JobQueue, TranscriptStore
 from ..store.handover import JobDone, JobEvent, JobFailed, JobListener, JobProgress
 from ..store.recording import read_recording, recording_duration_s
@@ -102,7 +102,7 @@ class JobRunner:
                 stored = await self._run_job(job.id, job.audio_path, job.job_settings)
             except Exception as exc:  # the job fails; the versions already stored stay
                 log.exception("second pass of %s failed", job.id)
-                error = f"{type(exc).__name__}: {exc}"
+                error = f"the second pass failed ({client_reason(exc)})"
             await asyncio.to_thread(self._jobs.finish_job, job.id, error)
             fields = {
                 "event": "job_end",

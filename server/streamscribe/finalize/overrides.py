@@ -21,6 +21,19 @@ OPERATOR_ONLY_SETTINGS = frozenset(
 place the server would send the transcript."""
 
 
+SERVER_SIDE_SETTINGS = ("pyannote_checkpoint", "rewrite_url")
+"""Where the server's files and endpoints are (a URL may carry credentials): never recorded
+in a version, which every reader of the transcript sees."""
+
+
+def recorded_settings(settings: FinalizeSettings) -> dict[str, Any]:
+    """The settings a version records of the second pass that made it."""
+    values = msgspec.structs.asdict(settings)
+    for name in SERVER_SIDE_SETTINGS:
+        values.pop(name)
+    return values
+
+
 def offered_models(settings: ServerSettings) -> tuple[str, ...]:
     """Second-pass models a client may ask for: embedded, the server's own, and allowed ones."""
     names = (*EMBEDDED, settings.model, settings.finalize.model, *settings.allowed_models)

@@ -11,7 +11,6 @@ import threading
 import time
 from collections.abc import Callable
 
-import msgspec
 from msgspec.structs import replace
 
 from .. import wire
@@ -19,10 +18,12 @@ from ..asr.engine import DecodeOptions, Engine, Progress
 from ..asr.models import load_engine
 from ..audio import SAMPLE_RATE, Samples
 from ..config import FinalizeSettings, ServerSettings
+from ..errors import client_reason
 from ..transcript import CaptionLayout, Segment, Transcript, VersionInfo, Word, stream_cut_warnings
 from .diarize import Diarizer, SpeakerHints, assign_speakers, make_diarizer
 from .enhance import paragraphs, readable_paragraphs, to_segments
 from .merge import merge, number_words
+from .overrides import recorded_settings
 from .rewrite import RewriteClient
 
 log = logging.getLogger(__name__)
@@ -159,7 +160,7 @@ class SecondPass:
                 parent=parent.version,
                 created_at=time.time(),
                 models=models,
-                settings=msgspec.structs.asdict(settings),
+                settings=recorded_settings(settings),
                 timings_s=timings,
                 warnings=warnings,
             ),
@@ -193,7 +194,9 @@ class SecondPass:
             )
         except Exception as exc:  # any backend failure: the version is still made, without speakers
             log.warning("diarization with %s failed: %s", settings.diarizer, exc)
-            warnings.append(f"diarization ({settings.diarizer}) failed, no speaker labels: {exc}")
+            warnings.append(
+                f"diarization ({settings.diarizer}) failed, no speaker labels ({client_reason(exc)})"
+            )
             return words, "none"
         return assign_speakers(words, turns), diarizer.name
 
@@ -203,7 +206,7 @@ class SecondPass:
             groups = readable_paragraphs(words, settings.paragraph_pause_s)
         except Exception as exc:  # a bug in cleaning must not cost the transcript
             log.exception("enhancement failed")
-            warnings.append(f"enhancement failed, text kept as decoded: {exc}")
+            warnings.append(f"enhancement failed, text kept as decoded ({client_reason(exc)})")
             groups = paragraphs(words, settings.paragraph_pause_s)
         if settings.rewrite_url:
             client = RewriteClient(

@@ -8,6 +8,7 @@ failure leaves the text as it was and becomes a warning on the version.
 from __future__ import annotations
 
 import json
+import logging
 import urllib.error
 import urllib.request
 
@@ -15,6 +16,8 @@ from msgspec.structs import replace
 
 from ..text import word_key
 from ..transcript import Word
+
+log = logging.getLogger(__name__)
 
 _INSTRUCTION = (
     "You fix the punctuation and capitalisation of a speech transcript. Return the same words in "
@@ -38,7 +41,8 @@ class RewriteClient:
             try:
                 text = self._complete(" ".join(word.text for word in words))
             except (OSError, ValueError, KeyError, IndexError, TypeError) as exc:
-                return paragraphs, [f"rewrite failed, text kept as it was: {type(exc).__name__}: {exc}"]
+                log.warning("rewrite failed: %s: %s", type(exc).__name__, exc)
+                return paragraphs, [f"rewrite failed, text kept as it was ({type(exc).__name__})"]
             tokens = text.split()
             if [word_key(token) for token in tokens] != [word_key(word.text) for word in words]:
                 rejected += 1

@@ -15,8 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from ..config import ServerSettings
-from ..errors import AudioNotRetained, StorageFailed, TranscriptBusy, TranscriptNotFound
+from ..errors import AudioNotRetained, TranscriptBusy, TranscriptNotFound, VersionLimit, client_reason
 from ..store.base import JobQueue, TranscriptStore
+from ..store.failures import ensure_room, storage_error
 from ..store.handover import JobDone, JobFailed, JobListener, LiveEnd
 from ..store.recording import AudioRecorder
 from .jobs import JobListeners, JobRunner
@@ -43,6 +44,7 @@ class FinalizeService:
         self._tasks: set[asyncio.Task[Any]] = set()
 
     async def start(self) -> None:
+        await asyncio.to_thread((self._settings.data_dir / "audio").mkdir, exist_ok=True)
         await self._runner.recover()
         self._spawn(self._runner.work_forever())
         self._spawn(sweep_forever(self.store, self._settings.audio_retention_h))
@@ -73,6 +75,7 @@ class FinalizeService:
         """The transcript's row and its recorder; raises StorageFailed when either cannot be written."""
         path = self._settings.data_dir / "audio" / f"{transcript_id}.wav"
         try:
+            await asyncio.to_thread(ensure_room, self._settings.data_dir, self._settings.min_free_disk_mb)
             recorder = await asyncio.to_thread(AudioRecorder, path)
             await asyncio.to_thread(
                 self.store.create,
@@ -84,12 +87,15 @@ class FinalizeService:
                 audio_retention_h=audio_retention_h,
             )
         except (OSError, sqlite3.Error) as exc:
-            log.error("opening the recording of %s failed: %s", transcript_id, exc)
-            raise StorageFailed(f"the server cannot store a new stream now ({exc})") from exc
+            raise storage_error(exc, "opening the stream's recording") from exc
         return recorder
 
     def live_ended(self, end: LiveEnd, listener: JobListener | None) -> None:
-        """Store v1 and queue the second pass (in a task); `listener` hears how the job goes."""
+        """Store v1 and queue the second pass (in a task); `listener` hears how the job goes.
+        A stream that sent no audio is not kept: its row and recording are removed."""
+        if end.duration_s == 0:
+            self._spawn(self._discard_empty(end), name="live-ended")
+            return
         if listener is not None:
             self.listen(end.transcript_id, listener)
         self._spawn(self._store_live(end), name="live-ended")
@@ -108,6 +114,12 @@ class FinalizeService:
             raise AudioNotRetained(f"the audio of {transcript_id} is no longer kept; it cannot be re-run")
         if record.state in ("live", "queued", "running"):
             raise TranscriptBusy(f"{transcript_id} is {record.state}; ask again once its second pass is done")
+        kept = len(await asyncio.to_thread(self.store.versions, transcript_id))
+        if kept >= self._settings.max_versions:
+            raise VersionLimit(
+                f"{transcript_id} has {kept} versions, as many as this server keeps; delete it and "
+                "upload the file again to start over"
+            )
         if not await asyncio.to_thread(self._jobs.enqueue, transcript_id, overrides or b"{}"):
             raise TranscriptBusy(f"a second pass of {transcript_id} is already queued or running")
         self._runner.wake()
@@ -119,11 +131,15 @@ class FinalizeService:
         self._listeners.unlisten(transcript_id, listener)
 
     async def delete(self, transcript_id: str) -> None:
-        record = await asyncio.to_thread(self.store.delete, transcript_id)
+        """The audio first: a disk that refuses to let it go leaves the transcript listed, so the
+        delete can be retried, rather than a recording that nothing points to."""
+        record = await asyncio.to_thread(self.store.get, transcript_id)
         if record is None:
             raise TranscriptNotFound(f"no transcript {transcript_id}")
         if record.audio_path:
             await asyncio.to_thread(Path(record.audio_path).unlink, missing_ok=True)
+        if await asyncio.to_thread(self.store.delete, transcript_id) is None:
+            raise TranscriptNotFound(f"no transcript {transcript_id}")
 
     # ---- internals ------------------------------------------------------------------------------
 
@@ -131,6 +147,13 @@ class FinalizeService:
         task = asyncio.create_task(work, name=name)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    async def _discard_empty(self, end: LiveEnd) -> None:
+        try:
+            await asyncio.to_thread(end.recorder.close)
+            await self.delete(end.transcript_id)
+        except Exception:
+            log.exception("removing the empty stream %s failed", end.transcript_id)
 
     async def _store_live(self, end: LiveEnd) -> None:
         try:
@@ -154,4 +177,6 @@ class FinalizeService:
                 self._listeners.notify(end.transcript_id, JobDone(1))
         except Exception as exc:  # e.g. deleted while it streamed
             log.exception("storing the live transcript %s failed", end.transcript_id)
-            self._listeners.notify(end.transcript_id, JobFailed(f"storing the live transcript failed: {exc}"))
+            self._listeners.notify(
+                end.transcript_id, JobFailed(f"storing the live transcript failed ({client_reason(exc)})")
+            )

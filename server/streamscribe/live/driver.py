@@ -20,6 +20,7 @@ from ..store.handover import AudioSink, JobDone, JobEvent, JobProgress
 from ..stream.session import FEED_SLICE_SAMPLES, DecodeRequest, LiveSession
 from ..vad import SpeechGate, VoiceDetector
 from ..wire import ServerMessage
+from .pace import AudioPace
 from .scheduler import DecodeScheduler
 
 log = logging.getLogger(__name__)
@@ -42,8 +43,10 @@ class SessionDriver:
         recorder: AudioSink | None = None,
         on_live_finished: Callable[[SessionDriver], None] | None = None,
         background: bool = False,
+        pace: AudioPace | None = None,
     ) -> None:
         self.session = session
+        self._pace = pace
         self.recorder = recorder
         self.background = background
         """Decoded only when no foreground (live) session is waiting: a file replayed at max speed."""
@@ -72,10 +75,12 @@ class SessionDriver:
         recorder: AudioSink | None = None,
         on_live_finished: Callable[[SessionDriver], None] | None = None,
         background: bool = False,
+        pace: AudioPace | None = None,
     ) -> SessionDriver:
         """A new session with its own VAD state; its `ready` event is already queued. With a
         `transcript_id`, `closed` waits for the stored transcript (see `receive_job_event`); a
-        file replay (`replays_file`) reports `progress` against `file_total_s`."""
+        file replay (`replays_file`) reports `progress` against `file_total_s`. With a `pace`,
+        audio is taken no faster than it allows."""
         gate = SpeechGate(
             threshold=settings.vad_threshold,
             release=settings.vad_release,
@@ -95,14 +100,22 @@ class SessionDriver:
             reports_progress=replays_file,
         )
         return cls(
-            session, scheduler, recorder=recorder, on_live_finished=on_live_finished, background=background
+            session,
+            scheduler,
+            recorder=recorder,
+            on_live_finished=on_live_finished,
+            background=background,
+            pace=pace,
         )
 
     async def feed_audio(self, samples: Samples) -> None:
-        """Feed converted audio; waits (so the caller stops reading) while decoding lags behind.
-        What the session takes is recorded before this returns, and before any wait."""
+        """Feed converted audio; waits (so the caller stops reading) while decoding lags behind
+        or the pace says so. Speech is detected off the event loop. What the session takes is
+        recorded before this returns, and before any wait."""
         try:
             for offset in range(0, samples.size, FEED_SLICE_SAMPLES):
+                piece = samples[offset : offset + FEED_SLICE_SAMPLES]
+                await self._keep_pace(piece.size / SAMPLE_RATE)
                 while not self.session.can_accept_audio() and not self.session.ended:
                     if self._unrecorded:
                         await self._record()
@@ -110,14 +123,19 @@ class SessionDriver:
                     await self._changed.wait()
                 if self.session.ended:
                     return
-                piece = samples[offset : offset + FEED_SLICE_SAMPLES]
+                speech = await asyncio.to_thread(self.session.detect_speech, piece)
                 before = self.session.received_samples
-                self.session.receive_audio(piece)
+                self.session.receive_audio(piece, speech)
                 if self.recorder is not None and self.session.received_samples > before:
                     self._unrecorded.append(piece)
                 self._touch()
         finally:
             await self._record()
+
+    async def _keep_pace(self, audio_s: float) -> None:
+        if self._pace is not None and (wait_s := self._pace.delay_s(audio_s, time.monotonic())) > 0:
+            await self._record()
+            await asyncio.sleep(wait_s)
 
     def finalize(self) -> None:
         self.session.receive_finalize()

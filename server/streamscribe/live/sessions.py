@@ -25,6 +25,7 @@ from ..store.handover import LiveEnd, TranscriptKeeper
 from ..transcript import stream_cut_warning
 from .driver import SessionDriver
 from .outbox import Outbox
+from .pace import AudioPace
 from .scheduler import DecodeScheduler
 
 _RETRY_AFTER_S = 10
@@ -190,6 +191,9 @@ class SessionHost:
             recorder=recorder,
             on_live_finished=hand_over,
             background=options.background,
+            pace=None
+            if slot.replays_file
+            else AudioPace(self.settings.max_stream_speed, self.settings.stream_burst_s, time.monotonic()),
         )
         slot.events = self.event_bus.open(slot.session_id, slot.owner)
         fields = {

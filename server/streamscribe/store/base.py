@@ -77,6 +77,10 @@ class TranscriptStore(Protocol):
         """Remove the transcript and every version; returns what was removed (to delete its audio)."""
         ...
 
+    def check(self) -> None:
+        """Raises if the store cannot be read now (for /healthz)."""
+        ...
+
     def close(self) -> None: ...
 
 

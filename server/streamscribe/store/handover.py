@@ -72,5 +72,6 @@ class TranscriptKeeper(Protocol):
         ...
 
     def live_ended(self, end: LiveEnd, listener: JobListener | None) -> None:
-        """Store version 1 and queue the second pass; `listener` hears how that job goes."""
+        """Store version 1 and queue the second pass; `listener` hears how that job goes. A
+        stream with no audio (`duration_s` 0) is removed instead, and `listener` hears nothing."""
         ...

@@ -20,7 +20,8 @@ class AudioRecorder:
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
-        self._file = wave.open(str(path), "wb")
+        self._handle = path.open("wb")  # opened here: wave.open of a path that fails warns in __del__
+        self._file = wave.open(self._handle, "wb")
         self._file.setnchannels(1)
         self._file.setsampwidth(2)
         self._file.setframerate(SAMPLE_RATE)
@@ -39,6 +40,7 @@ class AudioRecorder:
             if not self._closed:
                 self._closed = True
                 self._file.close()
+                self._handle.close()
 
 
 def read_recording(path: Path) -> Samples:

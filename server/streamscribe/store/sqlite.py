@@ -12,7 +12,7 @@ from typing import Any
 
 import msgspec
 
-from ..errors import KeyExists
+from ..errors import KeyExists, StorageUnavailable
 from ..transcript import Transcript, TranscriptListing, VersionSummary, from_json, summarise, to_json
 from .base import ApiKey, TranscriptRecord
 
@@ -71,7 +71,16 @@ def store_path(data_dir: Path) -> Path:
 def open_store(data_dir: Path) -> SqliteTranscriptStore:
     """The store of a data directory (the server's, or the `keys` command's), made if it is not
     there; `close()` it."""
-    return SqliteTranscriptStore(store_path(data_dir))
+    path = store_path(data_dir)
+    try:
+        return SqliteTranscriptStore(path)
+    except (sqlite3.Error, OSError) as exc:
+        raise StorageUnavailable(
+            f"the transcript store {path} cannot be opened ({type(exc).__name__}: {' '.join(str(exc).split())}). If the file "
+            "is damaged, restore it from a backup, or move it away to start with an empty store (its "
+            "transcripts and keys are then not served); if the directory is read-only, give the "
+            "server write access to it"
+        ) from exc
 
 
 class SqliteTranscriptStore:
@@ -85,6 +94,9 @@ class SqliteTranscriptStore:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.execute("PRAGMA foreign_keys=ON")
+            damage = self._db.execute("PRAGMA quick_check(1)").fetchone()[0]
+            if damage != "ok":
+                raise sqlite3.DatabaseError(f"the file is damaged: {damage}")
             self._db.executescript(_SCHEMA)
             self._add_missing_columns()
 
@@ -251,6 +263,9 @@ class SqliteTranscriptStore:
     def revoke_key(self, name: str) -> bool:
         with self._lock:
             return self._db.execute("DELETE FROM api_keys WHERE name = ?", (name,)).rowcount == 1
+
+    def check(self) -> None:
+        self._read("SELECT id FROM transcripts ORDER BY created_at DESC LIMIT 1", ())
 
     def close(self) -> None:
         with self._lock:

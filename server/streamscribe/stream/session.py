@@ -188,8 +188,15 @@ class LiveSession:
             return True
         return self.received_samples - self._decoded_until < self._lookahead_samples
 
-    def receive_audio(self, samples: Samples) -> None:
-        """The next samples of the stream (16 kHz mono), at most FEED_SLICE_SAMPLES at a time."""
+    def detect_speech(self, samples: Samples) -> list[VadEvent]:
+        """Where speech starts and ends in the next samples: the costly part of taking audio,
+        which touches nothing else of the session (a caller may run it on another thread). Pass
+        the result to `receive_audio` with the same samples, before detecting in the next ones."""
+        return self._detector.receive_audio(samples)
+
+    def receive_audio(self, samples: Samples, speech: list[VadEvent] | None = None) -> None:
+        """The next samples of the stream (16 kHz mono), at most FEED_SLICE_SAMPLES at a time,
+        with what `detect_speech` found in them (None: detected here)."""
         if self.ended:
             return  # the stream has ended (stop or error): later audio is dropped
         if samples.size > FEED_SLICE_SAMPLES:
@@ -199,7 +206,7 @@ class LiveSession:
             self.receive_error(SessionTooLong.code, f"the stream is longer than the {limit_s:.0f} s limit")
             return
         self._ring.write(samples)
-        for event in self._detector.receive_audio(samples):
+        for event in self.detect_speech(samples) if speech is None else speech:
             if isinstance(event, SpeechStart):
                 self._open_region(max(event.at_samples, self._ring.start_samples))
             elif isinstance(event, SpeechEnd) and self._regions and self._regions[-1].end is None:
@@ -451,6 +458,8 @@ class LiveSession:
         decode (with a last `progress`), FINALIZING when the transcript is no longer awaited."""
         if self.state is State.FLUSHING and not self._regions and self._in_flight is None:
             self.state = State.FINALIZING
+            if self.received_samples == 0:
+                self._wait_for_transcript = False  # no audio: no transcript is kept
             if self._progress is not None:
                 self._emit_progress(self._progress.receive_finished(self.received_samples))
         else:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from pathlib import Path
 
 from aiohttp import web
 
+from ..store.failures import storage_state
 from ..wire import Health, json_schema
 from .responses import struct_response
 from .state import SERVER_STATE
@@ -15,8 +17,13 @@ from .state import SERVER_STATE
 async def healthz(request: web.Request) -> web.Response:
     state = request.app[SERVER_STATE]
     host = state.sessions
+    settings = state.settings
+    storage, free_mb = await asyncio.to_thread(
+        storage_state, settings.data_dir, settings.min_free_disk_mb, state.finalizer.store.check
+    )
+    degraded = storage != "ok"
     health = Health(
-        status="draining" if host.draining else "ok",
+        status="draining" if host.draining else "degraded" if degraded else "ok",
         model=host.scheduler.engine.name,
         sessions=len(host.slots),
         max_sessions=state.settings.max_sessions,
@@ -25,8 +32,13 @@ async def healthz(request: web.Request) -> web.Response:
         decoder=host.scheduler.stats,
         stalled_sessions=host.stalled(),
         decode_wait_p95_s=host.scheduler.load.recent_p95_s(time.monotonic()),
+        connections=state.connections.open,
+        max_connections=state.connections.max_connections,
+        connections_refused=state.connections.refused,
+        storage=storage,
+        storage_free_mb=free_mb,
     )
-    return struct_response(health)
+    return struct_response(health, 503 if degraded else 200)
 
 
 async def schema(request: web.Request) -> web.Response:

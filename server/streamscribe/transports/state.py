@@ -9,6 +9,7 @@ from aiohttp import web
 from ..config import ServerSettings
 from ..finalize.service import FinalizeService
 from ..live.sessions import SessionHost
+from .connections import ConnectionLimit
 
 
 @dataclass(frozen=True, slots=True)
@@ -18,6 +19,7 @@ class ServerState:
     """Admission and the path every session takes."""
     finalizer: FinalizeService
     """Keeps transcripts and runs second passes."""
+    connections: ConnectionLimit
 
 
 SERVER_STATE = web.AppKey("server_state", ServerState)

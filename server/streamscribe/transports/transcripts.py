@@ -86,6 +86,8 @@ async def one_version(request: web.Request) -> web.Response:
     except ValueError as exc:
         raise InvalidRequest("a version is a whole number") from exc
     record = await _owned(request)
+    if not 1 <= number < 2**31:
+        raise TranscriptNotFound(f"no such transcript or version: {request.path}")
     return _respond(await asyncio.to_thread(_finalizer(request).store.version, record.id, number), request)
 
 

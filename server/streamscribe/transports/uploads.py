@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import uuid
 from collections.abc import Awaitable, Iterator
 from typing import Literal, Protocol, TypeVar
 
@@ -27,13 +28,14 @@ from ..errors import (
 from ..live.driver import SessionDriver
 from ..live.feeder import feed_file
 from ..live.sessions import SessionOptions, Slot
+from ..store.failures import ensure_room
 from ..transcript import Transcript
 from ..wire import Prompt, RetentionHours, UploadAccepted, UploadedFile
 from .auth import caller
 from .responses import struct_response
 from .state import SERVER_STATE, ServerState
 from .transcripts import transcript_response
-from .upload_body import Upload, discard, query_fields, receive_upload
+from .upload_body import BodyLimits, Upload, discard, query_fields, receive_upload
 
 log = logging.getLogger(__name__)
 _CHUNK_SAMPLES = 2 * SAMPLE_RATE
@@ -89,7 +91,7 @@ class TranscriptionOptions(msgspec.Struct, frozen=True, kw_only=True, forbid_unk
 
 
 class FileSession:
-    """One replayed upload, admitted (and counted) from before its body is read."""
+    """One replayed upload, admitted (and counted) from its first bytes."""
 
     def __init__(self, state: ServerState, slot: Slot) -> None:
         self._state = state
@@ -216,21 +218,35 @@ async def accept_upload(request: web.Request, parse: type[OptionsT]) -> tuple[Fi
     """Admission, the upload and its options (a msgspec Struct of type `parse`, from its string
     fields), and the started replay. Raises a StreamscribeError and keeps nothing on bad input."""
     state = request.app[SERVER_STATE]
+    settings = state.settings
     # A bad request is refused as such before admission, never as overloaded.
     check_options(state, parse_options(query_fields(request), parse))
-    session = FileSession(state, state.sessions.admit("upload", caller(request)))
+    await asyncio.to_thread(ensure_room, settings.data_dir, settings.min_free_disk_mb)
+    slot: Slot | None = None
+
+    def admit() -> None:  # as the file's first bytes arrive: a silent client holds no slot
+        nonlocal slot
+        slot = state.sessions.admit("upload", caller(request))
+
+    limits = BodyLimits(
+        max_file_bytes=int(settings.max_upload_mb * 2**20),
+        idle_timeout_s=settings.idle_timeout_s,
+        min_bytes_per_s=settings.min_upload_kib_per_s * 1024,
+    )
     try:
-        spool = state.settings.data_dir / "uploads" / f"{session.session_id}.upload"
-        max_bytes = int(state.settings.max_upload_mb * 2**20)
-        upload = await receive_upload(request, spool, max_bytes)
+        spool = settings.data_dir / "uploads" / f"{uuid.uuid4().hex}.upload"
+        upload = await receive_upload(request, spool, limits, admit)
         try:
             options = parse_options(upload.fields, parse)
         except InvalidRequest:
             discard(upload.path)
             raise
+        assert slot is not None, "a file with bytes was admitted"
+        session = FileSession(state, slot)
         await session.start(upload, options)
     except BaseException:
-        state.sessions.release(session.slot)
+        if slot is not None:
+            state.sessions.release(slot)
         raise
     return session, upload, options
 

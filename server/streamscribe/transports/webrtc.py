@@ -92,8 +92,12 @@ class WebRtcSession:
             try:
                 await self._pc.setRemoteDescription(RTCSessionDescription(sdp=options.sdp, type="offer"))
                 await self._pc.setLocalDescription(await self._pc.createAnswer())
-            except (ValueError, KeyError) as exc:
-                raise InvalidRequest(f"the offer cannot be answered: {exc}") from exc
+            except (ValueError, KeyError, IndexError, AttributeError, TypeError) as exc:
+                # aiortc's SDP parsing fails on a malformed offer in any of these ways
+                raise InvalidRequest(
+                    "the offer cannot be answered: its SDP is malformed or lacks what a peer needs (ICE "
+                    f"credentials, a DTLS fingerprint and setup, an audio codec) ({type(exc).__name__})"
+                ) from exc
             session_options = SessionOptions(
                 language=language,
                 stream=self._state.settings.stream,

@@ -13,6 +13,7 @@ from ..audio import PcmConverter
 from ..errors import (
     BadMessage,
     FrameTooLarge,
+    IdleTimeout,
     ProtocolViolation,
     SlowConsumer,
     StreamscribeError,
@@ -41,7 +42,12 @@ log = logging.getLogger(__name__)
 
 TRANSPORT_MAX_FRAME_BYTES = 2 * MAX_FRAME_BYTES
 """aiohttp drops the connection (1009) past this; between the two the client gets an `error`."""
-START_TIMEOUT_S = 10.0
+_HEARTBEAT_S = 60.0
+"""A ping after this long without a frame; no pong within half of it closes the connection (a
+client that vanished while it waits for its transcript). Its pong can queue behind audio that
+max_stream_speed has yet to take: 30 s covers the few MB a socket buffers. No per-message
+compression is offered: 1 MiB of silence deflates to 1 KB, so a client could queue hours of
+audio in a socket's buffers."""
 
 
 class StreamConnection:
@@ -89,10 +95,11 @@ class StreamConnection:
             await self._ws.close(code=close_code_for(driver.session.error_code))
 
     async def _receive_start(self) -> Start:
+        wait_s = self._state.settings.idle_timeout_s
         try:
-            message = await self._ws.receive(timeout=START_TIMEOUT_S)
+            message = await self._ws.receive(timeout=wait_s)
         except TimeoutError as exc:
-            raise ProtocolViolation(f"no start message within {START_TIMEOUT_S:.0f} s") from exc
+            raise IdleTimeout(f"no start message within {wait_s:g} s") from exc
         if message.type == WSMsgType.BINARY:
             raise ProtocolViolation("audio before start: send a start message first")
         if message.type != WSMsgType.TEXT:
@@ -124,9 +131,17 @@ class StreamConnection:
         await self._ws.close(code=error.close_code, message=_reason(error))
 
     async def _read(self, driver: SessionDriver, converter: PcmConverter) -> None:
-        """Feed frames until bad input or a disconnect; `run` cancels it once the session closed."""
+        """Feed frames until bad input, a disconnect or a silent client; `run` cancels it once
+        the session closed."""
+        wait_s = self._state.settings.stream_idle_timeout_s
         try:
-            async for message in self._ws:
+            while True:
+                try:  # once stopped, a client may wait in silence for its transcript
+                    message = await self._ws.receive(timeout=None if driver.session.ended else wait_s)
+                except TimeoutError:
+                    raise IdleTimeout(f"nothing was sent for {wait_s:g} s; the stream is ended") from None
+                if message.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED, WSMsgType.ERROR):
+                    break
                 if message.type == WSMsgType.BINARY:
                     if len(message.data) > MAX_FRAME_BYTES:
                         raise FrameTooLarge(
@@ -189,7 +204,7 @@ def _text(event: ServerMessage) -> str:
 
 async def stream_handler(request: web.Request) -> web.WebSocketResponse:
     state = request.app[SERVER_STATE]
-    ws = web.WebSocketResponse(max_msg_size=TRANSPORT_MAX_FRAME_BYTES, heartbeat=30.0)
+    ws = web.WebSocketResponse(max_msg_size=TRANSPORT_MAX_FRAME_BYTES, heartbeat=_HEARTBEAT_S, compress=False)
     await ws.prepare(request)
     connection = StreamConnection(ws, state)
     try:

@@ -1,0 +1,77 @@
+"""What a failing disk or store means to a client: the one place that maps OS and SQLite errors
+to `storage_full` and `storage_unavailable` (the cause goes to the server's log, never to the
+client)."""
+
+from __future__ import annotations
+
+import errno
+import logging
+import shutil
+import sqlite3
+from collections.abc import Callable
+from pathlib import Path
+
+from ..errors import StorageFull, StorageUnavailable, StreamscribeError
+
+log = logging.getLogger(__name__)
+
+_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
+
+
+STORAGE_FAILURES = (OSError, sqlite3.Error)
+"""What a failing disk or store raises (less ConnectionError: a client that went away)."""
+
+
+def is_storage_failure(exc: BaseException) -> bool:
+    return isinstance(exc, STORAGE_FAILURES) and not isinstance(exc, ConnectionError)
+
+
+def storage_error(exc: OSError | sqlite3.Error, doing: str) -> StreamscribeError:
+    """The error to answer for `exc`, raised while `doing` (e.g. "the request"); the cause is
+    logged here, the client hears only what it means."""
+    log.error("%s failed: %s: %s", doing, type(exc).__name__, exc)
+    if is_full(exc):
+        return StorageFull(
+            f"{doing} failed: the server's disk is full; what is stored stays readable, nothing new "
+            "can be kept until space is freed"
+        )
+    return StorageUnavailable(f"{doing} failed: the server's storage cannot be used now; try again later")
+
+
+def is_full(exc: BaseException) -> bool:
+    if isinstance(exc, OSError):
+        return exc.errno in _FULL_ERRNOS
+    return getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL
+
+
+def ensure_room(data_dir: Path, reserve_mb: float) -> None:
+    """Raise StorageFull when the disk of `data_dir` has less than `reserve_mb` free: new
+    streams and uploads are refused before they fill it."""
+    if _free_mb(data_dir) < reserve_mb:
+        raise StorageFull(
+            f"the server's disk is almost full (under {reserve_mb:g} MB free); what is stored stays "
+            "readable, nothing new is taken until space is freed"
+        )
+
+
+def storage_state(
+    data_dir: Path, reserve_mb: float, check_store: Callable[[], None]
+) -> tuple[str, float | None]:
+    """For /healthz (blocking: call it off the loop): "ok", "full" (under the reserve, or a write
+    failed for want of space) or "unavailable" (the data directory or the store cannot be used),
+    and the free space in MB."""
+    try:
+        free_mb = _free_mb(data_dir)
+        for folder in (data_dir, data_dir / "audio"):
+            probe = folder / ".healthz"
+            probe.write_bytes(b"ok")
+            probe.unlink()
+        check_store()
+    except (OSError, sqlite3.Error) as exc:
+        log.error("storage check failed: %s: %s", type(exc).__name__, exc)
+        return ("full" if is_full(exc) else "unavailable"), None
+    return ("full" if free_mb < reserve_mb else "ok"), round(free_mb, 1)
+
+
+def _free_mb(data_dir: Path) -> float:
+    return shutil.disk_usage(data_dir).free / 2**20
