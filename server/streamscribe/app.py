@@ -55,6 +55,13 @@ def create_app(settings: ServerSettings, engine: Engine) -> web.Application:
             "of this server already checks who calls (an authenticating proxy, a private network), "
             "start it with --auth off"
         )
+    if settings.auth == "off" and not is_loopback(settings.host) and not settings.allowed_hosts:
+        store.close()
+        raise AuthRequired(
+            f"--auth off on {settings.host} needs --allowed-hosts with the names clients reach it by: "
+            "with no key and no Host check, any web page a browser on the network opens could reach "
+            "it through DNS rebinding"
+        )
     finalizer = FinalizeService(store, store, settings, SecondPass.for_server(settings))
     scheduler = DecodeScheduler(
         engine,
@@ -69,10 +76,15 @@ def create_app(settings: ServerSettings, engine: Engine) -> web.Application:
     origins = OriginPolicy(settings)
     checks = [json_errors, origins.middleware()]
     if settings.auth == "on":
-        checks.append(requiring_keys(store))
+        checks.append(requiring_keys(store, open_without_keys=is_loopback(settings.host)))
     app = web.Application(middlewares=[*checks, identity_bodies_only])
     app.on_response_prepare.append(origins.add_cors_headers)
-    app[SERVER_STATE] = ServerState(settings, host, finalizer, ConnectionLimit(settings.max_connections))
+    app[SERVER_STATE] = ServerState(
+        settings,
+        host,
+        finalizer,
+        ConnectionLimit(settings.max_connections, settings.max_connections_per_address),
+    )
 
     async def decoding(app: web.Application) -> AsyncIterator[None]:
         scheduler.start()

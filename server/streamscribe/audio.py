@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import av
 import numpy as np
@@ -19,6 +19,17 @@ MAX_INPUT_RATE = 48000
 MAX_CHANNELS = 2
 
 Samples = npt.NDArray[np.float32]
+
+
+class SampleSource(Protocol):
+    """16 kHz mono float32 samples, read a slice at a time: an array, or a recording on disk
+    (store.recording.RecordedSamples) that is never read whole."""
+
+    @property
+    def size(self) -> int: ...
+
+    def __getitem__(self, part: slice) -> Samples: ...
+
 
 _DTYPES: dict[str, np.dtype[Any]] = {"pcm_s16le": np.dtype("<i2"), "pcm_f32le": np.dtype("<f4")}
 

@@ -203,6 +203,9 @@ class ServerSettings(msgspec.Struct, frozen=True, kw_only=True):
     max_connections: Annotated[int, msgspec.Meta(ge=1)] = 1000
     """Open connections at most (idle, streaming and half-sent alike); more are answered 503
     `too_many_connections` and closed at once. Keep it under the process's open-file limit."""
+    max_connections_per_address: Annotated[int, msgspec.Meta(ge=1)] = 256
+    """Open connections from one client address at most (raise it behind a proxy that connects
+    from one address for everyone)."""
     idle_timeout_s: Annotated[float, msgspec.Meta(gt=0.0)] = 10.0
     """A connection is closed when its request head (the first one included), a WebSocket's
     `start`, or the next bytes of an upload body do not come within this."""
@@ -211,7 +214,10 @@ class ServerSettings(msgspec.Struct, frozen=True, kw_only=True):
     (`idle_timeout`), its words kept, as if its client had gone."""
     min_upload_kib_per_s: Annotated[float, msgspec.Meta(ge=0.0)] = 8.0
     """An upload body must average at least this (after its first idle_timeout_s), or it is
-    refused (`idle_timeout`): a body trickled in would hold an upload slot for days."""
+    refused (`idle_timeout`): a body trickled at 1 byte a second held an upload slot for good.
+    An upload holds its slot from its first bytes, so at this pace one of max_upload_mb may hold
+    it for max_upload_mb / this (73 h for 2 GiB): lower max_upload_mb or raise this where that
+    matters, and give keys --max-replays."""
     max_uploads: int = 4
     """File replays at a time (each counts as a session too); more are refused with 429."""
     max_upload_mb: float = 2048.0

@@ -121,6 +121,14 @@ class StorageFull(StreamscribeError):
     http_status = 507
 
 
+class QuotaExceeded(StreamscribeError):
+    """A key's recordings take as much disk as its quota (keys create --max-audio-mb)."""
+
+    code = "quota_exceeded"
+    close_code = 1008
+    http_status = 507
+
+
 class StorageUnavailable(StreamscribeError):
     """The transcript store or the data directory cannot be used (read-only, damaged, gone)."""
 

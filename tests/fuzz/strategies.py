@@ -9,6 +9,10 @@ from typing import Any
 
 from hypothesis import strategies as st
 
+deeply_nested = st.integers(100, 200_000).map(lambda depth: "[" * depth + "]" * depth) | st.integers(
+    100, 200_000
+).map(lambda depth: '{"a":' * depth + "1" + "}" * depth)
+"""JSON a recursive decoder chokes on."""
 json_values = st.recursive(
     st.none()
     | st.booleans()

@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from streamscribe.audio import to_pcm_s16le
 
 from .conftest import FuzzServer, fuzz_settings, request
-from .strategies import header_text, ids, json_values, short_text, weird_numbers
+from .strategies import deeply_nested, header_text, ids, json_values, short_text, weird_numbers
 
 UPLOAD_OPTIONS = ["language", "model", "diarize", "num_speakers", "min_speakers", "max_speakers", "prompt",
                   "speed", "wait", "format", "audio_retention_h"]  # fmt: skip
@@ -198,21 +198,32 @@ def test_rest_endpoints(
 
 @fuzz_settings(150)
 @given(
-    body=json_values, as_text=st.booleans(), content_type=st.sampled_from(["application/json", "text/plain"])
+    body=json_values,
+    nested=st.none() | deeply_nested,
+    as_text=st.booleans(),
+    content_type=st.sampled_from(["application/json", "text/plain"]),
 )
-def test_re_runs_with_any_json(fuzz_server: FuzzServer, body: Any, as_text: bool, content_type: str) -> None:
+def test_re_runs_with_any_json(
+    fuzz_server: FuzzServer, body: Any, nested: str | None, as_text: bool, content_type: str
+) -> None:
     url = f"{fuzz_server.url}/v1/transcripts/{fuzz_server.transcript_id}/finalize"
-    data = json.dumps(body) if not as_text else str(body)
+    data = nested or (json.dumps(body) if not as_text else str(body))
     headers = {**fuzz_server.auth, "Content-Type": content_type}
     run(request("POST", url, body, data=data, headers=headers))
 
 
 @fuzz_settings(150)
-@given(body=json_values | st.fixed_dictionaries({"ttl_s": weird_numbers | json_values}), bearer=st.booleans())
-def test_tokens_with_any_body(fuzz_server: FuzzServer, body: Any, bearer: bool) -> None:
-    headers = fuzz_server.auth if bearer else {"Authorization": f"Token {fuzz_server.key}"}
+@given(
+    body=json_values | st.fixed_dictionaries({"ttl_s": weird_numbers | json_values}),
+    nested=st.none() | deeply_nested,
+    bearer=st.booleans(),
+)
+def test_tokens_with_any_body(fuzz_server: FuzzServer, body: Any, nested: str | None, bearer: bool) -> None:
+    headers = {"Content-Type": "application/json"}
+    headers |= fuzz_server.auth if bearer else {"Authorization": f"Token {fuzz_server.key}"}
+    data = nested or json.dumps(body)
     status, _kind, answer = run(
-        request("POST", fuzz_server.url + "/v1/tokens", body, json=body, headers=headers)
+        request("POST", fuzz_server.url + "/v1/tokens", body, data=data, headers=headers)
     )
     if status == 201:
         assert json.loads(answer)["token"].startswith("tk-ss-")
@@ -246,13 +257,18 @@ def mangle(sdp: str, dropped: set[int], replaced: dict[int, str]) -> str:
     replaced=st.dictionaries(st.integers(0, 60), header_text, max_size=4),
     fields=st.dictionaries(st.sampled_from(["language", "prompt", "audio_retention_h", "type", "x"]), json_values, max_size=3),
     whip=st.booleans(),
+    nested=st.none() | deeply_nested,
 )  # fmt: skip
 def test_webrtc_offers(
-    fuzz_server: FuzzServer, real_offer: str, dropped: set, replaced: dict, fields: dict, whip: bool
-) -> None:
+    fuzz_server: FuzzServer, real_offer: str, dropped: set, replaced: dict, fields: dict, whip: bool,
+    nested: str | None,
+) -> None:  # fmt: skip
     sdp = mangle(real_offer, dropped, replaced)
     url = fuzz_server.url + "/v1/webrtc/offer"
-    if whip:
+    if nested:
+        headers = {**fuzz_server.auth, "Content-Type": "application/json"}
+        status, _kind, _body = run(request("POST", url, "nested", data=nested, headers=headers))
+    elif whip:
         headers = {**fuzz_server.auth, "Content-Type": "application/sdp"}
         query = {name: str(value) for name, value in fields.items()}
         status, _kind, _body = run(
@@ -263,3 +279,24 @@ def test_webrtc_offers(
             request("POST", url, (dropped, replaced), json={"sdp": sdp, **fields}, headers=fuzz_server.auth)
         )
     assert status in (200, 201) or status >= 400
+
+
+@fuzz_settings(150)
+@given(
+    content_type=st.sampled_from(["multipart/form-data", f"multipart/form-data; boundary={BOUNDARY}",
+                                  "multipart/form-data; boundary=", "multipart/mixed; boundary=x"]) | header_text.map(
+        lambda text: "multipart/" + text),
+    body=st.binary(max_size=2000) | st.builds(multipart, st.just([("a", "b")]), filenames, file_bodies).map(
+        lambda form: form[: len(form) // 2]),
+)  # fmt: skip
+def test_malformed_forms(fuzz_server: FuzzServer, content_type: str, body: bytes) -> None:
+    headers = {**fuzz_server.auth, "Content-Type": content_type}
+    run(
+        request(
+            "POST",
+            fuzz_server.url + "/v1/transcriptions",
+            (content_type, body[:64]),
+            data=body,
+            headers=headers,
+        )
+    )

@@ -287,3 +287,28 @@ async def test_a_key_or_a_request_that_keeps_no_audio_has_none_kept_once_done(
         async with http.get(f"{base_url}/v1/transcripts?limit=1") as response:
             [newest] = (await response.json())["transcripts"]
         assert newest["audio_kept"] is False, "the OpenAI request's audio_retention_h 0 kept the audio"
+
+
+async def test_a_key_past_its_audio_quota_is_refused_new_streams_and_uploads(
+    base_url: str, data_dir: Path, jfk: tuple[np.ndarray, str], media: dict[str, Path]
+) -> None:
+    thrifty = created_key(data_dir, "thrifty", "--max-audio-mb", "0.05")  # 50 KB: under 2 s of audio
+    status, lines = keys_command("list", "--data-dir", str(data_dir))
+    assert status == 0
+    assert any(line.startswith("thrifty") and "max audio MB 0.05" in line for line in lines), lines
+    await streamed_transcript(base_url, thrifty, jfk[0][: 16000 * 3])  # within the quota when it began
+    url = base_url.replace("http", "ws") + "/v1/stream"
+    async with connect(url, additional_headers=bearer(thrifty)) as ws:
+        await ws.send(encode(Start()).decode())
+        refusal = decode_server(await ws.recv())
+        assert isinstance(refusal, Error) and refusal.code == "quota_exceeded", refusal
+        await ws.wait_closed()
+        assert ws.close_code == 1008
+    async with (
+        aiohttp.ClientSession(headers=bearer(thrifty)) as http,
+        http.post(base_url + "/v1/transcriptions", data=media["jfk.mp3"].read_bytes()) as response,
+    ):
+        assert response.status == 507 and await refusal_code(response) == "quota_exceeded"
+    async with connect(url, additional_headers=bearer(created_key(data_dir, "roomy"))) as other:
+        await other.send(encode(Start()).decode())
+        assert isinstance(decode_server(await other.recv()), Ready), "another key is not held to it"

@@ -112,8 +112,38 @@ def test_a_network_address_with_no_key_refuses_to_start_unless_auth_is_off_or_a_
     with pytest.raises(AuthRequired, match="--auth off") as refused:
         create_app(exposed, engine)
     assert "streamscribe keys create" in refused.value.message
-    create_app(msgspec.structs.replace(exposed, auth="off"), engine)
+    with pytest.raises(AuthRequired, match="--allowed-hosts"):  # else DNS rebinding reaches it
+        create_app(msgspec.structs.replace(exposed, auth="off"), engine)
+    create_app(msgspec.structs.replace(exposed, auth="off", allowed_hosts=("asr.internal",)), engine)
     store = open_store(tmp_path)
     store.create_key(ApiKey(name="ops", admin=True), "a" * 64)
     store.close()
     create_app(exposed, engine)
+
+
+async def test_a_network_server_whose_last_key_is_revoked_stays_shut(
+    settings: ServerSettings, engine: Engine, tmp_path: Path
+) -> None:
+    store = open_store(tmp_path)
+    store.create_key(ApiKey(name="ops", admin=True), "a" * 64)
+    store.close()
+    runner, url = await start_server(
+        msgspec.structs.replace(settings, host="0.0.0.0", data_dir=tmp_path), engine
+    )
+    try:
+        store = open_store(tmp_path)
+        assert store.revoke_key("ops")
+        store.close()
+        async with aiohttp.ClientSession() as http, http.get(url + "/v1/transcripts") as response:
+            assert response.status == 401 and await error_code(response) == "unauthorized"
+            assert "no API key yet" in (await response.json())["error"]["message"]
+    finally:
+        await runner.cleanup()
+
+
+async def test_a_malformed_origin_or_host_is_refused_with_a_code(base_url: str) -> None:
+    async with aiohttp.ClientSession() as http:
+        for headers in ({"Origin": "http://["}, {"Host": "["}):
+            async with http.get(base_url + "/v1/transcripts/0123", headers=headers) as response:
+                assert response.status == 403, headers
+                assert await error_code(response) in ("forbidden_origin", "forbidden_host")

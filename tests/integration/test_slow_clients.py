@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator
 import aiohttp
 import msgspec
 import numpy as np
+import psutil
 import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosedError
@@ -161,3 +162,47 @@ async def test_a_form_with_too_many_fields_is_refused(base_url: str) -> None:
     ):
         assert response.status == 400
         assert "more than 64 fields" in (await response.json())["error"]["message"]
+
+
+async def test_a_flood_of_idle_connections_is_refused_before_memory_grows(
+    settings: ServerSettings, engine: Engine, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """1,000 idle sockets against a limit of 100: 900 are answered 503 at once, and the process
+    (server and clients both) grows by a few MB at most."""
+    limited = msgspec.structs.replace(
+        settings, data_dir=tmp_path_factory.mktemp("flood"), max_connections=100
+    )
+    runner, url = await start_server(limited, engine)
+    host, port = url.removeprefix("http://").split(":")
+    process = psutil.Process()
+    before_mb = process.memory_info().rss / 2**20
+    held = [await asyncio.open_connection(host, int(port)) for _ in range(1000)]
+    try:
+        answers = await asyncio.gather(
+            *(asyncio.wait_for(reader.read(12), GENEROUS_S) for reader, _ in held[100:])
+        )
+        grown_mb = process.memory_info().rss / 2**20 - before_mb
+        assert all(answer == b"HTTP/1.1 503" for answer in answers)
+        assert grown_mb < 50, f"the process grew {grown_mb:.0f} MB"
+    finally:
+        for _reader, writer in held:
+            writer.close()
+        await runner.cleanup()
+
+
+async def test_one_address_cannot_take_every_connection(
+    settings: ServerSettings, engine: Engine, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    limited = msgspec.structs.replace(
+        settings, data_dir=tmp_path_factory.mktemp("per-address"), max_connections_per_address=5
+    )
+    runner, url = await start_server(limited, engine)
+    host, port = url.removeprefix("http://").split(":")
+    held = [await asyncio.open_connection(host, int(port)) for _ in range(5)]
+    try:
+        answer = await raw_exchange(url, b"")
+        assert answer.startswith(b"HTTP/1.1 503") and b"too_many_connections" in answer
+    finally:
+        for _reader, writer in held:
+            writer.close()
+        await runner.cleanup()

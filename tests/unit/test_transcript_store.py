@@ -100,7 +100,7 @@ def test_job_queue_and_recovery(tmp_path: Path) -> None:
 def test_keys_are_found_by_hash_unique_by_name_and_gone_once_revoked(tmp_path: Path) -> None:
     store = SqliteTranscriptStore(tmp_path / "db.sqlite3")
     assert not store.has_keys() and store.keys() == []
-    store.create_key(ApiKey(name="alice", max_streams=2, audio_retention_h=0.0), "a" * 64)
+    store.create_key(ApiKey(name="alice", max_streams=2, audio_retention_h=0.0, max_audio_mb=5.0), "a" * 64)
     store.create_key(ApiKey(name="ops", admin=True), "b" * 64)
     with pytest.raises(KeyExists):
         store.create_key(ApiKey(name="alice"), "c" * 64)
@@ -109,7 +109,7 @@ def test_keys_are_found_by_hash_unique_by_name_and_gone_once_revoked(tmp_path: P
     found = store.key_for_hash("b" * 64)
     assert found is not None and found.name == "ops" and found.admin
     assert store.key_for_hash("a" * 64) == ApiKey(
-        name="alice", created_at=0.0, max_streams=2, audio_retention_h=0.0
+        name="alice", created_at=0.0, max_streams=2, audio_retention_h=0.0, max_audio_mb=5.0
     ), "a key's limits were not kept"
     assert store.key_for_hash("c" * 64) is None
     now = time.time()
@@ -131,6 +131,7 @@ def test_transcripts_belong_to_their_key_and_keep_their_own_retention(tmp_path: 
         create(store, f"t{number}", owner=owner, audio_retention_h=0.0 if owner == "bob" else None)
     store.add_version(sample("t2"))
     assert store.get("t1").owner == "bob"  # type: ignore[union-attr]
+    assert len(store.audio_paths("alice")) == 2 and len(store.audio_paths(None)) == 1
     mine = store.listing("alice", limit=10, before=None)
     assert [item.id for item in mine] == ["t2", "t0"], "not alice's own, newest first"
     assert (mine[0].latest_version, mine[0].duration_s, mine[1].latest_version) == (1, 5.0, None)

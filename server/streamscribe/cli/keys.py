@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import string
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -45,8 +46,14 @@ def add_keys_parser(commands: Any) -> None:
     )
     create.add_argument(
         "--audio-retention-h",
-        type=_hours,
+        type=_non_negative("hours"),
         help="hours its recordings are kept after their second pass; 0 keeps none (default: the server's setting)",
+    )
+    create.add_argument(
+        "--max-audio-mb",
+        type=_non_negative("megabytes"),
+        help="disk its kept recordings may take; past it new streams and uploads are refused "
+        "(default: no quota)",
     )
     listing = actions.add_parser("list", help="the keys' names, rights and ages (never the keys)")
     revoke = actions.add_parser(
@@ -77,6 +84,7 @@ def _run(args: argparse.Namespace) -> int:
                     max_streams=args.max_streams,
                     max_replays=args.max_replays,
                     audio_retention_h=args.audio_retention_h,
+                    max_audio_mb=args.max_audio_mb,
                 )
                 return _create(store, limits)
             case "list":
@@ -94,11 +102,14 @@ def _count(text: str) -> int:
     return value
 
 
-def _hours(text: str) -> float:
-    value = float(text)
-    if not value >= 0:
-        raise argparse.ArgumentTypeError("hours are 0 or more")
-    return value
+def _non_negative(unit: str) -> Callable[[str], float]:
+    def parse(text: str) -> float:
+        value = float(text)
+        if not value >= 0:
+            raise argparse.ArgumentTypeError(f"{unit} are 0 or more")
+        return value
+
+    return parse
 
 
 def _create(store: KeyStore, key: ApiKey) -> int:
@@ -124,6 +135,7 @@ def _list(store: KeyStore) -> int:
                 ("max streams", key.max_streams),
                 ("max replays", key.max_replays),
                 ("audio kept h", key.audio_retention_h),
+                ("max audio MB", key.max_audio_mb),
             )
             if value is not None
         ]

@@ -60,7 +60,7 @@ def _settings_overrides(args: argparse.Namespace) -> dict[str, Any]:
         "host", "port", "model", "device", "compute_type", "cpu_threads", "max_sessions", "data_dir",
         "audio_retention_h", "webrtc_ports", "webrtc_public_address", "webrtc_stun_url", "webrtc_turn_url",
         "webrtc_turn_username", "max_decode_wait_s", "decode_batch_size", "decode_workers", "auth",
-        "allowed_origins", "allowed_hosts", "max_connections", "max_stream_speed", "stream_burst_s",
+        "allowed_origins", "allowed_hosts", "max_connections", "max_connections_per_address", "max_stream_speed", "stream_burst_s",
         "min_upload_kib_per_s", "min_free_disk_mb",
     )  # fmt: skip
     overrides: dict[str, Any] = {key: getattr(args, key, None) for key in keys}
@@ -389,6 +389,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-connections", dest="max_connections", type=int,
         help="open connections at most; more are answered 503 too_many_connections (default: "
         f"{_DEFAULTS.max_connections})",
+    )  # fmt: skip
+    serve.add_argument(
+        "--max-connections-per-address", dest="max_connections_per_address", type=int,
+        help="open connections from one client address at most; raise it behind a proxy "
+        f"(default: {_DEFAULTS.max_connections_per_address})",
     )  # fmt: skip
     serve.add_argument(
         "--max-stream-speed", dest="max_stream_speed", type=float,

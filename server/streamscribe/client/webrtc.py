@@ -16,7 +16,7 @@ from aiortc import AudioStreamTrack, RTCPeerConnection, RTCSessionDescription
 
 from ..audio import SAMPLE_RATE, Samples
 from ..wire import Closed, Stop, WebRtcAnswer, decode_server, encode
-from .http import refusal
+from .http import auth_headers, refusal
 from .stream import StreamResult, TimedEvent
 
 FRAME_SAMPLES = SAMPLE_RATE // 50
@@ -68,7 +68,11 @@ class WebRtcPeer:
         self.channel.on("message", self._receive)
 
     async def offer(
-        self, base_url: str, options: dict[str, str] | None = None, whip: bool = False
+        self,
+        base_url: str,
+        options: dict[str, str] | None = None,
+        whip: bool = False,
+        api_key: str | None = None,
     ) -> WebRtcAnswer:
         """Send the offer (JSON, or WHIP's application/sdp) and apply the answer. Raises the
         server's StreamscribeError if it refuses the offer."""
@@ -76,7 +80,7 @@ class WebRtcPeer:
         sdp = self.pc.localDescription.sdp
         options = options or {}
         url = base_url.rstrip("/") + "/v1/webrtc/offer"
-        async with aiohttp.ClientSession() as http:
+        async with aiohttp.ClientSession(headers=auth_headers(api_key)) as http:
             if whip:
                 headers = {"Content-Type": "application/sdp"}
                 async with http.post(url, data=sdp, headers=headers, params=options) as response:
@@ -117,13 +121,14 @@ async def stream_samples_webrtc(
     *,
     speed: float = 1.0,
     on_event: Callable[[TimedEvent], None] | None = None,
+    api_key: str | None = None,
     **options: str,
 ) -> StreamResult:
     """Stream 16 kHz mono audio as a WebRTC track at `speed` x real time, send `stop` once it is
     out, and collect every event until `closed`; like `client.stream_samples` for WebSocket.
     Event times count from the first audio frame."""
     peer = WebRtcPeer(samples, speed, on_event)
-    await peer.offer(base_url, options)
+    await peer.offer(base_url, options, api_key=api_key)
     try:
         await asyncio.wait_for(peer.track.finished.wait(), samples.size / SAMPLE_RATE / speed + 30)
         peer.send_stop()

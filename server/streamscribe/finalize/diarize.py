@@ -15,7 +15,7 @@ from typing import Any, Protocol
 import numpy as np
 from msgspec.structs import replace
 
-from ..audio import SAMPLE_RATE, Samples
+from ..audio import SAMPLE_RATE, SampleSource
 from ..errors import DiarizationUnavailable
 from ..transcript import Word
 from ..vad import SpeechEnd, SpeechGate, SpeechStart, VoiceDetector
@@ -26,6 +26,7 @@ _FRAME_S = 0.01
 _WINDOWS_PER_S = 4
 """resemblyzer embeds 1.6 s windows; this many start each second."""
 _MAX_CLUSTERED_WINDOWS = 2000
+_DETECT_SAMPLES = 60 * SAMPLE_RATE
 """Agglomerative clustering is quadratic: beyond this, cluster a spread subset, assign the rest."""
 _MIN_SILHOUETTE = 0.25
 """Below this, the windows are one voice: one speaker (one speaker's windows score ~0.15, two ~0.45)."""
@@ -63,7 +64,7 @@ class SpeakerTurn:
 class Diarizer(Protocol):
     name: str
 
-    def diarize(self, audio: Samples, hints: SpeakerHints, on_progress: Progress) -> list[SpeakerTurn]:
+    def diarize(self, audio: SampleSource, hints: SpeakerHints, on_progress: Progress) -> list[SpeakerTurn]:
         """Blocking; call from a worker thread."""
         ...
 
@@ -77,7 +78,7 @@ class ResemblyzerDiarizer:
         self._encoder: Any = None
         self._lock = threading.Lock()
 
-    def diarize(self, audio: Samples, hints: SpeakerHints, on_progress: Progress) -> list[SpeakerTurn]:
+    def diarize(self, audio: SampleSource, hints: SpeakerHints, on_progress: Progress) -> list[SpeakerTurn]:
         encoder = self._load()
         regions = speech_regions(audio)
         embeddings: list[np.ndarray] = []
@@ -117,7 +118,7 @@ class PyannoteDiarizer:
         self._checkpoint = checkpoint
         self._pipeline: Any = None
 
-    def diarize(self, audio: Samples, hints: SpeakerHints, on_progress: Progress) -> list[SpeakerTurn]:
+    def diarize(self, audio: SampleSource, hints: SpeakerHints, on_progress: Progress) -> list[SpeakerTurn]:
         pipeline = self._load()
         import torch
 
@@ -130,7 +131,7 @@ class PyannoteDiarizer:
             )
             if value is not None
         }
-        waveform = torch.from_numpy(audio).unsqueeze(0)
+        waveform = torch.from_numpy(audio[0 : audio.size]).unsqueeze(0)  # pyannote takes it whole
         output = pipeline({"waveform": waveform, "sample_rate": SAMPLE_RATE}, **options)
         annotation = getattr(output, "speaker_diarization", output)
         on_progress(1.0)
@@ -161,12 +162,19 @@ def make_diarizer(backend: str, pyannote_checkpoint: str | None) -> Diarizer:
     return ResemblyzerDiarizer()
 
 
-def speech_regions(audio: Samples) -> list[tuple[int, int]]:
-    """Speech turns [start, end) in samples; short pauses (200 ms) already separate turns."""
+def speech_regions(audio: SampleSource) -> list[tuple[int, int]]:
+    """Speech turns [start, end) in samples; short pauses (200 ms) already separate turns. The
+    audio is read a minute at a time."""
     gate = SpeechGate(threshold=0.5, release=0.35, min_silence_samples=SAMPLE_RATE // 5, pad_samples=480)
+    detector = VoiceDetector(gate)
     regions: list[tuple[int, int]] = []
     start: int | None = None
-    for event in VoiceDetector(gate).receive_audio(audio):
+    events = (
+        event
+        for offset in range(0, audio.size, _DETECT_SAMPLES)
+        for event in detector.receive_audio(audio[offset : offset + _DETECT_SAMPLES])
+    )
+    for event in events:
         if isinstance(event, SpeechStart):
             start = event.at_samples
         elif isinstance(event, SpeechEnd) and start is not None:

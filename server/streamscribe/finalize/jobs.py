@@ -20,7 +20,7 @@ from ..config import ServerSettings
 from ..errors import AudioNotRetained, TranscriptNotFound, client_reason
 from ..store.base import JobQueue, TranscriptStore
 from ..store.handover import JobDone, JobEvent, JobFailed, JobListener, JobProgress
-from ..store.recording import read_recording, recording_duration_s
+from ..store.recording import RecordedSamples, recording_duration_s
 from ..transcript import Transcript
 from .overrides import apply_overrides
 from .pipeline import SecondPass, first_version
@@ -125,7 +125,7 @@ class JobRunner:
         if parent is None:
             raise TranscriptNotFound(f"no version of {transcript_id} to start from")
         self._listeners.notify(transcript_id, JobProgress(0.0))
-        audio = await asyncio.to_thread(read_recording, Path(audio_path))
+        audio = await asyncio.to_thread(RecordedSamples, Path(audio_path))
         progress = _ThrottledProgress(
             asyncio.get_running_loop(), lambda done: self._listeners.notify(transcript_id, JobProgress(done))
         )

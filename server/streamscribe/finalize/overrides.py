@@ -53,7 +53,7 @@ def check_overrides(settings: ServerSettings, overrides: bytes) -> FinalizeSetti
     try:
         applied = apply_overrides(settings.finalize, overrides)
         fields = set(msgspec.json.decode(overrides or b"{}", type=dict[str, Any]))
-    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+    except (msgspec.ValidationError, msgspec.DecodeError, RecursionError) as exc:  # deep nesting recurses
         raise InvalidRequest(f"bad finalize settings: {exc}") from exc
     if fields & OPERATOR_ONLY_SETTINGS:
         names = ", ".join(sorted(fields & OPERATOR_ONLY_SETTINGS))

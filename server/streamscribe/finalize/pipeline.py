@@ -16,7 +16,7 @@ from msgspec.structs import replace
 from .. import wire
 from ..asr.engine import DecodeOptions, Engine, Progress
 from ..asr.models import load_engine
-from ..audio import SAMPLE_RATE, Samples
+from ..audio import SAMPLE_RATE, SampleSource
 from ..config import FinalizeSettings, ServerSettings
 from ..errors import client_reason
 from ..transcript import CaptionLayout, Segment, Transcript, VersionInfo, Word, stream_cut_warnings
@@ -24,6 +24,7 @@ from .diarize import Diarizer, SpeakerHints, assign_speakers, make_diarizer
 from .enhance import paragraphs, readable_paragraphs, to_segments
 from .merge import merge, number_words
 from .overrides import recorded_settings
+from .pieces import redecode
 from .rewrite import RewriteClient
 
 log = logging.getLogger(__name__)
@@ -101,14 +102,14 @@ class SecondPass:
             self._engine(settings.model)
 
     def run(
-        self, audio: Samples, parent: Transcript, settings: FinalizeSettings, on_progress: Progress
+        self, audio: SampleSource, parent: Transcript, settings: FinalizeSettings, on_progress: Progress
     ) -> Transcript:
         """Version parent.version + 1 of the same transcript (the store may renumber it)."""
         with self._lock:
             return self._run(audio, parent, settings, on_progress)
 
     def _run(
-        self, audio: Samples, parent: Transcript, settings: FinalizeSettings, on_progress: Progress
+        self, audio: SampleSource, parent: Transcript, settings: FinalizeSettings, on_progress: Progress
     ) -> Transcript:
         timings: dict[str, float] = {}
         warnings = stream_cut_warnings(parent.info)
@@ -124,7 +125,8 @@ class SecondPass:
                 confidence=w.probability,
                 source="second_pass",
             )
-            for w in engine.transcribe(
+            for w in redecode(
+                engine,
                 audio,
                 DecodeOptions(language, settings.prompt, settings.beam_size, whole_recording=True),
                 lambda done: on_progress(_DECODE_SHARE * done),
@@ -176,7 +178,7 @@ class SecondPass:
 
     def _diarize(
         self,
-        audio: Samples,
+        audio: SampleSource,
         words: list[Word],
         settings: FinalizeSettings,
         warnings: list[str],

@@ -15,7 +15,14 @@ from pathlib import Path
 from typing import Any
 
 from ..config import ServerSettings
-from ..errors import AudioNotRetained, TranscriptBusy, TranscriptNotFound, VersionLimit, client_reason
+from ..errors import (
+    AudioNotRetained,
+    QuotaExceeded,
+    TranscriptBusy,
+    TranscriptNotFound,
+    VersionLimit,
+    client_reason,
+)
 from ..store.base import JobQueue, TranscriptStore
 from ..store.failures import ensure_room, storage_error
 from ..store.handover import JobDone, JobFailed, JobListener, LiveEnd
@@ -71,9 +78,12 @@ class FinalizeService:
         *,
         owner: str | None,
         audio_retention_h: float | None,
+        audio_quota_mb: float | None,
     ) -> AudioRecorder:
-        """The transcript's row and its recorder; raises StorageFailed when either cannot be written."""
+        """The transcript's row and its recorder; raises QuotaExceeded, StorageFull or
+        StorageUnavailable when they cannot be written."""
         path = self._settings.data_dir / "audio" / f"{transcript_id}.wav"
+        await self.check_quota(owner, audio_quota_mb)
         try:
             await asyncio.to_thread(ensure_room, self._settings.data_dir, self._settings.min_free_disk_mb)
             recorder = await asyncio.to_thread(AudioRecorder, path)
@@ -89,6 +99,20 @@ class FinalizeService:
         except (OSError, sqlite3.Error) as exc:
             raise storage_error(exc, "opening the stream's recording") from exc
         return recorder
+
+    async def check_quota(self, owner: str | None, audio_quota_mb: float | None) -> None:
+        """Raise QuotaExceeded when `owner`'s kept recordings take `audio_quota_mb` or more."""
+        if audio_quota_mb is None:
+            return
+        used_mb = await asyncio.to_thread(self._audio_mb, owner)
+        if used_mb >= audio_quota_mb:
+            raise QuotaExceeded(
+                f"the recordings this key keeps take {used_mb:.0f} MB, its quota of {audio_quota_mb:g} MB: "
+                "delete transcripts, or wait for their audio to expire"
+            )
+
+    def _audio_mb(self, owner: str | None) -> float:
+        return sum(_size(Path(path)) for path in self.store.audio_paths(owner)) / 2**20
 
     def live_ended(self, end: LiveEnd, listener: JobListener | None) -> None:
         """Store v1 and queue the second pass (in a task); `listener` hears how the job goes.
@@ -180,3 +204,11 @@ class FinalizeService:
             self._listeners.notify(
                 end.transcript_id, JobFailed(f"storing the live transcript failed ({client_reason(exc)})")
             )
+
+
+def _size(path: Path) -> int:
+    """Bytes of a recording; 0 for one deleted meanwhile."""
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return 0

@@ -161,6 +161,7 @@ class SessionHost:
             engine_name,
             owner=slot.owner,
             audio_retention_h=self._audio_retention_h(slot.caller, options.audio_retention_h),
+            audio_quota_mb=None if slot.caller is None else slot.caller.max_audio_mb,
         )
 
         def hand_over(driver: SessionDriver) -> None:

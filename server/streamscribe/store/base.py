@@ -73,6 +73,10 @@ class TranscriptStore(Protocol):
 
     def forget_audio(self, transcript_id: str) -> None: ...
 
+    def audio_paths(self, owner: str | None) -> list[str]:
+        """Where the kept recordings of `owner`'s transcripts are (for its disk quota)."""
+        ...
+
     def delete(self, transcript_id: str) -> TranscriptRecord | None:
         """Remove the transcript and every version; returns what was removed (to delete its audio)."""
         ...
@@ -118,6 +122,9 @@ class ApiKey(msgspec.Struct, frozen=True, kw_only=True):
     """Files being transcribed at once; None: only the server's limit."""
     audio_retention_h: float | None = None
     """How long the audio of its transcripts is kept (0: none once done); None: the server's setting."""
+    max_audio_mb: float | None = None
+    """Recorded audio its transcripts may keep on disk; past it new streams and uploads are
+    refused (`quota_exceeded`) until retention or deletes free some. None: no quota."""
 
 
 def can_see(caller: ApiKey | None, owner: str | None) -> bool:

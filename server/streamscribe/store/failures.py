@@ -8,6 +8,7 @@ import errno
 import logging
 import shutil
 import sqlite3
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 
@@ -23,7 +24,8 @@ STORAGE_FAILURES = (OSError, sqlite3.Error)
 
 
 def is_storage_failure(exc: BaseException) -> bool:
-    return isinstance(exc, STORAGE_FAILURES) and not isinstance(exc, ConnectionError)
+    """ConnectionError (a client gone) and TimeoutError are OSErrors too, but no disk's."""
+    return isinstance(exc, STORAGE_FAILURES) and not isinstance(exc, ConnectionError | TimeoutError)
 
 
 def storage_error(exc: OSError | sqlite3.Error, doing: str) -> StreamscribeError:
@@ -63,7 +65,7 @@ def storage_state(
     try:
         free_mb = _free_mb(data_dir)
         for folder in (data_dir, data_dir / "audio"):
-            probe = folder / ".healthz"
+            probe = folder / f".healthz-{uuid.uuid4().hex}"  # concurrent checks never share one
             probe.write_bytes(b"ok")
             probe.unlink()
         check_store()

@@ -66,9 +66,11 @@ class TranscriptKeeper(Protocol):
         *,
         owner: str | None,
         audio_retention_h: float | None,
+        audio_quota_mb: float | None,
     ) -> AudioSink:
         """Create the transcript (owned by `owner`, its audio kept `audio_retention_h` after its
-        second pass, None: the server's setting) and a recorder for its audio; raises if storage fails."""
+        second pass, None: the server's setting) and a recorder for its audio; raises if `owner`'s
+        recordings already take `audio_quota_mb` (None: no quota) or storage fails."""
         ...
 
     def live_ended(self, end: LiveEnd, listener: JobListener | None) -> None:

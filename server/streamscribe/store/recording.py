@@ -39,15 +39,32 @@ class AudioRecorder:
         with self._lock:
             if not self._closed:
                 self._closed = True
-                self._file.close()
-                self._handle.close()
+                try:
+                    self._file.close()
+                finally:
+                    self._handle.close()
 
 
-def read_recording(path: Path) -> Samples:
-    """The recorded audio as float32 samples."""
-    with wave.open(str(path), "rb") as recording:
-        frames = recording.readframes(recording.getnframes())
-    return np.frombuffer(frames, dtype="<i2").astype(np.float32) / 32768.0
+class RecordedSamples:
+    """A recording as a SampleSource: each slice is read from the file when asked for, so a
+    second pass of hours holds one piece at a time, never the whole recording."""
+
+    def __init__(self, path: Path) -> None:
+        """Reads the header only; raises OSError or wave.Error when the file cannot be read."""
+        self._path = path
+        with wave.open(str(path), "rb") as recording:
+            self.size: int = recording.getnframes()
+
+    def __getitem__(self, part: slice) -> Samples:
+        start, stop, step = part.indices(self.size)
+        if step != 1:
+            raise ValueError("a recording is read in contiguous slices")
+        if stop <= start:
+            return np.zeros(0, dtype=np.float32)
+        with wave.open(str(self._path), "rb") as recording:
+            recording.setpos(start)
+            frames = recording.readframes(stop - start)
+        return np.frombuffer(frames, dtype="<i2").astype(np.float32) / np.float32(32768)
 
 
 def recording_duration_s(path: Path) -> float:

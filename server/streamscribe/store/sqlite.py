@@ -58,9 +58,10 @@ _ADDED_COLUMNS = (
     ("api_keys", "max_streams", "INTEGER"),
     ("api_keys", "max_replays", "INTEGER"),
     ("api_keys", "audio_retention_h", "REAL"),
+    ("api_keys", "max_audio_mb", "REAL"),
 )
 """Columns added since the first schema, in order (a store made before them gets them at open)."""
-_KEY_COLUMNS = "name, admin, created_at, max_streams, max_replays, audio_retention_h"
+_KEY_COLUMNS = "name, admin, created_at, max_streams, max_replays, audio_retention_h, max_audio_mb"
 _summary_decoder = msgspec.json.Decoder(VersionSummary)
 
 
@@ -216,6 +217,12 @@ class SqliteTranscriptStore:
     def forget_audio(self, transcript_id: str) -> None:
         self._write("UPDATE transcripts SET audio_path = NULL WHERE id = ?", (transcript_id,))
 
+    def audio_paths(self, owner: str | None) -> list[str]:
+        rows = self._read(
+            "SELECT audio_path FROM transcripts WHERE owner IS ? AND audio_path IS NOT NULL", (owner,)
+        )
+        return [path for (path,) in rows]
+
     def delete(self, transcript_id: str) -> TranscriptRecord | None:
         with self._lock:
             row = self._db.execute(
@@ -226,7 +233,7 @@ class SqliteTranscriptStore:
     def create_key(self, key: ApiKey, key_hash: str) -> None:
         try:
             self._write(
-                f"INSERT INTO api_keys (key_hash, {_KEY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                f"INSERT INTO api_keys (key_hash, {_KEY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 (key_hash, *_key_row(key)),
             )
         except sqlite3.IntegrityError as exc:
@@ -265,7 +272,7 @@ class SqliteTranscriptStore:
             return self._db.execute("DELETE FROM api_keys WHERE name = ?", (name,)).rowcount == 1
 
     def check(self) -> None:
-        self._read("SELECT id FROM transcripts ORDER BY created_at DESC LIMIT 1", ())
+        self._read("SELECT 1 FROM transcripts LIMIT 1", ())
 
     def close(self) -> None:
         with self._lock:
@@ -326,12 +333,20 @@ def _listing(row: tuple[Any, ...]) -> TranscriptListing:
 
 def _key_row(key: ApiKey) -> tuple[Any, ...]:
     """The values of _KEY_COLUMNS for `key`."""
-    return (key.name, int(key.admin), key.created_at, key.max_streams, key.max_replays, key.audio_retention_h)
+    return (
+        key.name,
+        int(key.admin),
+        key.created_at,
+        key.max_streams,
+        key.max_replays,
+        key.audio_retention_h,
+        key.max_audio_mb,
+    )
 
 
 def _api_key(row: tuple[Any, ...]) -> ApiKey:
     """An api_keys row of _KEY_COLUMNS."""
-    name, admin, created_at, max_streams, max_replays, audio_retention_h = row
+    name, admin, created_at, max_streams, max_replays, audio_retention_h, max_audio_mb = row
     return ApiKey(
         name=name,
         admin=bool(admin),
@@ -339,4 +354,5 @@ def _api_key(row: tuple[Any, ...]) -> ApiKey:
         max_streams=max_streams,
         max_replays=max_replays,
         audio_retention_h=audio_retention_h,
+        max_audio_mb=max_audio_mb,
     )

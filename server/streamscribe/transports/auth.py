@@ -71,8 +71,10 @@ def _takes_url_token(path: str) -> bool:
     )
 
 
-def requiring_keys(keys: KeyStore) -> Middleware:
-    """The middleware: put it inside `json_errors` so that a refusal is the JSON error body."""
+def requiring_keys(keys: KeyStore, open_without_keys: bool) -> Middleware:
+    """The middleware: put it inside `json_errors` so that a refusal is the JSON error body.
+    `open_without_keys`: a store with no key asks no credential (a loopback server); otherwise
+    it refuses everyone (a network server whose last key was revoked stays shut)."""
 
     @web.middleware
     async def require_key(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -82,10 +84,14 @@ def requiring_keys(keys: KeyStore) -> Middleware:
         from_url = presented is None and _takes_url_token(request.path) and "token" in request.query
         if from_url:
             presented = request.query["token"]
-        known, open_server = await asyncio.to_thread(_lookup, keys, presented, from_url)
+        known, any_key = await asyncio.to_thread(_lookup, keys, presented, from_url)
         if known is not None:
             request[_CALLER] = known
-        elif not open_server:
+        elif not any_key and not open_without_keys:
+            raise Unauthorized(
+                "this server has no API key yet: its operator creates one with `streamscribe keys create NAME`"
+            )
+        elif any_key:
             raise Unauthorized(_refusal(presented, from_url))
         return await handler(request)
 
@@ -103,14 +109,13 @@ def _refusal(presented: str | None, from_url: bool) -> str:
 
 
 def _lookup(keys: KeyStore, presented: str | None, from_url: bool) -> tuple[ApiKey | None, bool]:
-    """The key a credential stands for (from a URL, only a token), and whether the server has no
-    keys at all (open)."""
+    """The key a credential stands for (from a URL, only a token), and whether any key exists."""
     found = None
     if presented is not None and presented.startswith(TOKEN_PREFIX):
         found = keys.key_for_token(key_hash(presented), time.time())
     elif presented is not None and not from_url:
         found = keys.key_for_hash(key_hash(presented))
-    return (found, False) if found is not None else (None, not keys.has_keys())
+    return (found, True) if found is not None else (None, keys.has_keys())
 
 
 def token_route(keys: KeyStore) -> web.RouteDef:
@@ -125,7 +130,7 @@ def token_route(keys: KeyStore) -> web.RouteDef:
             raise Unauthorized("a token cannot make tokens: ask with the API key")
         try:
             asked = _token_request.decode(await json_body(request) or b"{}")
-        except msgspec.DecodeError as exc:
+        except (msgspec.DecodeError, RecursionError) as exc:  # msgspec recurses on deep nesting
             raise InvalidRequest(f'the body must be {{"ttl_s": 1-600}}: {exc}') from exc
         token = TOKEN_PREFIX + secrets.token_urlsafe(32)
         expires_at = time.time() + asked.ttl_s

@@ -1,15 +1,17 @@
 """The listening socket, with a bound on open connections.
 
-A connection past `max_connections` is answered 503 (`too_many_connections`, JSON) and closed
-as it arrives, before aiohttp spends anything on it: a flood of idle sockets is refused before
-memory grows. Connections that dawdle are aiohttp's to close: the runner's `keepalive_timeout`
-ends one that has not completed a request head within it, the first request included.
+A connection past `max_connections`, or past `per_address` from one address, is answered 503
+(`too_many_connections`, JSON) and closed as it arrives, before aiohttp spends anything on it: a
+flood of idle sockets is refused before memory grows, and one client cannot take every place.
+Connections that dawdle are aiohttp's to close: the runner's `keepalive_timeout` ends one that
+has not completed a request head within it, the first request included.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections import Counter
 from collections.abc import Callable
 from typing import cast
 
@@ -26,9 +28,11 @@ _REFUSAL = TooManyConnections("the server has as many open connections as it tak
 class ConnectionLimit:
     """Counts for /healthz: `open` (once serving) and `refused`."""
 
-    def __init__(self, max_connections: int) -> None:
+    def __init__(self, max_connections: int, per_address: int) -> None:
         self.max_connections = max_connections
+        self.per_address = per_address
         self.refused = 0
+        self._by_address: Counter[str] = Counter()
         self._server: web.Server | None = None
 
     @property
@@ -38,32 +42,77 @@ class ConnectionLimit:
     def protocol_factory(self, server: web.Server) -> Callable[[], asyncio.Protocol]:
         """What `loop.create_server` takes in place of `server`."""
         self._server = server
+        return lambda: _Admission(server, self)
 
-        def make_protocol() -> asyncio.Protocol:
-            if len(server.connections) < self.max_connections:
-                return server()
-            self.refused += 1
-            if self.refused % 1000 == 1:
-                log.warning("%d connections are open, the limit: new ones are refused", self.open)
-            return _Refused()
+    def _admit(self, transport: asyncio.BaseTransport) -> str | None:
+        """The peer's address, counted, or None when it must be refused."""
+        peer = transport.get_extra_info("peername")
+        address = str(peer[0]) if isinstance(peer, tuple) else "?"
+        if self.open < self.max_connections and self._by_address[address] < self.per_address:
+            self._by_address[address] += 1
+            return address
+        self.refused += 1
+        if self.refused % 1000 == 1:
+            log.warning("%d connections are open (limits %d, %d from one address): new ones are refused",
+                        self.open, self.max_connections, self.per_address)  # fmt: skip
+        return None
 
-        return make_protocol
+    def _release(self, address: str) -> None:
+        self._by_address[address] -= 1
+        if not self._by_address[address]:
+            del self._by_address[address]
 
 
-class _Refused(asyncio.Protocol):
-    """Writes the 503 and closes; reads nothing."""
+class _Admission(asyncio.Protocol):
+    """One connection: refused with the 503 as it arrives, or handed to aiohttp's protocol."""
+
+    def __init__(self, server: web.Server, limit: ConnectionLimit) -> None:
+        self._server = server
+        self._limit = limit
+        self._inner: asyncio.Protocol | None = None
+        self._address: str | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        body = encode(
-            ErrorBody(error=ErrorDetail(code=_REFUSAL.code, message=_REFUSAL.message, type="server_error"))
-        )
-        head = (
-            f"HTTP/1.1 {_REFUSAL.http_status} Service Unavailable\r\nContent-Type: application/json\r\n"
-            f"Content-Length: {len(body)}\r\nRetry-After: {_REFUSAL.retry_after_s}\r\nConnection: close\r\n\r\n"
-        )
-        writable = cast(asyncio.WriteTransport, transport)  # uvloop's transports are no subclass of it
-        writable.write(head.encode() + body)
-        writable.close()
+        self._address = self._limit._admit(transport)
+        if self._address is None:
+            _refuse(transport)
+            return
+        self._inner = self._server()
+        self._inner.connection_made(transport)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._inner is not None and self._address is not None:
+            self._limit._release(self._address)
+            self._inner.connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        if self._inner is not None:
+            self._inner.data_received(data)
+
+    def eof_received(self) -> bool | None:
+        return self._inner.eof_received() if self._inner is not None else None
+
+    def pause_writing(self) -> None:
+        if self._inner is not None:
+            self._inner.pause_writing()
+
+    def resume_writing(self) -> None:
+        if self._inner is not None:
+            self._inner.resume_writing()
+
+
+def _refuse(transport: asyncio.BaseTransport) -> None:
+    """Write the 503 and close; nothing is read."""
+    body = encode(
+        ErrorBody(error=ErrorDetail(code=_REFUSAL.code, message=_REFUSAL.message, type="server_error"))
+    )
+    head = (
+        f"HTTP/1.1 {_REFUSAL.http_status} Service Unavailable\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\nRetry-After: {_REFUSAL.retry_after_s}\r\nConnection: close\r\n\r\n"
+    )
+    writable = cast(asyncio.WriteTransport, transport)  # uvloop's transports are no subclass of it
+    writable.write(head.encode() + body)
+    writable.close()
 
 
 class LimitedSite(web.TCPSite):

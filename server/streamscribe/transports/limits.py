@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from ..errors import UnsupportedContentEncoding, UnsupportedMediaType
+from ..errors import IdleTimeout, UnsupportedContentEncoding, UnsupportedMediaType
+from .state import SERVER_STATE
 
 
 @web.middleware
@@ -32,4 +35,15 @@ async def json_body(request: web.Request) -> bytes:
         raise UnsupportedMediaType(
             f"this endpoint takes a JSON body with Content-Type: application/json, not {request.content_type!r}"
         )
-    return await request.read()
+    return await small_body(request)
+
+
+async def small_body(request: web.Request) -> bytes:
+    """A body of at most aiohttp's client_max_size (1 MiB), which must arrive within
+    idle_timeout_s: a body that never comes would hold its connection for good."""
+    wait_s = request.app[SERVER_STATE].settings.idle_timeout_s
+    try:
+        async with asyncio.timeout(wait_s):
+            return await request.read()
+    except TimeoutError:
+        raise IdleTimeout(f"the request body did not arrive within {wait_s:g} s") from None

@@ -81,7 +81,7 @@ class OriginPolicy:
     def _check_host(self, request: web.Request) -> None:
         if self._hosts is None:
             return
-        name = urlsplit(f"//{request.host}").hostname or ""
+        name = _host_name(request.host)
         if name.lower() not in self._hosts and not is_loopback(name):
             raise ForbiddenHost(
                 f"this server does not answer to {name!r} (its operator can add names with --allowed-hosts)"
@@ -89,7 +89,18 @@ class OriginPolicy:
 
     @staticmethod
     def _same_origin(origin: str, request: web.Request) -> bool:
-        return urlsplit(origin).netloc.lower() == request.host.lower()
+        try:
+            return urlsplit(origin).netloc.lower() == request.host.lower()
+        except ValueError:  # not a URL ("http://["): no page's origin, so not the server's own
+            return False
+
+
+def _host_name(host: str) -> str:
+    """The name in a Host header; empty when it is not a host at all ("[")."""
+    try:
+        return urlsplit(f"//{host}").hostname or ""
+    except ValueError:
+        return ""
 
 
 def _preflight(request: web.Request) -> web.Response:

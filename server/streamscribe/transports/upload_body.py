@@ -207,13 +207,16 @@ async def _part_chunks(part: BodyPartReader) -> AsyncIterator[bytes]:
 
 
 async def _reading(read: Awaitable[T]) -> T:
-    """Await one read of the request body; a client gone mid-upload becomes UploadInterrupted."""
+    """Await one read of the request body; a client gone mid-upload becomes UploadInterrupted,
+    a form aiohttp cannot parse (no boundary, a missing one) InvalidRequest."""
     try:
         return await read
     except (ConnectionError, asyncio.IncompleteReadError, ClientPayloadError, HttpProcessingError) as exc:
         raise UploadInterrupted(
             f"the upload was cut off before it was complete ({type(exc).__name__})"
         ) from exc
+    except ValueError as exc:
+        raise InvalidRequest(f"the multipart form is malformed: {exc}") from exc
 
 
 def _raw_filename(request: web.Request) -> str:

@@ -222,6 +222,9 @@ async def accept_upload(request: web.Request, parse: type[OptionsT]) -> tuple[Fi
     # A bad request is refused as such before admission, never as overloaded.
     check_options(state, parse_options(query_fields(request), parse))
     await asyncio.to_thread(ensure_room, settings.data_dir, settings.min_free_disk_mb)
+    key = caller(request)
+    if key is not None:  # before the body: a key past its quota spools nothing
+        await state.finalizer.check_quota(key.name, key.max_audio_mb)
     slot: Slot | None = None
 
     def admit() -> None:  # as the file's first bytes arrive: a silent client holds no slot

@@ -20,11 +20,11 @@ import av
 import msgspec
 from aiohttp import web
 from aiortc import MediaStreamTrack, RTCDataChannel, RTCPeerConnection, RTCSessionDescription
+from aiortc.exceptions import InternalError, InvalidAccessError, InvalidStateError, OperationError
 from aiortc.mediastreams import MediaStreamError
 
 from ..audio import Resampler, Samples
 from ..errors import (
-    BadMessage,
     InvalidRequest,
     Overloaded,
     ProtocolViolation,
@@ -36,10 +36,11 @@ from ..live.driver import SessionDriver
 from ..live.outbox import Outbox
 from ..live.sessions import SessionOptions, Slot
 from ..store.base import can_see
-from ..wire import Finalize, IceServers, Prompt, RetentionHours, Stop, WebRtcAnswer, decode_client, encode
+from ..wire import Finalize, IceServers, Prompt, RetentionHours, Stop, WebRtcAnswer, encode
 from .auth import caller
+from .client_messages import parse_client_message
 from .ice import announce_address, ice_servers, peer_configuration
-from .limits import json_body
+from .limits import json_body, small_body
 from .responses import struct_response
 from .state import SERVER_STATE, ServerState
 
@@ -92,8 +93,11 @@ class WebRtcSession:
             try:
                 await self._pc.setRemoteDescription(RTCSessionDescription(sdp=options.sdp, type="offer"))
                 await self._pc.setLocalDescription(await self._pc.createAnswer())
-            except (ValueError, KeyError, IndexError, AttributeError, TypeError) as exc:
-                # aiortc's SDP parsing fails on a malformed offer in any of these ways
+            except (
+                ValueError, KeyError, IndexError, AttributeError, TypeError,
+                InternalError, InvalidAccessError, InvalidStateError, OperationError,
+            ) as exc:  # fmt: skip
+                # aiortc fails on a malformed offer (or one with no codec it has) in any of these ways
                 raise InvalidRequest(
                     "the offer cannot be answered: its SDP is malformed or lacks what a peer needs (ICE "
                     f"credentials, a DTLS fingerprint and setup, an audio codec) ({type(exc).__name__})"
@@ -107,7 +111,7 @@ class WebRtcSession:
             )
             driver = await host.open(self._slot, session_options)
         except BaseException:
-            await self._pc.close()  # a refused offer leaves no peer connection behind
+            await _close_refused(self._pc)  # a refused offer leaves no peer connection behind
             raise
         self._spawn(self._run(driver))
         self._spawn(self._expect_audio(driver))
@@ -151,15 +155,13 @@ class WebRtcSession:
         if driver is None:
             return
         try:
-            match decode_client(message):
+            match parse_client_message(message):
                 case Stop(wait_for_transcript=wait):
                     self._spawn(self._stop_after_audio(driver, wait))
                 case Finalize():
                     driver.finalize()
                 case _:
                     raise ProtocolViolation("the stream has already started: send finalize or stop")
-        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-            driver.fail(BadMessage(f"not a valid message: {exc}"))
         except StreamscribeError as exc:
             driver.fail(exc)
 
@@ -240,16 +242,31 @@ class WebRtcSession:
             self._slot.driver.disconnect()
 
 
+async def _close_refused(pc: RTCPeerConnection) -> None:
+    """Close the peer connection of a refused offer. aiortc's close() stops half way on a peer
+    that a malformed offer set up only in part (an SCTP transport without its DTLS one); its
+    transports are then stopped one by one, so that no UDP socket stays open."""
+    try:
+        await pc.close()
+    except AttributeError:
+        for transceiver in pc.getTransceivers():
+            dtls = transceiver.receiver.transport
+            with contextlib.suppress(Exception):
+                await dtls.stop()
+            with contextlib.suppress(Exception):
+                await dtls.transport.stop()
+
+
 async def offer(request: web.Request) -> web.Response:
     state = request.app[SERVER_STATE]
     whip = request.content_type == "application/sdp"
     try:
         if whip:
-            values = {**request.query, "sdp": await request.text()}
+            values = {**request.query, "sdp": (await small_body(request)).decode(errors="replace")}
             options = msgspec.convert(values, OfferOptions, strict=False)
         else:
             options = msgspec.json.decode(await json_body(request), type=OfferOptions)
-    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+    except (msgspec.DecodeError, msgspec.ValidationError, RecursionError) as exc:
         raise InvalidRequest(f"bad offer: {exc}") from exc
     slot = state.sessions.admit("webrtc", caller(request))
     try:

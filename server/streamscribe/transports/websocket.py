@@ -6,12 +6,10 @@ import asyncio
 import contextlib
 import logging
 
-import msgspec
 from aiohttp import WSMsgType, web
 
 from ..audio import PcmConverter
 from ..errors import (
-    BadMessage,
     FrameTooLarge,
     IdleTimeout,
     ProtocolViolation,
@@ -26,16 +24,15 @@ from ..live.sessions import SessionOptions, Slot
 from ..store.base import ApiKey
 from ..wire import (
     MAX_FRAME_BYTES,
-    ClientMessage,
     Error,
     Finalize,
     ServerMessage,
     Start,
     Stop,
-    decode_client,
     encode,
 )
 from .auth import caller
+from .client_messages import parse_client_message
 from .state import SERVER_STATE, ServerState
 
 log = logging.getLogger(__name__)
@@ -104,7 +101,7 @@ class StreamConnection:
             raise ProtocolViolation("audio before start: send a start message first")
         if message.type != WSMsgType.TEXT:
             raise ProtocolViolation("the connection closed before start")
-        start = _parse(message.data)
+        start = parse_client_message(message.data)
         if not isinstance(start, Start):
             raise ProtocolViolation(f"expected start, got {type(start).__name__.lower()}")
         return start
@@ -149,7 +146,7 @@ class StreamConnection:
                         )
                     await driver.feed_audio(converter.convert(message.data))
                 elif message.type == WSMsgType.TEXT:
-                    match _parse(message.data):
+                    match parse_client_message(message.data):
                         case Stop(wait_for_transcript=wait):
                             await driver.feed_audio(converter.flush())
                             driver.stop(wait)
@@ -180,17 +177,6 @@ class StreamConnection:
                 await self._ws.send_str(_text(event))
             except ConnectionError:
                 connected = False
-
-
-def _parse(data: str) -> ClientMessage:
-    try:
-        return decode_client(data)
-    except RecursionError as exc:
-        raise BadMessage("not a valid message: JSON nested too deeply") from exc
-    except msgspec.DecodeError as exc:
-        raise BadMessage(f"not valid JSON: {exc}") from exc
-    except msgspec.ValidationError as exc:
-        raise BadMessage(f"not a valid message: {exc}") from exc
 
 
 def _reason(error: StreamscribeError) -> bytes:
