@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The fuzz suite (tests/fuzz) at length: SCALE times the cases the test command runs (default 20,
-# about 45,000 generated requests, streams and offers against one real server). Extra arguments
+# about 50,000 generated requests, streams and offers against one real server). Extra arguments
 # go to pytest, e.g. `loadtests/fuzz.sh 50 -x`.
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -115,43 +115,32 @@ def test_raw_uploads(
     )
 
 
-@fuzz_settings(200)
+ENDPOINTS = [("/v1/transcriptions", UPLOAD_OPTIONS), ("/v1/audio/transcriptions", OPENAI_OPTIONS)]
+
+
+@fuzz_settings(400)
 @given(
-    fields=st.lists(
-        st.tuples(st.sampled_from(UPLOAD_OPTIONS) | st.text(max_size=10), option_values), max_size=6
+    endpoint=st.sampled_from(ENDPOINTS).flatmap(
+        lambda chosen: st.tuples(
+            st.just(chosen[0]),
+            st.lists(st.tuples(st.sampled_from(chosen[1]) | st.text(max_size=10), option_values), max_size=6),
+        )
     ),
     file_name=st.none() | filenames,
     body=file_bodies,
 )
-def test_multipart_uploads(fuzz_server: FuzzServer, fields: list, file_name: str | None, body: bytes) -> None:
-    context = (fields, file_name, body[:64])
+def test_multipart_uploads(
+    fuzz_server: FuzzServer, endpoint: tuple[str, list], file_name: str | None, body: bytes
+) -> None:
+    """Our upload endpoint and the OpenAI-compatible one, with any fields, filename and file."""
+    path, fields = endpoint
     form = multipart(fields, file_name, body)
+    headers = {**fuzz_server.auth, **FORM}
     run(
         request(
-            "POST",
-            fuzz_server.url + "/v1/transcriptions",
-            context,
-            data=form,
-            headers={**fuzz_server.auth, **FORM},
+            "POST", fuzz_server.url + path, (path, fields, file_name, body[:64]), data=form, headers=headers
         )
     )
-
-
-@fuzz_settings(200)
-@given(
-    fields=st.lists(
-        st.tuples(st.sampled_from(OPENAI_OPTIONS) | st.text(max_size=10), option_values), max_size=6
-    ),
-    file_name=st.none() | filenames,
-    body=file_bodies,
-)
-def test_openai_transcriptions(
-    fuzz_server: FuzzServer, fields: list, file_name: str | None, body: bytes
-) -> None:
-    context = (fields, file_name, body[:64])
-    form = multipart(fields, file_name, body)
-    url = fuzz_server.url + "/v1/audio/transcriptions"
-    run(request("POST", url, context, data=form, headers={**fuzz_server.auth, **FORM}))
 
 
 REST = [
