@@ -16,6 +16,12 @@ class StreamscribeError(Exception):
         super().__init__(message)
         self.message = message
 
+    @property
+    def close_reason(self) -> bytes:
+        """The message as a WebSocket close reason: at most 120 bytes of UTF-8, cut between
+        characters (a cut inside one makes the close frame invalid: the client sees 1006)."""
+        return self.message.encode()[:120].decode(errors="ignore").encode()
+
     @classmethod
     def reading_failed(cls, exc: BaseException) -> StreamscribeError:
         """A bug or an unexpected failure while taking a client's audio: it ends that stream only."""

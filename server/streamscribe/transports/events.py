@@ -55,7 +55,7 @@ async def _websocket(request: web.Request, event_log: EventStream, after_seq: in
                 break
             await ws.send_str(logged.json.decode())
     except EventsExpired as exc:
-        await ws.close(code=exc.close_code, message=exc.message.encode()[:120])
+        await ws.close(code=exc.close_code, message=exc.close_reason)
     except ConnectionError:
         pass
     finally:

@@ -125,7 +125,7 @@ class StreamConnection:
             await self._ws.send_str(
                 _text(Error(seq=1, code=error.code, message=error.message, retry_after_s=error.retry_after_s))
             )
-        await self._ws.close(code=error.close_code, message=_reason(error))
+        await self._ws.close(code=error.close_code, message=error.close_reason)
 
     async def _read(self, driver: SessionDriver, converter: PcmConverter) -> None:
         """Feed frames until bad input, a disconnect or a silent client; `run` cancels it once
@@ -166,7 +166,7 @@ class StreamConnection:
         driver.disconnect()  # the client vanished without stop: flush and keep what it sent
 
     async def _close_slow_consumer(self, error: SlowConsumer) -> None:
-        await self._ws.close(code=error.close_code, message=_reason(error))
+        await self._ws.close(code=error.close_code, message=error.close_reason)
 
     async def _write(self, outbox: Outbox) -> None:
         connected = True
@@ -177,11 +177,6 @@ class StreamConnection:
                 await self._ws.send_str(_text(event))
             except ConnectionError:
                 connected = False
-
-
-def _reason(error: StreamscribeError) -> bytes:
-    """A close reason must fit in 123 bytes."""
-    return error.message.encode()[:120]
 
 
 def _text(event: ServerMessage) -> str:
