@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +23,7 @@ from ..errors import (
     client_reason,
 )
 from ..store.base import JobQueue, TranscriptStore
-from ..store.failures import ensure_room, storage_error
+from ..store.failures import STORAGE_FAILURES, ensure_room, storage_error
 from ..store.handover import JobDone, JobFailed, JobListener, LiveEnd
 from ..store.recording import AudioRecorder
 from .jobs import JobListeners, JobRunner
@@ -96,7 +95,7 @@ class FinalizeService:
                 owner=owner,
                 audio_retention_h=audio_retention_h,
             )
-        except (OSError, sqlite3.Error) as exc:
+        except STORAGE_FAILURES as exc:
             raise storage_error(exc, "opening the stream's recording") from exc
         return recorder
 

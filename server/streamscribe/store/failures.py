@@ -69,7 +69,7 @@ def storage_state(
             probe.write_bytes(b"ok")
             probe.unlink()
         check_store()
-    except (OSError, sqlite3.Error) as exc:
+    except STORAGE_FAILURES as exc:
         log.error("storage check failed: %s: %s", type(exc).__name__, exc)
         return ("full" if is_full(exc) else "unavailable"), None
     return ("full" if free_mb < reserve_mb else "ok"), round(free_mb, 1)

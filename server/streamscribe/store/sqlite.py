@@ -15,6 +15,7 @@ import msgspec
 from ..errors import KeyExists, StorageUnavailable
 from ..transcript import Transcript, TranscriptListing, VersionSummary, from_json, summarise, to_json
 from .base import ApiKey, TranscriptRecord
+from .failures import STORAGE_FAILURES
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS transcripts (
@@ -75,7 +76,7 @@ def open_store(data_dir: Path) -> SqliteTranscriptStore:
     path = store_path(data_dir)
     try:
         return SqliteTranscriptStore(path)
-    except (sqlite3.Error, OSError) as exc:
+    except STORAGE_FAILURES as exc:
         raise StorageUnavailable(
             f"the transcript store {path} cannot be opened ({type(exc).__name__}: {' '.join(str(exc).split())}). If the file "
             "is damaged, restore it from a backup, or move it away to start with an empty store (its "

@@ -22,7 +22,21 @@ from ..wire import ErrorBody, ErrorDetail, encode
 
 log = logging.getLogger(__name__)
 
-_REFUSAL = TooManyConnections("the server has as many open connections as it takes; try again shortly")
+
+def _refusal_bytes() -> bytes:
+    """The whole 503 answer, made once: a flood of refusals costs a write each."""
+    refusal = TooManyConnections("the server has as many open connections as it takes; try again shortly")
+    body = encode(
+        ErrorBody(error=ErrorDetail(code=refusal.code, message=refusal.message, type="server_error"))
+    )
+    head = (
+        f"HTTP/1.1 {refusal.http_status} Service Unavailable\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\nRetry-After: {refusal.retry_after_s}\r\nConnection: close\r\n\r\n"
+    )
+    return head.encode() + body
+
+
+_REFUSAL = _refusal_bytes()
 
 
 class ConnectionLimit:
@@ -70,18 +84,19 @@ class _Admission(asyncio.Protocol):
         self._server = server
         self._limit = limit
         self._inner: asyncio.Protocol | None = None
-        self._address: str | None = None
+        self._address = ""
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self._address = self._limit._admit(transport)
-        if self._address is None:
+        address = self._limit._admit(transport)
+        if address is None:
             _refuse(transport)
             return
+        self._address = address
         self._inner = self._server()
         self._inner.connection_made(transport)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        if self._inner is not None and self._address is not None:
+        if self._inner is not None:  # admitted
             self._limit._release(self._address)
             self._inner.connection_lost(exc)
 
@@ -103,15 +118,8 @@ class _Admission(asyncio.Protocol):
 
 def _refuse(transport: asyncio.BaseTransport) -> None:
     """Write the 503 and close; nothing is read."""
-    body = encode(
-        ErrorBody(error=ErrorDetail(code=_REFUSAL.code, message=_REFUSAL.message, type="server_error"))
-    )
-    head = (
-        f"HTTP/1.1 {_REFUSAL.http_status} Service Unavailable\r\nContent-Type: application/json\r\n"
-        f"Content-Length: {len(body)}\r\nRetry-After: {_REFUSAL.retry_after_s}\r\nConnection: close\r\n\r\n"
-    )
     writable = cast(asyncio.WriteTransport, transport)  # uvloop's transports are no subclass of it
-    writable.write(head.encode() + body)
+    writable.write(_REFUSAL)
     writable.close()
 
 

@@ -229,7 +229,7 @@ async def accept_upload(request: web.Request, parse: type[OptionsT]) -> tuple[Fi
 
     def admit() -> None:  # as the file's first bytes arrive: a silent client holds no slot
         nonlocal slot
-        slot = state.sessions.admit("upload", caller(request))
+        slot = state.sessions.admit("upload", key)
 
     limits = BodyLimits(
         max_file_bytes=int(settings.max_upload_mb * 2**20),
