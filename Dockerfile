@@ -3,9 +3,11 @@
 #   docker run --rm -v streamscribe-data:/var/lib/streamscribe streamscribe streamscribe keys create me
 #   docker run --rm -p 8000:8000 -p 50000-50100:50000-50100/udp -v streamscribe-data:/var/lib/streamscribe \
 #       -e STREAMSCRIBE_WEBRTC_PUBLIC_ADDRESS=<the host's address> streamscribe
-# or `docker compose up` (compose.yaml). It serves on 0.0.0.0, so it starts only once a key exists
-# in its data volume (the first command prints it) or with STREAMSCRIBE_AUTH=off. WebRTC media uses the UDP ports 50000-50100, which must
+# It serves on 0.0.0.0, so it starts only once a key exists in its data volume (the first command
+# prints it) or with STREAMSCRIBE_AUTH=off. WebRTC media uses the UDP ports 50000-50100, which must
 # be published as the same range; browsers reach them at STREAMSCRIBE_WEBRTC_PUBLIC_ADDRESS.
+# Many nodes and `streamscribe worker`s on Redis, PostgreSQL and MinIO: compose.yaml (README:
+# Scaling out).
 FROM python:3.11-slim
 
 ENV PIP_NO_CACHE_DIR=1 \
@@ -26,9 +28,10 @@ COPY pyproject.toml README.md ./
 COPY server ./server
 COPY client_js ./client_js
 # webrtcvad (a dependency of resemblyzer) is a source package: compile it, then drop the compiler.
+# The scale extra brings the Redis, PostgreSQL and S3 drivers (`streamscribe worker`, --redis-url...).
 RUN apt-get update \
     && apt-get install -y --no-install-recommends gcc libc6-dev \
-    && pip install . \
+    && pip install '.[scale]' \
     && apt-get purge -y gcc libc6-dev && apt-get autoremove -y && rm -rf /var/lib/apt/lists/* \
     && useradd --system --create-home streamscribe \
     && mkdir -p /var/cache/streamscribe /var/lib/streamscribe \

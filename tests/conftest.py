@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import shutil
 import subprocess
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -117,3 +117,13 @@ def media(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     encode("jfk.mp4", *video[:4], "-i", str(source), "-shortest", *video[4:], "-c:a", "aac")
     encode("silent-video.mp4", *video[:4], "-t", "2", *video[4:])
     return files
+
+
+@pytest.fixture(scope="session")
+def postgres_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real PostgreSQL server, started once for the session (tests/services.py); yields the URL of
+    its empty `streamscribe` database. Tests that share it keep to their own schema or ids."""
+    from tests.services import postgres_server
+
+    with postgres_server(tmp_path_factory.mktemp("postgres")) as url:
+        yield url

@@ -1,11 +1,13 @@
 """Wiring: the model, the scheduler, the stores, the routes, and ordered startup and shutdown.
 
-Startup: the lock on the data directory (one process per directory), the decoder threads, then
-the transcript store and its second-pass worker (which first requeues what a stopped server left
-running). Shutdown: refuse new sessions and end every live
-one (their finals are flushed, their transcripts stored and `closed` is sent), waiting up to
-shutdown_timeout_s; then the second-pass worker stops (a running job is redone at the next
-start) and the store closes; then the decoder threads; then the data directory is let go.
+Startup: the lock on the data directory (one process per directory), the node's lease in Redis
+when scaled out (one process per node name), the decoder threads, then the transcript store and
+its second-pass workers (which first recover what stopped processes left). Shutdown: /readyz
+answers draining, new sessions are refused and every live one ends (their finals are flushed,
+their transcripts stored and `closed` is sent), waiting up to shutdown_timeout_s; their last
+events are flushed to Redis; then the second-pass workers stop (a running job goes back to the
+queue) and the store closes; then the decoder threads; then the lease and the data directory
+are let go. `work` is a process with the second-pass part alone (`streamscribe worker`).
 """
 
 from __future__ import annotations
@@ -26,9 +28,8 @@ from .finalize.pipeline import SecondPass
 from .finalize.service import FinalizeService
 from .live.scheduler import DecodeScheduler
 from .live.sessions import SessionHost
-from .store.events import InProcessEventBus
+from .store.backends import open_backends
 from .store.lock import DataDirLock
-from .store.sqlite import open_store
 from .transports import events, http, openai_audio, transcripts, uploads, webrtc, websocket
 from .transports.auth import requiring_keys, token_route
 from .transports.connections import ConnectionLimit, LimitedSite
@@ -45,7 +46,8 @@ def create_app(settings: ServerSettings, engine: Engine) -> web.Application:
     """The aiohttp application serving `engine` as the live model (see the module for the order
     in which its parts start and stop)."""
     lock = DataDirLock(settings.data_dir)
-    store = open_store(settings.data_dir)
+    backends = open_backends(settings)
+    store = backends.store
     if settings.auth == "on" and not is_loopback(settings.host) and not store.has_keys():
         store.close()
         raise AuthRequired(
@@ -62,7 +64,9 @@ def create_app(settings: ServerSettings, engine: Engine) -> web.Application:
             "with no key and no Host check, any web page a browser on the network opens could reach "
             "it through DNS rebinding"
         )
-    finalizer = FinalizeService(store, store, settings, SecondPass.for_server(settings))
+    finalizer = FinalizeService(
+        backends.for_jobs, settings, SecondPass.for_server(settings), backends.cluster
+    )
     scheduler = DecodeScheduler(
         engine,
         workers=engine.parallel_decodes,
@@ -71,8 +75,7 @@ def create_app(settings: ServerSettings, engine: Engine) -> web.Application:
         max_decode_wait_s=settings.max_decode_wait_s,
         greedy_after_wait_s=settings.beam_until_wait_s,
     )
-    event_bus = InProcessEventBus(settings.event_log_max_events, settings.event_log_linger_s)
-    host = SessionHost(settings, scheduler, event_bus, finalizer)
+    host = SessionHost(settings, scheduler, backends.events, finalizer)
     origins = OriginPolicy(settings)
     checks = [json_errors, origins.middleware()]
     if settings.auth == "on":
@@ -84,6 +87,7 @@ def create_app(settings: ServerSettings, engine: Engine) -> web.Application:
         host,
         finalizer,
         ConnectionLimit(settings.max_connections, settings.max_connections_per_address),
+        backends,
     )
 
     async def decoding(app: web.Application) -> AsyncIterator[None]:
@@ -101,6 +105,10 @@ def create_app(settings: ServerSettings, engine: Engine) -> web.Application:
         yield
         lock.release()
 
+    async def holding_node_lease(app: web.Application) -> AsyncIterator[None]:
+        async with backends.running():
+            yield
+
     async def keeping_transcripts(app: web.Application) -> AsyncIterator[None]:
         await asyncio.to_thread(_remove_spooled_uploads, settings.data_dir / "uploads")
         await finalizer.start()
@@ -109,9 +117,10 @@ def create_app(settings: ServerSettings, engine: Engine) -> web.Application:
 
     async def ending_sessions(app: web.Application) -> None:
         await host.drain()
+        await backends.events.close()  # their last events reach followers on other nodes
 
     app.cleanup_ctx.extend(
-        [holding_data_dir, keeping_webrtc_ports, decoding, keeping_transcripts]
+        [holding_data_dir, holding_node_lease, keeping_webrtc_ports, decoding, keeping_transcripts]
     )  # cleaned up in reverse order
     app.on_shutdown.append(ending_sessions)  # before connections close: clients hear the end
     http.add_routes(app, settings.client_dir)
@@ -148,9 +157,7 @@ async def listen(app: web.Application, host: str, port: int) -> web.AppRunner:
 
 async def serve(settings: ServerSettings, engine: Engine) -> None:
     """Run until SIGINT or SIGTERM, then shut down in order. Prints the bound address. A second
-    pass cut off by the shutdown ends the process here, with status 0 (see below)."""
-    import signal
-
+    pass cut off by the shutdown ends the process here, with status 0 (see _leave)."""
     app = create_app(settings, engine)
     runner = await listen(app, settings.host, settings.port)
     host, port = runner.addresses[0][:2]
@@ -159,18 +166,60 @@ async def serve(settings: ServerSettings, engine: Engine) -> None:
         log.warning(
             "auth is off: anyone who can reach %s:%s can stream, read and delete transcripts", host, port
         )
+    await _until_signalled()
+    print("streamscribe shutting down", flush=True)
+    state = app[SERVER_STATE]
+    state.sessions.draining = True  # /readyz answers 503, new sessions are refused
+    await asyncio.sleep(settings.drain_grace_s)  # the load balancer's checks see it while we still listen
+    await runner.cleanup()
+    _leave_if_cut_off(state.finalizer)
+
+
+async def work(settings: ServerSettings) -> None:
+    """`streamscribe worker`: take second-pass jobs from Redis (second_pass_workers at once) until
+    SIGINT or SIGTERM; a job running then goes back to the queue for another worker."""
+    if settings.redis_url is None:
+        raise ValueError(
+            "a worker takes its jobs from Redis: give it --redis-url, --database-url and --audio-url"
+        )
+    if settings.second_pass_workers == 0:
+        raise ValueError("a worker with --second-pass-workers 0 would take no job")
+    backends = open_backends(settings)
+    finalizer = FinalizeService(
+        backends.for_jobs, settings, SecondPass.for_server(settings), backends.cluster
+    )
+    async with backends.running():
+        await finalizer.start()
+        assert backends.cluster is not None
+        print(
+            f"streamscribe worker {backends.cluster.node_id} taking second-pass jobs "
+            f"({settings.second_pass_workers} at once)",
+            flush=True,
+        )
+        await _until_signalled()
+        print("streamscribe worker shutting down", flush=True)
+        await finalizer.close()
+    _leave_if_cut_off(finalizer)
+
+
+async def _until_signalled() -> None:
+    import signal
+
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stopping.set)
     await stopping.wait()
-    print("streamscribe shutting down", flush=True)
-    await runner.cleanup()
-    if app[SERVER_STATE].finalizer.native_work_running():
-        # A second pass is inside CTranslate2 or torch in its daemon thread; finalising the
-        # interpreter under it aborts the process (SIGABRT). Everything else is closed, and the
-        # job is redone at the next start: leave now, with status 0.
-        log.warning("a second pass was cut off by the shutdown; it is redone at the next start")
+
+
+def _leave_if_cut_off(finalizer: FinalizeService) -> None:
+    """A second pass is inside CTranslate2 or torch in its daemon thread; finalising the
+    interpreter under it aborts the process (SIGABRT). Everything else is closed, and the job is
+    redone (by another worker, or at the next start): leave now, with status 0."""
+    if finalizer.native_work_running():
+        log.warning(
+            "a second pass was cut off by the shutdown; it is redone by another worker or at the next start"
+        )
         logging.shutdown()
         sys.stdout.flush()
         sys.stderr.flush()

@@ -231,6 +231,10 @@ class ServerSettings(msgspec.Struct, frozen=True, kw_only=True):
     """How long a finished session's events can still be followed."""
     outbox_max_messages: int = 512
     shutdown_timeout_s: float = 10.0
+    drain_grace_s: Annotated[float, msgspec.Meta(ge=0.0)] = 0.0
+    """After SIGTERM: how long the node goes on serving its open sessions, refusing new ones and
+    answering /readyz 503, before it ends them. Behind a load balancer give it two of its health
+    check intervals, so that no new connection is sent to a node that is going away."""
     stall_after_s: float = 120.0
     """/healthz counts an open session as stalled after this long without progress."""
     data_dir: Path = Path.home() / ".local" / "share" / "streamscribe"
@@ -260,6 +264,29 @@ class ServerSettings(msgspec.Struct, frozen=True, kw_only=True):
     """A TURN server ("turn:host:port") to relay media through where no direct path exists."""
     webrtc_turn_username: str | None = None
     webrtc_turn_password: str | None = None
+    redis_url: str | None = None
+    """redis://host:port/db: session events and second-pass jobs go through Redis Streams, so
+    any node serves any session's events and `streamscribe worker` processes take the jobs;
+    None: in this process (events) and in the transcript store (jobs)."""
+    database_url: str | None = None
+    """postgresql://user:password@host:port/db: transcripts, versions and keys in PostgreSQL
+    (shared by every node and worker); None: SQLite in data_dir."""
+    audio_url: str | None = None
+    """Where recordings are kept: file:///path (a volume every node and worker mounts) or
+    s3://bucket/prefix (AWS S3, MinIO, any S3-compatible store; endpoint and credentials from the
+    usual AWS_* variables); None: data_dir/audio."""
+    second_pass_workers: Annotated[int, msgspec.Meta(ge=0, le=64)] = 1
+    """Second passes this process runs at once; 0: none, only `streamscribe worker` processes
+    take the jobs (needs redis_url)."""
+    node_id: str | None = None
+    """This node's name in Redis (its lease and the sessions it holds); None: the host name.
+    Two running processes on one Redis must not share a name."""
+    node_lease_s: Annotated[float, msgspec.Meta(ge=1.0)] = 15.0
+    """A node or worker renews its lease every third of this; once it has not for this long, its
+    cut-off streams are recovered by the others."""
+    job_visibility_timeout_s: Annotated[float, msgspec.Meta(ge=1.0)] = 60.0
+    """A job whose worker has not sent a heartbeat (every third of this) for this long is taken
+    by another worker: what a SIGKILLed worker or a lost machine costs in delay."""
     stream: StreamSettings = msgspec.field(default_factory=StreamSettings)
     replay: StreamSettings = msgspec.field(default_factory=max_speed_replay)
     """Stream settings of file replays at `max` speed; `realtime` replays use `stream`."""
@@ -282,6 +309,24 @@ class ServerSettings(msgspec.Struct, frozen=True, kw_only=True):
                 raise ValueError(f"{name} {url!r} must start with {' or '.join(schemes)}")
         if self.webrtc_turn_url and not (self.webrtc_turn_username and self.webrtc_turn_password):
             raise ValueError("webrtc_turn_url needs webrtc_turn_username and webrtc_turn_password")
+        for name, address, prefixes in (
+            ("redis_url", self.redis_url, ("redis://", "rediss://", "unix://")),
+            ("database_url", self.database_url, ("postgresql://", "postgres://")),
+            ("audio_url", self.audio_url, ("file:///", "s3://")),
+        ):
+            if address is not None and not address.startswith(
+                prefixes
+            ):  # never echo it: it may hold a password
+                raise ValueError(f"{name} must start with {' or '.join(prefixes)}")
+        if self.redis_url is not None and (self.database_url is None or self.audio_url is None):
+            raise ValueError(
+                "redis_url needs database_url and audio_url: nodes and workers on one Redis share their "
+                "transcripts in PostgreSQL and their recordings in a shared volume or an S3 bucket"
+            )
+        if self.second_pass_workers == 0 and self.redis_url is None:
+            raise ValueError(
+                "second_pass_workers 0 needs redis_url: only `streamscribe worker` would run second passes"
+            )
 
     @property
     def webrtc_port_range(self) -> range | None:

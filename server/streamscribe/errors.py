@@ -149,6 +149,12 @@ class DataDirInUse(StreamscribeError):
     code = "data_dir_in_use"
 
 
+class NodeNameInUse(StreamscribeError):
+    """Another running process holds this node's name on the same Redis; this one does not start."""
+
+    code = "node_name_in_use"
+
+
 class FinalizeFailed(StreamscribeError):
     """The second pass failed; the versions stored before it stay."""
 

@@ -253,6 +253,17 @@ class Health(msgspec.Struct, frozen=True, kw_only=True):
     storage_free_mb: float | None = None
 
 
+class Readiness(msgspec.Struct, frozen=True, kw_only=True):
+    """GET /readyz: whether a load balancer should send this node new sessions (HTTP 503 if not)."""
+
+    status: str
+    """ready; draining while the node shuts down; unavailable while a dependency cannot be reached."""
+    node: str | None = None
+    """This node's name among the nodes on one Redis (None when it runs alone)."""
+    checks: dict[str, str] = {}
+    """Each dependency ("database", "audio", "redis"): "ok", or why not."""
+
+
 class WebRtcAnswer(msgspec.Struct, frozen=True, kw_only=True):
     """Answer of POST /v1/webrtc/offer (JSON form)."""
 

@@ -76,9 +76,9 @@ def test_a_key_is_printed_once_as_the_last_line_and_only_its_name_is_listed(data
     assert not (data_dir / "mistyped").exists()
 
 
-async def test_every_route_but_health_schema_and_page_needs_a_key(base_url: str, key: str) -> None:
+async def test_every_route_but_health_readiness_schema_and_page_needs_a_key(base_url: str, key: str) -> None:
     async with aiohttp.ClientSession() as http:
-        for path in ("/healthz", "/v1/schema", "/"):
+        for path in ("/healthz", "/readyz", "/v1/schema", "/"):
             async with http.get(base_url + path) as response:
                 assert response.status == 200, path
         refused = {

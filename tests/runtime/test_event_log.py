@@ -34,7 +34,7 @@ async def test_followers_get_events_in_order_from_any_seq_until_closed() -> None
     assert await early == [1, 2, 3, 4]
     assert await collect(log, after=2) == [3, 4]
     assert await collect(log, after=4) == []
-    assert log.closed and not log.has_after(4) and log.has_after(3)
+    assert log.closed and not await log.has_after(4) and await log.has_after(3)
 
 
 async def test_a_newer_partial_replaces_the_partial_right_before_it_only() -> None:
@@ -62,15 +62,15 @@ async def test_the_log_is_bounded_and_says_so_to_followers_that_ask_for_dropped_
     assert (await collect(log, after=28))[0] == 29
 
 
-def test_finished_logs_linger_then_go() -> None:
+async def test_finished_logs_linger_then_go() -> None:
     logs = InProcessEventBus(max_events=10, linger_s=60.0, max_finished=2)
     first = logs.open("a", None)
-    assert logs.get("a") is first
+    assert await logs.find("a") is first
     logs.finish(first)
-    assert logs.get("a") is first, "a finished session can still be followed for a while"
+    assert await logs.find("a") is first, "a finished session can still be followed for a while"
     for name in ("b", "c"):
         logs.finish(logs.open(name, None))
-    assert logs.get("a") is None, "past max_finished, the oldest finished log goes"
+    assert await logs.find("a") is None, "past max_finished, the oldest finished log goes"
     expired = InProcessEventBus(max_events=10, linger_s=0.0)
     expired.finish(expired.open("x", None))
-    assert expired.get("x") is None
+    assert await expired.find("x") is None

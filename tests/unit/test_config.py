@@ -49,3 +49,28 @@ def test_catch_up_settings_that_could_never_move_on_are_refused() -> None:
         load_settings({"stream": {"catch_up_margin_s": 20.0}}, environ={})
     with pytest.raises(msgspec.ValidationError, match="catch_up_after_s"):
         load_settings(environ={"STREAMSCRIBE_STREAM_CATCH_UP_AFTER_S": "0"})
+
+
+def test_scale_out_settings_come_from_the_environment_and_are_checked() -> None:
+    environ = {
+        "STREAMSCRIBE_REDIS_URL": "redis://redis:6379/0",
+        "STREAMSCRIBE_DATABASE_URL": "postgresql://streamscribe:secret@db/streamscribe",
+        "STREAMSCRIBE_AUDIO_URL": "s3://recordings/streamscribe",
+        "STREAMSCRIBE_SECOND_PASS_WORKERS": "0",
+    }
+    settings = load_settings(environ=environ)
+    assert (settings.redis_url, settings.audio_url, settings.second_pass_workers) == (
+        "redis://redis:6379/0",
+        "s3://recordings/streamscribe",
+        0,
+    )
+    for refused, named in (
+        ({"STREAMSCRIBE_DATABASE_URL": "mysql://root:secret@db/x"}, "database_url must start with"),
+        ({"STREAMSCRIBE_AUDIO_URL": "ftp://host/x"}, "audio_url must start with"),
+        ({"STREAMSCRIBE_AUDIO_URL": None}, "redis_url needs database_url and audio_url"),
+        ({"STREAMSCRIBE_REDIS_URL": None}, "second_pass_workers 0 needs redis_url"),
+    ):
+        changed = {key: value for key, value in (environ | refused).items() if value is not None}
+        with pytest.raises(msgspec.ValidationError, match=named) as raised:
+            load_settings(environ=changed)
+        assert "secret" not in str(raised.value), "a URL's password was echoed"

@@ -16,6 +16,7 @@ from streamscribe.exports import to_srt, to_txt, to_vtt
 from streamscribe.finalize.pipeline import first_version
 from streamscribe.store.base import ApiKey
 from streamscribe.store.sqlite import SqliteTranscriptStore
+from streamscribe.store.table_jobs import TableJobQueue
 from streamscribe.transcript import from_json, to_json
 from streamscribe.wire import Word
 
@@ -78,18 +79,22 @@ def test_versions_are_numbered_immutable_and_survive_reopening(tmp_path: Path) -
     assert reopened.version("t1") == second
 
 
-def test_job_queue_and_recovery(tmp_path: Path) -> None:
+def test_table_job_queue_and_recovery(tmp_path: Path) -> None:
     store = SqliteTranscriptStore(tmp_path / "db.sqlite3")
+    jobs = TableJobQueue(store)
     create(store, "done")
     create(store, "cut")
-    assert store.enqueue("done", b"{}")
-    assert not store.enqueue("done", b"{}"), "a second job for the same transcript was queued"
-    claimed = store.claim_next_job()
-    assert claimed is not None and claimed.id == "done" and claimed.state == "running"
-    assert store.claim_next_job() is None
-    assert store.recover() == ["cut"]  # the running job and the cut-off stream are queued again
-    assert {store.claim_next_job().id, store.claim_next_job().id} == {"done", "cut"}  # type: ignore[union-attr]
-    store.finish_job("done", None)
+    assert jobs.enqueue("done", b"{}")
+    assert not jobs.enqueue("done", b"{}"), "a second job for the same transcript was queued"
+    claimed = jobs.claim_next_job("worker")
+    assert claimed is not None and claimed.record.id == "done" and claimed.record.state == "running"
+    assert jobs.claim_next_job("worker") is None
+    assert store.orphaned_streams(()) == ["cut"], "a stream still live after a restart was cut off"
+    jobs.recover()  # the running job is queued again, under the same job id
+    again = jobs.claim_next_job("worker")
+    assert again is not None and (again.record.id, again.job_id) == ("done", claimed.job_id)
+    jobs.finish_job(again, None)
+    assert store.get("done").state == "done"  # type: ignore[union-attr]
     assert store.audio_expired(time.time(), default_retention_h=1.0) == []
     assert store.audio_expired(time.time() + 3601, default_retention_h=1.0)[0].id == "done"
     store.forget_audio("done")
@@ -138,9 +143,7 @@ def test_transcripts_belong_to_their_key_and_keep_their_own_retention(tmp_path: 
     assert [item.id for item in store.listing(None, limit=2, before=None)] == ["t3", "t2"]
     assert [item.id for item in store.listing(None, limit=10, before=mine[0].created_at)] == ["t1", "t0"]
     for transcript_id in ("t0", "t1"):
-        store.enqueue(transcript_id, b"{}")
-        store.claim_next_job()
-        store.finish_job(transcript_id, None)
+        store.end_job(transcript_id, None, None)
     expired = store.audio_expired(time.time(), default_retention_h=168.0)
     assert [record.id for record in expired] == ["t1"], "only bob's audio (kept 0 h) is due"
     store.close()
@@ -154,6 +157,7 @@ def test_a_store_made_before_keys_owned_transcripts_gains_the_columns(tmp_path: 
         "live_model TEXT NOT NULL, audio_path TEXT, state TEXT NOT NULL, job_settings BLOB, error TEXT, "
         "finalized_at REAL);"
         "INSERT INTO transcripts VALUES ('old', 1.0, 'en', 'tiny.en', 'a.wav', 'done', NULL, NULL, 2.0);"
+        "INSERT INTO transcripts VALUES ('busy', 1.5, 'en', 'tiny.en', 'b.wav', 'running', '{}', NULL, NULL);"
     )
     old.close()
     store = SqliteTranscriptStore(path)
@@ -161,4 +165,10 @@ def test_a_store_made_before_keys_owned_transcripts_gains_the_columns(tmp_path: 
     assert record is not None and record.owner is None and record.audio_retention_h is None
     create(store, "new", owner="alice")
     assert store.get("new").owner == "alice"  # type: ignore[union-attr]
+    jobs = TableJobQueue(store)
+    jobs.recover()  # a job that was running when the old version stopped finishes under the new one
+    job = jobs.claim_next_job("worker")
+    assert job is not None and job.record.id == "busy"
+    jobs.finish_job(job, None)
+    assert store.get("busy").state == "done"  # type: ignore[union-attr]
     store.close()

@@ -42,14 +42,21 @@ class ServerProcess:
             stderr=asyncio.subprocess.STDOUT,
         )
         assert self._process.stdout is not None
-        line = (await asyncio.wait_for(self._process.stdout.readline(), 120)).decode()
-        found = re.search(r"listening on http://(\S+)", line)
-        if not found:
-            raise RuntimeError(f"the server did not start: {line!r}")
+        found = await asyncio.wait_for(self._listening(self._process.stdout), 120)
         self.base_url = f"http://{found.group(1)}"
         self.url = f"ws://{found.group(1)}/v1/stream"
         self._sampler = asyncio.create_task(self._sample())
         return self
+
+    @staticmethod
+    async def _listening(output: asyncio.StreamReader) -> re.Match[str]:
+        """The `listening on` line, past what the server logs before it."""
+        lines: list[str] = []
+        while line := (await output.readline()).decode():
+            if found := re.search(r"listening on http://(\S+)", line):
+                return found
+            lines.append(line)
+        raise RuntimeError(f"the server did not start: {''.join(lines[-5:])!r}")
 
     async def __aexit__(self, *exc: object) -> None:
         self._sampler.cancel()

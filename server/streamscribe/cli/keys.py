@@ -66,14 +66,18 @@ def add_keys_parser(commands: Any) -> None:
             type=Path,
             help="the server's data directory (default: STREAMSCRIBE_DATA_DIR, or its default)",
         )
+        action.add_argument(
+            "--database-url",
+            metavar="URL",
+            help="the servers' PostgreSQL database, when they run with one (default: "
+            "STREAMSCRIBE_DATABASE_URL, else the SQLite store in --data-dir)",
+        )
         action.set_defaults(handler=_run)
 
 
 def _run(args: argparse.Namespace) -> int:
-    data_dir = load_settings({"data_dir": args.data_dir}).data_dir
-    if args.action != "create" and not store_path(data_dir).is_file():
-        raise InvalidRequest(f"no transcript store in {data_dir}: is --data-dir the server's data directory?")
-    store = open_store(data_dir)
+    settings = load_settings({"data_dir": args.data_dir, "database_url": args.database_url})
+    store = _open_key_store(settings.data_dir, settings.database_url, args.action)
     try:
         match args.action:
             case "create":
@@ -93,6 +97,16 @@ def _run(args: argparse.Namespace) -> int:
                 return _revoke(store, args.name)
     finally:
         store.close()
+
+
+def _open_key_store(data_dir: Path, database_url: str | None, action: str) -> KeyStore:
+    if database_url is not None:
+        from ..store.postgres import open_postgres_store
+
+        return open_postgres_store(database_url)
+    if action != "create" and not store_path(data_dir).is_file():
+        raise InvalidRequest(f"no transcript store in {data_dir}: is --data-dir the server's data directory?")
+    return open_store(data_dir)
 
 
 def _count(text: str) -> int:

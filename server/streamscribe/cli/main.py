@@ -61,7 +61,8 @@ def _settings_overrides(args: argparse.Namespace) -> dict[str, Any]:
         "audio_retention_h", "webrtc_ports", "webrtc_public_address", "webrtc_stun_url", "webrtc_turn_url",
         "webrtc_turn_username", "max_decode_wait_s", "decode_batch_size", "decode_workers", "auth",
         "allowed_origins", "allowed_hosts", "max_connections", "max_connections_per_address", "max_stream_speed", "stream_burst_s",
-        "min_upload_kib_per_s", "min_free_disk_mb",
+        "min_upload_kib_per_s", "min_free_disk_mb", "redis_url", "database_url", "audio_url",
+        "second_pass_workers", "node_id", "drain_grace_s",
     )  # fmt: skip
     overrides: dict[str, Any] = {key: getattr(args, key, None) for key in keys}
     finalize: dict[str, Any] = {
@@ -91,6 +92,27 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     settings = load_settings(_settings_overrides(args))
     engine = load_engine(settings)
     return _run(serve(settings, engine))
+
+
+def _cmd_worker(args: argparse.Namespace) -> int:
+    from ..app import work
+    from ..config import load_settings
+    from .logs import configure_logging
+
+    configure_logging(args.log_level, args.log_format)
+    return _run(work(load_settings(_settings_overrides(args))))
+
+
+def _cmd_migrate(args: argparse.Namespace) -> int:
+    from ..config import load_settings
+    from ..store.postgres import migrate
+
+    database_url = load_settings({"database_url": args.database_url}).database_url
+    if database_url is None:
+        raise ValueError("no database: give --database-url or STREAMSCRIBE_DATABASE_URL")
+    migrate(database_url)
+    print("the database schema is up to date")
+    return 0
 
 
 def _cmd_transcribe(args: argparse.Namespace) -> int:
@@ -292,6 +314,65 @@ def _add_second_pass_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_scale_out_options(parser: argparse.ArgumentParser, *, worker: bool) -> None:
+    scale = parser.add_argument_group("many nodes and workers (README: Scaling out)")
+    scale.add_argument(
+        "--redis-url", dest="redis_url", metavar="URL",
+        help="redis://host:port/db: session events and second-pass jobs through Redis Streams, shared by "
+        "every node and worker (default: in this process; env STREAMSCRIBE_REDIS_URL)",
+    )  # fmt: skip
+    scale.add_argument(
+        "--database-url", dest="database_url", metavar="URL",
+        help="postgresql://user:password@host:port/db: transcripts, versions and keys in PostgreSQL "
+        "(default: SQLite in --data-dir; env STREAMSCRIBE_DATABASE_URL)",
+    )  # fmt: skip
+    scale.add_argument(
+        "--audio-url", dest="audio_url", metavar="URL",
+        help="file:///path (a volume every node and worker mounts) or s3://bucket/prefix (endpoint and "
+        "credentials from AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, ...) for recordings (default: "
+        "DATA_DIR/audio; env STREAMSCRIBE_AUDIO_URL)",
+    )  # fmt: skip
+    scale.add_argument(
+        "--node-id", dest="node_id", metavar="NAME",
+        help="this process's name on Redis, unique among the running nodes and workers (default: the "
+        "host name)",
+    )  # fmt: skip
+    if not worker:
+        scale.add_argument(
+            "--drain-grace-s", dest="drain_grace_s", type=float, metavar="S",
+            help="after SIGTERM, serve open sessions this long while /readyz answers 503 and new ones are "
+            f"refused, then end them: two of the load balancer's check intervals (default: {_DEFAULTS.drain_grace_s:g})",
+        )  # fmt: skip
+    scale.add_argument(
+        "--second-pass-workers", dest="second_pass_workers", type=int, metavar="N",
+        help=("second passes this worker runs at once" if worker else
+              "second passes this server runs at once; 0: none, `streamscribe worker` processes take them "
+              "(needs --redis-url)") + f" (default: {_DEFAULTS.second_pass_workers})",
+    )  # fmt: skip
+
+
+def _add_storage_options(parser: argparse.ArgumentParser, data_dir_holds: str) -> None:
+    parser.add_argument(
+        "--data-dir", dest="data_dir", help=f"{data_dir_holds} (default: {_DEFAULTS.data_dir})"
+    )
+    parser.add_argument(
+        "--audio-retention-h", dest="audio_retention_h", type=float,
+        help="hours recorded audio is kept after its second pass; 0 deletes it at once, inf keeps it; "
+        f"give every node and worker the same (default: {_DEFAULTS.audio_retention_h:g})",
+    )  # fmt: skip
+
+
+def _add_log_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--log-level", dest="log_level", choices=["debug", "info", "warning", "error"], default="info",
+        help="the least important records logged, on stderr (default: %(default)s)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--log-format", dest="log_format", choices=["text", "json"], default="text",
+        help="a line of text or a JSON object per record (default: %(default)s)",
+    )  # fmt: skip
+
+
 def _add_webrtc_options(parser: argparse.ArgumentParser) -> None:
     webrtc = parser.add_argument_group(
         "WebRTC across networks (README: WebRTC in Docker and across networks)"
@@ -429,26 +510,34 @@ def build_parser() -> argparse.ArgumentParser:
         help="live decodes at once, each on its own thread; 0 = one per core on the CPU, one on a GPU "
         f"(default: {_DEFAULTS.decode_workers})",
     )  # fmt: skip
-    serve.add_argument(
-        "--data-dir", dest="data_dir", help=f"transcripts and recorded audio (default: {_DEFAULTS.data_dir})"
-    )
-    serve.add_argument(
-        "--audio-retention-h", dest="audio_retention_h", type=float,
-        help="hours recorded audio is kept after its second pass; 0 deletes it at once, inf keeps it "
-        f"(default: {_DEFAULTS.audio_retention_h:g})",
-    )  # fmt: skip
-    serve.add_argument(
-        "--log-level", dest="log_level", choices=["debug", "info", "warning", "error"], default="info",
-        help="the least important records logged, on stderr (default: %(default)s)",
-    )  # fmt: skip
-    serve.add_argument(
-        "--log-format", dest="log_format", choices=["text", "json"], default="text",
-        help="a line of text or a JSON object per record (default: %(default)s)",
-    )  # fmt: skip
+    _add_storage_options(serve, "transcripts and recorded audio, without --database-url and --audio-url")
+    _add_log_options(serve)
+    _add_scale_out_options(serve, worker=False)
     _add_webrtc_options(serve)
     _add_model_options(serve)
     _add_second_pass_options(serve)
     serve.set_defaults(handler=_cmd_serve)
+
+    worker = commands.add_parser(
+        "worker",
+        help="run second passes taken from Redis, for nodes started with the same --redis-url",
+        epilog=_ENVIRONMENT_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _add_storage_options(worker, "local state")
+    _add_log_options(worker)
+    _add_scale_out_options(worker, worker=True)
+    _add_second_pass_options(worker)
+    worker.set_defaults(handler=_cmd_worker)
+
+    migrate = commands.add_parser(
+        "migrate", help="bring a PostgreSQL database's schema up to date (nodes and workers also do at start)"
+    )
+    migrate.add_argument(
+        "--database-url", dest="database_url", metavar="URL",
+        help="postgresql://user:password@host:port/db (default: STREAMSCRIBE_DATABASE_URL)",
+    )  # fmt: skip
+    migrate.set_defaults(handler=_cmd_migrate)
 
     transcribe = commands.add_parser("transcribe", help="transcribe a file in-process, no server")
     transcribe.add_argument("file", help="any audio or video file ffmpeg reads")
@@ -486,6 +575,7 @@ def build_parser() -> argparse.ArgumentParser:
     from ..bench.encoder import add_bench_encoder_parser
     from ..bench.live import add_bench_parser
     from ..bench.replay import add_bench_replay_parser
+    from ..bench.scale_out import add_bench_scale_out_parser
     from ..bench.second_pass import add_bench_second_pass_parser
 
     add_bench_parser(commands)
@@ -493,6 +583,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_bench_replay_parser(commands)
     add_bench_encoder_parser(commands)
     add_bench_capacity_parser(commands)
+    add_bench_scale_out_parser(commands)
 
     from .keys import add_keys_parser
 

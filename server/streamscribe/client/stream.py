@@ -60,10 +60,12 @@ async def stream_samples(
     on_event: Callable[[TimedEvent], None] | None = None,
     ping_every_s: float | None = None,
     api_key: str | None = None,
+    stop: Stop | None = None,
 ) -> StreamResult:
     """Stream 16 kHz mono audio as pcm_s16le at `speed` x real time (0 = as fast as the server
     reads), send `stop`, and collect every event until the server closes the socket. With
-    `ping_every_s`, a ping is also sent that often and its wait for the pong measured. Check
+    `ping_every_s`, a ping is also sent that often and its wait for the pong measured; `stop`
+    ends the stream (default: Stop(), which waits for the second pass's version). Check
     `completed`: a connection lost mid-stream ends the result early, without raising.
     """
     result = StreamResult()
@@ -80,7 +82,7 @@ async def stream_samples(
                 chunk = samples[offset : offset + chunk_samples]
                 await ws.send(to_pcm_s16le(chunk))
                 result.sent_s += chunk.size / SAMPLE_RATE
-            await ws.send(encode(Stop()).decode())
+            await ws.send(encode(stop or Stop()).decode())
 
         async def measure_pings(every_s: float) -> None:
             while True:

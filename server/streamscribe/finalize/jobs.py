@@ -1,8 +1,9 @@
-"""The second-pass job runner: works the JobQueue one job at a time in a daemon thread, off the
-event loop, and tells listeners how each job goes; and recovery after a restart.
+"""The second-pass job runner: works the JobQueue, each job in a daemon thread off the event loop,
+tells listeners how each job goes, and recovers the streams of servers that stopped.
 
-A job that was running when the process stopped is queued again at the next start (`recover`),
-so a restart or a crash loses nothing.
+A job that was running when its process stopped is taken again: by the next start (embedded), or
+by another worker once its heartbeats stop (Redis). A stream cut off with its server gets a v1
+and a second pass from whichever process notices first.
 """
 
 from __future__ import annotations
@@ -12,15 +13,13 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Callable
-from pathlib import Path
+from collections.abc import Callable, Collection
 from typing import Any, TypeVar
 
 from ..config import ServerSettings
 from ..errors import AudioNotRetained, TranscriptNotFound, client_reason
-from ..store.base import JobQueue, TranscriptStore
+from ..store.base import ClaimedJob, JobBackends, NodeDirectory
 from ..store.handover import JobDone, JobEvent, JobFailed, JobListener, JobProgress
-from ..store.recording import RecordedSamples, recording_duration_s
 from ..transcript import Transcript
 from .overrides import apply_overrides
 from .pipeline import SecondPass, first_version
@@ -29,6 +28,9 @@ from .retention import sweep_expired_audio
 log = logging.getLogger(__name__)
 
 _PROGRESS_STEP = 0.05
+_RETRY_S = 1.0
+_CUT_OFF_JOB = "cut-off"
+"""The job id of the v1 stored for a cut-off stream (so that two recovering nodes store one)."""
 ResultT = TypeVar("ResultT")
 
 
@@ -57,21 +59,23 @@ class JobListeners:
 
 
 class JobRunner:
-    """`recover()` once at start, then `work_forever()` in a task; `wake()` after enqueuing."""
+    """`recover()` once at start, then `work_forever(worker)` in one task per concurrent second
+    pass; `wake()` after enqueuing. Every job event goes to `announce` (this process's listeners,
+    or every node's through Redis)."""
 
     def __init__(
         self,
-        store: TranscriptStore,
-        jobs: JobQueue,
+        backends: JobBackends,
         settings: ServerSettings,
         second_pass: SecondPass,
-        listeners: JobListeners,
+        announce: Callable[[str, JobEvent], None],
     ) -> None:
-        self._store = store
-        self._jobs = jobs
+        self._store = backends.store
+        self._jobs = backends.jobs
+        self._audio = backends.audio
         self._settings = settings
         self._second_pass = second_pass
-        self._listeners = listeners
+        self._announce = announce
         self._wakeup = asyncio.Event()
         self._threads: set[threading.Thread] = set()
 
@@ -82,57 +86,126 @@ class JobRunner:
     def wake(self) -> None:
         self._wakeup.set()
 
-    async def recover(self) -> None:
-        """Requeue what a stopped process left running; streams cut off mid-stream get a v1."""
-        for transcript_id in await asyncio.to_thread(self._jobs.recover):
-            log.warning("stream %s was cut off by a restart; its second pass is queued", transcript_id)
-            await self._store_missing_first_version(transcript_id)
+    async def recover(self, live_nodes: Collection[str]) -> None:
+        """At start: requeue what a stopped process of this queue left running, then recover the
+        streams cut off with their node (any node not in `live_nodes`)."""
+        await asyncio.to_thread(self._jobs.recover)
+        await self.recover_cut_off_streams(live_nodes)
 
-    async def work_forever(self) -> None:
-        while True:
-            job = await asyncio.to_thread(self._jobs.claim_next_job)
-            if job is None:
-                self._wakeup.clear()
-                await self._wakeup.wait()
-                continue
-            error: str | None = None
-            began = time.monotonic()
-            log.info("second pass started", extra={"fields": {"event": "job_start", "transcript_id": job.id}})
+    async def recover_cut_off_streams(self, live_nodes: Collection[str]) -> None:
+        """Streams still live whose node is gone get a v1 (if they had none) and a second pass.
+        Safe to run on every node at once: one of them queues each job. A stream younger than a
+        lease is left for the next pass (its node may have started after `live_nodes` was read)."""
+        created_before = time.time() - self._settings.node_lease_s
+        orphans = await asyncio.to_thread(self._store.orphaned_streams, live_nodes, created_before)
+        for transcript_id in orphans:
             try:
-                stored = await self._run_job(job.id, job.audio_path, job.job_settings)
-            except Exception as exc:  # the job fails; the versions already stored stay
-                log.exception("second pass of %s failed", job.id)
-                error = f"the second pass failed ({client_reason(exc)})"
-            await asyncio.to_thread(self._jobs.finish_job, job.id, error)
-            fields = {
-                "event": "job_end",
-                "transcript_id": job.id,
-                "seconds": round(time.monotonic() - began, 1),
-            }
-            outcome = {"outcome": "failed"} if error else {"outcome": "ok", "version": stored.version}
-            log.info("second pass ended", extra={"fields": {**fields, **outcome}})
-            # before announcing: with retention 0 the audio is gone by then
-            await sweep_expired_audio(self._store, self._settings.audio_retention_h)
-            self._listeners.notify(job.id, JobFailed(error) if error else JobDone(stored.version))
+                await self._store_missing_first_version(transcript_id)
+                if await asyncio.to_thread(self._jobs.enqueue, transcript_id, b"{}"):
+                    log.warning(
+                        "stream %s was cut off with its server; its second pass is queued", transcript_id
+                    )
+                    self.wake()
+            except Exception:  # the next pass tries again; the other orphans go on
+                log.exception("recovering the cut-off stream %s failed", transcript_id)
 
-    async def _run_job(
-        self, transcript_id: str, audio_path: str | None, overrides: bytes | None
-    ) -> Transcript:
+    async def watch_nodes(self, nodes: NodeDirectory) -> None:
+        """Every lease period until cancelled: recover the streams of nodes whose lease expired,
+        and queue again the jobs the queue lost (see JobQueue.requeue_lost)."""
+        while True:
+            await asyncio.sleep(self._settings.node_lease_s)
+            try:
+                await self.recover_cut_off_streams(await nodes.live_nodes())
+                if requeued := await asyncio.to_thread(self._jobs.requeue_lost):
+                    log.warning(
+                        "queued again the second passes of %s, lost by the queue", ", ".join(requeued)
+                    )
+            except Exception:
+                log.exception(
+                    "recovering cut-off streams failed; trying again in %g s", self._settings.node_lease_s
+                )
+
+    async def work_forever(self, worker: str) -> None:
+        """Take jobs as `worker` (a name unique among every runner on the queue) until cancelled.
+        A failure of the queue or the store is logged and waited out: the loop never ends by itself."""
+        while True:
+            self._wakeup.clear()
+            try:
+                job = await asyncio.to_thread(self._jobs.claim_next_job, worker)
+                if job is not None:
+                    await self._work(job, worker)
+            except Exception:  # the queue or the store is unreachable: a job in hand is handed out again
+                log.exception("second-pass worker %s failed; retrying in %g s", worker, _RETRY_S)
+                await asyncio.sleep(_RETRY_S)
+                continue
+            if job is not None:
+                continue
+            if self._jobs.poll_s is None:
+                await self._wakeup.wait()
+            else:
+                await asyncio.sleep(self._jobs.poll_s)
+
+    async def _work(self, job: ClaimedJob, worker: str) -> None:
+        """Run `job` and settle it with the queue; raises when the queue or the store fails."""
+        transcript_id = job.record.id
+        heartbeats = asyncio.create_task(self._beat(job, worker))
+        error: str | None = None
+        began = time.monotonic()
+        log.info(
+            "second pass started", extra={"fields": {"event": "job_start", "transcript_id": transcript_id}}
+        )
+        try:
+            stored = await self._run_job(job)
+        except asyncio.CancelledError:  # shutting down: another worker (or the next start) redoes it
+            heartbeats.cancel()
+            with contextlib.suppress(Exception):  # unreachable: its timeout hands it out instead
+                await asyncio.to_thread(self._jobs.release_job, job)
+            raise
+        except Exception as exc:  # the job fails; the versions already stored stay
+            log.exception("second pass of %s failed", transcript_id)
+            error = f"the second pass failed ({client_reason(exc)})"
+        finally:
+            heartbeats.cancel()
+        await asyncio.to_thread(self._jobs.finish_job, job, error)
+        fields = {
+            "event": "job_end",
+            "transcript_id": transcript_id,
+            "seconds": round(time.monotonic() - began, 1),
+        }
+        outcome = {"outcome": "failed"} if error else {"outcome": "ok", "version": stored.version}
+        log.info("second pass ended", extra={"fields": {**fields, **outcome}})
+        # before announcing: with retention 0 the audio is gone by then
+        try:
+            await sweep_expired_audio(self._store, self._audio, self._settings.audio_retention_h)
+        finally:
+            self._announce(transcript_id, JobFailed(error) if error else JobDone(stored.version))
+
+    async def _beat(self, job: ClaimedJob, worker: str) -> None:
+        """Tell the queue this worker is still on `job`, every third of the visibility timeout."""
+        while True:
+            await asyncio.sleep(self._settings.job_visibility_timeout_s / 3)
+            try:
+                await asyncio.to_thread(self._jobs.heartbeat, job, worker)
+            except Exception as exc:
+                log.warning("a heartbeat of the job of %s failed (%s)", job.record.id, type(exc).__name__)
+
+    async def _run_job(self, job: ClaimedJob) -> Transcript:
+        transcript_id, audio_path = job.record.id, job.record.audio_path
         if audio_path is None:
             raise AudioNotRetained("the audio is no longer kept")
-        settings = apply_overrides(self._settings.finalize, overrides)
+        settings = apply_overrides(self._settings.finalize, job.record.job_settings)
         parent = await asyncio.to_thread(self._store.version, transcript_id)
         if parent is None:
             raise TranscriptNotFound(f"no version of {transcript_id} to start from")
-        self._listeners.notify(transcript_id, JobProgress(0.0))
-        audio = await asyncio.to_thread(RecordedSamples, Path(audio_path))
+        self._announce(transcript_id, JobProgress(0.0))
+        audio = await asyncio.to_thread(self._audio.samples, audio_path)
         progress = _ThrottledProgress(
-            asyncio.get_running_loop(), lambda done: self._listeners.notify(transcript_id, JobProgress(done))
+            asyncio.get_running_loop(), lambda done: self._announce(transcript_id, JobProgress(done))
         )
         result = await _in_daemon_thread(
             self._threads, self._second_pass.run, audio, parent, settings, progress
         )
-        return await asyncio.to_thread(self._store.add_version, result)
+        return await asyncio.to_thread(self._store.add_version, result, job.job_id)
 
     async def _store_missing_first_version(self, transcript_id: str) -> None:
         """A stream cut off by a crash has audio but no v1: store an empty one that says so."""
@@ -141,7 +214,7 @@ class JobRunner:
             return
         duration_s = 0.0
         if record.audio_path:
-            duration_s = await asyncio.to_thread(recording_duration_s, Path(record.audio_path))
+            duration_s = await asyncio.to_thread(self._audio.duration_s, record.audio_path)
         first = first_version(
             transcript_id,
             [],
@@ -151,7 +224,7 @@ class JobRunner:
             settings=self._settings.finalize,
             warnings=["the server stopped during the live stream; its live words were not kept"],
         )
-        await asyncio.to_thread(self._store.add_version, first)
+        await asyncio.to_thread(self._store.add_version, first, _CUT_OFF_JOB)
 
 
 class _ThrottledProgress:

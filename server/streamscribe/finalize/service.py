@@ -2,30 +2,29 @@
 job, re-runs on request, deletes; behind it the job runner (jobs.py), the override checks
 (overrides.py) and the retention sweep (retention.py).
 
-The queue lives in the store, so a restart (or a crash mid-job) loses nothing: v1 is stored
-before the job is queued, and a job that was running is queued again at the next start.
+v1 is stored before the job is queued, and the queue keeps a job until a worker finishes it (the
+store's job table embedded, Redis scaled out), so a restart or a crash mid-job loses nothing.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from pathlib import Path
 from typing import Any
 
 from ..config import ServerSettings
 from ..errors import (
     AudioNotRetained,
     QuotaExceeded,
+    StorageFull,
     TranscriptBusy,
     TranscriptNotFound,
     VersionLimit,
     client_reason,
 )
-from ..store.base import JobQueue, TranscriptStore
+from ..store.base import AudioRecording, Cluster, JobBackends
 from ..store.failures import STORAGE_FAILURES, ensure_room, storage_error
 from ..store.handover import JobDone, JobFailed, JobListener, LiveEnd
-from ..store.recording import AudioRecorder
 from .jobs import JobListeners, JobRunner
 from .overrides import apply_overrides, check_overrides
 from .pipeline import SecondPass, first_version
@@ -37,23 +36,40 @@ log = logging.getLogger(__name__)
 class FinalizeService:
     """`start()` in the running loop; `open_recording` per stream, `live_ended` at its end (the
     TranscriptKeeper of live sessions), `request` for a re-run, `listen` for job events; `close()`
-    at shutdown."""
+    at shutdown. A `streamscribe worker` is this service with no sessions."""
 
     def __init__(
-        self, store: TranscriptStore, jobs: JobQueue, settings: ServerSettings, second_pass: SecondPass
+        self,
+        backends: JobBackends,
+        settings: ServerSettings,
+        second_pass: SecondPass,
+        cluster: Cluster | None = None,
     ) -> None:
-        self.store = store
-        self._jobs = jobs
+        self.store = backends.store
+        self.audio = backends.audio
+        self._jobs = backends.jobs
         self._settings = settings
+        self._cluster = cluster
         self._listeners = JobListeners()
-        self._runner = JobRunner(store, jobs, settings, second_pass, self._listeners)
+        announce = self._listeners.notify if cluster is None else cluster.job_events.announce
+        self._runner = JobRunner(backends, settings, second_pass, announce)
         self._tasks: set[asyncio.Task[Any]] = set()
 
     async def start(self) -> None:
-        await asyncio.to_thread((self._settings.data_dir / "audio").mkdir, exist_ok=True)
-        await self._runner.recover()
-        self._spawn(self._runner.work_forever())
-        self._spawn(sweep_forever(self.store, self._settings.audio_retention_h))
+        """Recover what stopped processes left, then take jobs (second_pass_workers at once),
+        deliver job events, watch other nodes' leases and sweep expired audio, until `close`."""
+        cluster = self._cluster
+        if cluster is None:
+            await self._runner.recover(live_nodes=())
+        else:
+            others = await cluster.nodes.live_nodes() - {cluster.node_id}  # our own streams died with us
+            await self._runner.recover(others)
+            self._spawn(cluster.job_events.deliver_forever(self._listeners.notify))
+            self._spawn(self._runner.watch_nodes(cluster.nodes))
+        worker = "local" if cluster is None else cluster.node_id
+        for index in range(self._settings.second_pass_workers):
+            self._spawn(self._runner.work_forever(f"{worker}/{index}"))
+        self._spawn(sweep_forever(self.store, self.audio, self._settings.audio_retention_h))
 
     def native_work_running(self) -> bool:
         """After `close`: a second pass is still inside native code in its daemon thread. The
@@ -61,12 +77,15 @@ class FinalizeService:
         return self._runner.native_work_running()
 
     async def close(self) -> None:
-        """Stop working; a running job stays 'running' in the store and is redone at the next start."""
+        """Stop working: a running job goes back to the queue (Redis: another worker takes it
+        now; embedded: it stays 'running' and is redone at the next start)."""
         pending = [task for task in self._tasks if task.get_name() == "live-ended"]
         await asyncio.gather(*pending, return_exceptions=True)
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._cluster is not None:
+            await self._cluster.job_events.close()
         await asyncio.to_thread(self.store.close)
 
     async def open_recording(
@@ -78,22 +97,21 @@ class FinalizeService:
         owner: str | None,
         audio_retention_h: float | None,
         audio_quota_mb: float | None,
-    ) -> AudioRecorder:
-        """The transcript's row and its recorder; raises QuotaExceeded, StorageFull or
+    ) -> AudioRecording:
+        """The transcript's row and its recording; raises QuotaExceeded, StorageFull or
         StorageUnavailable when they cannot be written."""
-        path = self._settings.data_dir / "audio" / f"{transcript_id}.wav"
         await self.check_quota(owner, audio_quota_mb)
         try:
-            await asyncio.to_thread(ensure_room, self._settings.data_dir, self._settings.min_free_disk_mb)
-            recorder = await asyncio.to_thread(AudioRecorder, path)
+            recorder = await asyncio.to_thread(self._open_audio, transcript_id)
             await asyncio.to_thread(
                 self.store.create,
                 transcript_id,
                 language=language,
                 live_model=live_model,
-                audio_path=str(path),
+                audio_path=recorder.location,
                 owner=owner,
                 audio_retention_h=audio_retention_h,
+                node=None if self._cluster is None else self._cluster.node_id,
             )
         except STORAGE_FAILURES as exc:
             raise storage_error(exc, "opening the stream's recording") from exc
@@ -103,7 +121,10 @@ class FinalizeService:
         """Raise QuotaExceeded when `owner`'s kept recordings take `audio_quota_mb` or more."""
         if audio_quota_mb is None:
             return
-        used_mb = await asyncio.to_thread(self._audio_mb, owner)
+        try:
+            used_mb = await asyncio.to_thread(self._audio_mb, owner)
+        except STORAGE_FAILURES as exc:
+            raise storage_error(exc, "checking the key's audio quota") from exc
         if used_mb >= audio_quota_mb:
             raise QuotaExceeded(
                 f"the recordings this key keeps take {used_mb:.0f} MB, its quota of {audio_quota_mb:g} MB: "
@@ -111,7 +132,26 @@ class FinalizeService:
             )
 
     def _audio_mb(self, owner: str | None) -> float:
-        return sum(_size(Path(path)) for path in self.store.audio_paths(owner)) / 2**20
+        return sum(self.audio.size_bytes(location) for location in self.store.audio_paths(owner)) / 2**20
+
+    def _open_audio(self, transcript_id: str) -> AudioRecording:
+        """A new recording; one on a local disk is refused (StorageFull) while that disk has
+        less than min_free_disk_mb free."""
+        recording = self.audio.record(transcript_id)
+        local = self.audio.local_file(recording.location)
+        if local is not None:
+            try:
+                ensure_room(local.parent, self._settings.min_free_disk_mb)
+            except StorageFull:
+                recording.close()
+                self.audio.delete(recording.location)
+                raise
+        return recording
+
+    def check_storage(self) -> None:
+        """Raises when the transcript store or the audio store cannot be used now (for /healthz)."""
+        self.store.check()
+        self.audio.check()
 
     def live_ended(self, end: LiveEnd, listener: JobListener | None) -> None:
         """Store v1 and queue the second pass (in a task); `listener` hears how the job goes.
@@ -160,7 +200,7 @@ class FinalizeService:
         if record is None:
             raise TranscriptNotFound(f"no transcript {transcript_id}")
         if record.audio_path:
-            await asyncio.to_thread(Path(record.audio_path).unlink, missing_ok=True)
+            await asyncio.to_thread(self.audio.delete, record.audio_path)
         if await asyncio.to_thread(self.store.delete, transcript_id) is None:
             raise TranscriptNotFound(f"no transcript {transcript_id}")
 
@@ -169,7 +209,13 @@ class FinalizeService:
     def _spawn(self, work: Any, name: str | None = None) -> None:
         task = asyncio.create_task(work, name=name)
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(self._settled)
+
+    def _settled(self, task: asyncio.Task[Any]) -> None:
+        """A task of this service ended: a failure is logged at once, never left to the collector."""
+        self._tasks.discard(task)
+        if not task.cancelled() and (error := task.exception()) is not None:
+            log.error("%s ended with %s", task.get_name(), type(error).__name__, exc_info=error)
 
     async def _discard_empty(self, end: LiveEnd) -> None:
         try:
@@ -192,22 +238,16 @@ class FinalizeService:
             await asyncio.to_thread(end.recorder.close)
             await asyncio.to_thread(self.store.add_version, first)
             if self._settings.finalize.enabled:
-                await asyncio.to_thread(self._jobs.enqueue, end.transcript_id, end.finalize_overrides)
-                self._runner.wake()
+                if await asyncio.to_thread(self._jobs.enqueue, end.transcript_id, end.finalize_overrides):
+                    self._runner.wake()
+                else:  # recovered meanwhile, as if its node had died (its lease lapsed)
+                    log.warning("the second pass of %s was queued already by its recovery", end.transcript_id)
             else:
-                await asyncio.to_thread(self._jobs.finish_job, end.transcript_id, None)
-                await sweep_expired_audio(self.store, self._settings.audio_retention_h)
+                await asyncio.to_thread(self.store.end_job, end.transcript_id, None, None)
+                await sweep_expired_audio(self.store, self.audio, self._settings.audio_retention_h)
                 self._listeners.notify(end.transcript_id, JobDone(1))
         except Exception as exc:  # e.g. deleted while it streamed
             log.exception("storing the live transcript %s failed", end.transcript_id)
             self._listeners.notify(
                 end.transcript_id, JobFailed(f"storing the live transcript failed ({client_reason(exc)})")
             )
-
-
-def _size(path: Path) -> int:
-    """Bytes of a recording; 0 for one deleted meanwhile."""
-    try:
-        return path.stat().st_size
-    except FileNotFoundError:
-        return 0

@@ -20,7 +20,8 @@ from .base import EventStream, LoggedEvent
 
 
 class EventLog:
-    """One session's EventStream in memory: `append` each event in seq order; `follow` from any seq."""
+    """One session's events in memory, both its EventStream and its EventFeed: `append` each
+    event in seq order; `follow` from any seq."""
 
     def __init__(self, session_id: str, owner: str | None, max_events: int) -> None:
         self.session_id = session_id
@@ -52,22 +53,24 @@ class EventLog:
         self.closed = True
         self._wake()
 
-    def check_available(self, after_seq: int) -> None:
-        """Raises EventsExpired when events after `after_seq` have already been dropped."""
+    async def check_available(self, after_seq: int) -> None:
+        self._check_available(after_seq)
+
+    def _check_available(self, after_seq: int) -> None:
         if after_seq < self._dropped_until:
             raise EventsExpired(
                 f"events {after_seq + 1}-{self._dropped_until} of session {self.session_id} are no longer "
                 f"kept; read the transcript at /v1/transcripts/{self.session_id}"
             )
 
-    def has_after(self, after_seq: int) -> bool:
+    async def has_after(self, after_seq: int) -> bool:
         return bool(self._seqs) and self._seqs[-1] > after_seq
 
     async def follow(self, after_seq: int = 0) -> AsyncIterator[LoggedEvent]:
         """Every event with a seq above `after_seq`, as it comes, until the log is closed.
         Raises EventsExpired if the follower falls so far behind that its next events are gone."""
         while True:
-            self.check_available(after_seq)
+            self._check_available(after_seq)
             changed = self._changed
             index = bisect.bisect_right(self._seqs, after_seq)
             pending = self._events[index:]
@@ -92,31 +95,35 @@ class InProcessEventBus:
         self._max_events = max_events
         self._linger_s = linger_s
         self._max_finished = max_finished
-        self._running: dict[str, EventStream] = {}
-        self._finished: OrderedDict[str, tuple[float, EventStream]] = OrderedDict()
+        self._running: dict[str, EventLog] = {}
+        self._finished: OrderedDict[str, tuple[float, EventLog]] = OrderedDict()
 
     def open(self, session_id: str, owner: str | None) -> EventLog:
         log = EventLog(session_id, owner, self._max_events)
         self._running[session_id] = log
         return log
 
-    def finish(self, log: EventStream) -> None:
+    def finish(self, stream: EventStream) -> None:
         """The session closed: its log stays readable for `linger_s`."""
-        log.close()
-        self._running.pop(log.session_id, None)
-        self._finished[log.session_id] = (time.monotonic(), log)
+        stream.close()
+        log = self._running.pop(stream.session_id, None)
+        if log is not None:
+            self._finished[log.session_id] = (time.monotonic(), log)
         self._prune()
 
-    def get(self, session_id: str) -> EventStream | None:
+    async def find(self, session_id: str) -> EventLog | None:
         self._prune()
         if session_id in self._running:
             return self._running[session_id]
         finished = self._finished.get(session_id)
         return finished[1] if finished else None
 
-    def forget(self, session_id: str) -> None:
+    async def forget(self, session_id: str) -> None:
         """A finished session's transcript was deleted: its events go too (a running session's stay)."""
         self._finished.pop(session_id, None)
+
+    async def close(self) -> None:
+        """Nothing is pending: every event is in memory as soon as it is appended."""
 
     def _prune(self) -> None:
         deadline = time.monotonic() - self._linger_s

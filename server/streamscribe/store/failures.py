@@ -19,6 +19,11 @@ log = logging.getLogger(__name__)
 _FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
 
 
+class BackendFailure(OSError):
+    """PostgreSQL, Redis or the object store failed or cannot be reached: the distributed stores
+    raise this (from the driver's error) so that callers handle it as any storage failure."""
+
+
 STORAGE_FAILURES = (OSError, sqlite3.Error)
 """What a failing disk or store raises (less ConnectionError: a client that went away)."""
 
@@ -61,13 +66,13 @@ def storage_state(
 ) -> tuple[str, float | None]:
     """For /healthz (blocking: call it off the loop): "ok", "full" (under the reserve, or a write
     failed for want of space) or "unavailable" (the data directory or the store cannot be used),
-    and the free space in MB."""
+    and the free space in MB. `check_store` checks the stores, the audio store included (a local
+    one writes a probe file in its directory)."""
     try:
         free_mb = _free_mb(data_dir)
-        for folder in (data_dir, data_dir / "audio"):
-            probe = folder / f".healthz-{uuid.uuid4().hex}"  # concurrent checks never share one
-            probe.write_bytes(b"ok")
-            probe.unlink()
+        probe = data_dir / f".healthz-{uuid.uuid4().hex}"  # concurrent checks never share one
+        probe.write_bytes(b"ok")
+        probe.unlink()
         check_store()
     except STORAGE_FAILURES as exc:
         log.error("storage check failed: %s: %s", type(exc).__name__, exc)

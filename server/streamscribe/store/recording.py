@@ -20,6 +20,7 @@ class AudioRecorder:
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
+        self.location = str(path)  # the transcript's audio_path (store.audio.LocalAudioStore)
         self._handle = path.open("wb")  # opened here: wave.open of a path that fails warns in __del__
         self._file = wave.open(self._handle, "wb")
         self._file.setnchannels(1)
@@ -46,7 +47,7 @@ class AudioRecorder:
 
 
 class RecordedSamples:
-    """A recording as a SampleSource: each slice is read from the file when asked for, so a
+    """A WAV recording as a SampleSource: each slice is read from the file when asked for, so a
     second pass of hours holds one piece at a time, never the whole recording."""
 
     def __init__(self, path: Path) -> None:
@@ -56,15 +57,21 @@ class RecordedSamples:
             self.size: int = recording.getnframes()
 
     def __getitem__(self, part: slice) -> Samples:
-        start, stop, step = part.indices(self.size)
-        if step != 1:
-            raise ValueError("a recording is read in contiguous slices")
+        start, stop = contiguous(part, self.size)
         if stop <= start:
             return np.zeros(0, dtype=np.float32)
         with wave.open(str(self._path), "rb") as recording:
             recording.setpos(start)
             frames = recording.readframes(stop - start)
         return np.frombuffer(frames, dtype="<i2").astype(np.float32) / np.float32(32768)
+
+
+def contiguous(part: slice, size: int) -> tuple[int, int]:
+    """The start and stop of `part` within `size` samples; raises ValueError for a step."""
+    start, stop, step = part.indices(size)
+    if step != 1:
+        raise ValueError("a recording is read in contiguous slices")
+    return start, stop
 
 
 def recording_duration_s(path: Path) -> float:

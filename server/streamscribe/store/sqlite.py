@@ -1,5 +1,5 @@
-"""The embedded TranscriptStore, JobQueue (its job table) and KeyStore: one SQLite file (WAL) in the
-data directory."""
+"""The embedded TranscriptStore and KeyStore, with the job table the embedded JobQueue works
+(`claim_queued`, `requeue_running`): one SQLite file (WAL) in the data directory."""
 
 from __future__ import annotations
 
@@ -7,15 +7,17 @@ import math
 import sqlite3
 import threading
 import time
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
 import msgspec
 
-from ..errors import KeyExists, StorageUnavailable
+from ..errors import KeyExists, StorageUnavailable, TranscriptNotFound
 from ..transcript import Transcript, TranscriptListing, VersionSummary, from_json, summarise, to_json
 from .base import ApiKey, TranscriptRecord
 from .failures import STORAGE_FAILURES
+from .rows import KEY_COLUMNS, key_of, key_values, listing_of, record_of, summary_decoder
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS transcripts (
@@ -60,10 +62,11 @@ _ADDED_COLUMNS = (
     ("api_keys", "max_replays", "INTEGER"),
     ("api_keys", "audio_retention_h", "REAL"),
     ("api_keys", "max_audio_mb", "REAL"),
+    ("transcripts", "node", "TEXT"),
+    ("transcripts", "job_id", "TEXT"),
+    ("versions", "job_id", "TEXT"),
 )
 """Columns added since the first schema, in order (a store made before them gets them at open)."""
-_KEY_COLUMNS = "name, admin, created_at, max_streams, max_replays, audio_retention_h, max_audio_mb"
-_summary_decoder = msgspec.json.Decoder(VersionSummary)
 
 
 def store_path(data_dir: Path) -> Path:
@@ -108,6 +111,12 @@ class SqliteTranscriptStore:
             if column not in existing:
                 self._db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
         self._db.execute("CREATE INDEX IF NOT EXISTS transcripts_owner ON transcripts(owner, created_at)")
+        # one version per job (NULLs, the versions stored outside a job, are distinct)
+        self._db.execute("CREATE UNIQUE INDEX IF NOT EXISTS versions_job ON versions(transcript_id, job_id)")
+        # jobs queued by a version without job ids get one, so that they can be finished
+        self._db.execute(
+            "UPDATE transcripts SET job_id = id WHERE job_id IS NULL AND state IN ('queued', 'running')"
+        )
 
     def create(
         self,
@@ -118,16 +127,17 @@ class SqliteTranscriptStore:
         audio_path: str,
         owner: str | None,
         audio_retention_h: float | None,
+        node: str | None = None,
     ) -> None:
         self._write(
             "INSERT INTO transcripts (id, created_at, language, live_model, audio_path, state, owner, "
-            "audio_retention_h) VALUES (?, ?, ?, ?, ?, 'live', ?, ?)",
-            (transcript_id, time.time(), language, live_model, audio_path, owner, audio_retention_h),
+            "audio_retention_h, node) VALUES (?, ?, ?, ?, ?, 'live', ?, ?, ?)",
+            (transcript_id, time.time(), language, live_model, audio_path, owner, audio_retention_h, node),
         )
 
     def get(self, transcript_id: str) -> TranscriptRecord | None:
         rows = self._read("SELECT * FROM transcripts WHERE id = ?", (transcript_id,))
-        return _record(rows[0]) if rows else None
+        return record_of(rows[0]) if rows else None
 
     def listing(self, owner: str | None, limit: int, before: float | None) -> list[TranscriptListing]:
         rows = self._read(
@@ -137,19 +147,39 @@ class SqliteTranscriptStore:
             "WHERE (? IS NULL OR t.owner = ?) AND t.created_at < ? ORDER BY t.created_at DESC LIMIT ?",
             (owner, owner, math.inf if before is None else before, limit),
         )
-        return [_listing(row) for row in rows]
+        return [listing_of(row) for row in rows]
 
-    def add_version(self, transcript: Transcript) -> Transcript:
+    def add_version(self, transcript: Transcript, job_id: str | None = None) -> Transcript:
+        """Raises TranscriptNotFound when the transcript is gone (deleted while its job ran)."""
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
+                if (
+                    self._db.execute("SELECT 1 FROM transcripts WHERE id = ?", (transcript.id,)).fetchone()
+                    is None
+                ):
+                    raise TranscriptNotFound(f"transcript {transcript.id} is gone")
+                if job_id is not None:
+                    done = self._db.execute(
+                        "SELECT body FROM versions WHERE transcript_id = ? AND job_id = ?",
+                        (transcript.id, job_id),
+                    ).fetchone()
+                    if done is not None:  # the job was delivered twice: its version is stored already
+                        self._db.execute("COMMIT")
+                        return from_json(done[0])
                 (latest,) = self._db.execute(
                     "SELECT COALESCE(MAX(version), 0) FROM versions WHERE transcript_id = ?", (transcript.id,)
                 ).fetchone()
                 stored = msgspec.structs.replace(transcript, version=latest + 1)
                 self._db.execute(
-                    "INSERT INTO versions (transcript_id, version, summary, body) VALUES (?, ?, ?, ?)",
-                    (transcript.id, stored.version, msgspec.json.encode(summarise(stored)), to_json(stored)),
+                    "INSERT INTO versions (transcript_id, version, job_id, summary, body) VALUES (?, ?, ?, ?, ?)",
+                    (
+                        transcript.id,
+                        stored.version,
+                        job_id,
+                        msgspec.json.encode(summarise(stored)),
+                        to_json(stored),
+                    ),
                 )
                 self._db.execute("COMMIT")
             except BaseException:
@@ -173,39 +203,62 @@ class SqliteTranscriptStore:
         rows = self._read(
             "SELECT summary FROM versions WHERE transcript_id = ? ORDER BY version", (transcript_id,)
         )
-        return [_summary_decoder.decode(row[0]) for row in rows]
+        return [summary_decoder.decode(row[0]) for row in rows]
 
-    def enqueue(self, transcript_id: str, job_settings: bytes) -> bool:
+    def queue_job(self, transcript_id: str, job_settings: bytes, job_id: str) -> bool:
         with self._lock:
             cursor = self._db.execute(
-                "UPDATE transcripts SET state = 'queued', job_settings = ?, error = NULL "
+                "UPDATE transcripts SET state = 'queued', job_settings = ?, job_id = ?, error = NULL "
                 "WHERE id = ? AND state NOT IN ('queued', 'running')",
-                (job_settings, transcript_id),
+                (job_settings, job_id, transcript_id),
             )
             return cursor.rowcount == 1
 
-    def claim_next_job(self) -> TranscriptRecord | None:
+    def start_job(self, transcript_id: str, job_id: str) -> TranscriptRecord | None:
+        with self._lock:
+            row = self._db.execute(
+                "UPDATE transcripts SET state = 'running' "
+                "WHERE id = ? AND job_id = ? AND state IN ('queued', 'running') RETURNING *",
+                (transcript_id, job_id),
+            ).fetchone()
+        return record_of(row) if row else None
+
+    def end_job(self, transcript_id: str, job_id: str | None, error: str | None) -> None:
+        self._write(
+            "UPDATE transcripts SET state = ?, error = ?, finalized_at = ?, job_settings = NULL "
+            "WHERE id = ? AND (? IS NULL OR job_id = ?)",
+            ("failed" if error else "done", error, time.time(), transcript_id, job_id, job_id),
+        )
+
+    def orphaned_streams(self, live_nodes: Collection[str], created_before: float = math.inf) -> list[str]:
+        rows = self._read(
+            "SELECT id, node FROM transcripts WHERE state = 'live' AND created_at < ? ORDER BY created_at, id",
+            (created_before,),
+        )
+        alive = set(live_nodes)
+        return [transcript_id for transcript_id, node in rows if node is None or node not in alive]
+
+    def unfinished_jobs(self) -> list[tuple[str, str]]:
+        rows = self._read(
+            "SELECT id, job_id FROM transcripts WHERE state IN ('queued', 'running') AND job_id IS NOT NULL",
+            (),
+        )
+        return [(transcript_id, job_id) for transcript_id, job_id in rows]
+
+    def claim_queued(self) -> TranscriptRecord | None:
+        """For the embedded JobQueue: the oldest queued transcript, now 'running' (its `job_id`
+        is the job's); None when none is queued."""
         with self._lock:
             row = self._db.execute(
                 "UPDATE transcripts SET state = 'running' WHERE id = (SELECT id FROM transcripts "
-                "WHERE state = 'queued' ORDER BY created_at LIMIT 1) RETURNING *"
+                "WHERE state = 'queued' ORDER BY created_at, id LIMIT 1) RETURNING *"
             ).fetchone()
-        return _record(row) if row else None
+        return record_of(row) if row else None
 
-    def finish_job(self, transcript_id: str, error: str | None) -> None:
-        self._write(
-            "UPDATE transcripts SET state = ?, error = ?, finalized_at = ?, job_settings = NULL WHERE id = ?",
-            ("failed" if error else "done", error, time.time(), transcript_id),
-        )
-
-    def recover(self) -> list[str]:
-        with self._lock:
-            cut_off = [row[0] for row in self._db.execute("SELECT id FROM transcripts WHERE state = 'live'")]
-            self._db.execute(
-                "UPDATE transcripts SET state = 'queued', job_settings = COALESCE(job_settings, '{}') "
-                "WHERE state IN ('running', 'live')"
-            )
-        return cut_off
+    def requeue_running(self) -> None:
+        """For the embedded JobQueue, at start: the jobs a stopped process left running are queued
+        again (their job ids kept, so a version one of them stored is not stored twice)."""
+        self._write("UPDATE transcripts SET state = 'queued' WHERE state = 'running'", ())
 
     def audio_expired(self, now: float, default_retention_h: float) -> list[TranscriptRecord]:
         rows = self._read(
@@ -213,7 +266,7 @@ class SqliteTranscriptStore:
             "AND finalized_at + COALESCE(audio_retention_h, ?) * 3600 <= ?",
             (default_retention_h, now),
         )
-        return [_record(row) for row in rows]
+        return [record_of(row) for row in rows]
 
     def forget_audio(self, transcript_id: str) -> None:
         self._write("UPDATE transcripts SET audio_path = NULL WHERE id = ?", (transcript_id,))
@@ -229,24 +282,24 @@ class SqliteTranscriptStore:
             row = self._db.execute(
                 "DELETE FROM transcripts WHERE id = ? RETURNING *", (transcript_id,)
             ).fetchone()
-        return _record(row) if row else None
+        return record_of(row) if row else None
 
     def create_key(self, key: ApiKey, key_hash: str) -> None:
         try:
             self._write(
-                f"INSERT INTO api_keys (key_hash, {_KEY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (key_hash, *_key_row(key)),
+                f"INSERT INTO api_keys (key_hash, {KEY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (key_hash, *key_values(key)),
             )
         except sqlite3.IntegrityError as exc:
             raise KeyExists(f"a key named {key.name!r} exists already; revoke it first") from exc
 
     def keys(self) -> list[ApiKey]:
-        rows = self._read(f"SELECT {_KEY_COLUMNS} FROM api_keys ORDER BY created_at, rowid", ())
-        return [_api_key(row) for row in rows]
+        rows = self._read(f"SELECT {KEY_COLUMNS} FROM api_keys ORDER BY created_at, rowid", ())
+        return [key_of(row) for row in rows]
 
     def key_for_hash(self, key_hash: str) -> ApiKey | None:
-        rows = self._read(f"SELECT {_KEY_COLUMNS} FROM api_keys WHERE key_hash = ?", (key_hash,))
-        return _api_key(rows[0]) if rows else None
+        rows = self._read(f"SELECT {KEY_COLUMNS} FROM api_keys WHERE key_hash = ?", (key_hash,))
+        return key_of(rows[0]) if rows else None
 
     def create_token(self, token_hash: str, key_name: str, expires_at: float) -> None:
         with self._lock:
@@ -257,13 +310,13 @@ class SqliteTranscriptStore:
             )
 
     def key_for_token(self, token_hash: str, now: float) -> ApiKey | None:
-        columns = ", ".join(f"k.{column}" for column in _KEY_COLUMNS.split(", "))
+        columns = ", ".join(f"k.{column}" for column in KEY_COLUMNS.split(", "))
         rows = self._read(
             f"SELECT {columns} FROM tokens t JOIN api_keys k ON k.name = t.key_name "
             "WHERE t.token_hash = ? AND t.expires_at > ?",
             (token_hash, now),
         )
-        return _api_key(rows[0]) if rows else None
+        return key_of(rows[0]) if rows else None
 
     def has_keys(self) -> bool:
         return bool(self._read("SELECT 1 FROM api_keys LIMIT 1", ()))
@@ -286,74 +339,3 @@ class SqliteTranscriptStore:
     def _read(self, sql: str, parameters: tuple[Any, ...]) -> list[Any]:
         with self._lock:
             return self._db.execute(sql, parameters).fetchall()
-
-
-def _record(row: tuple[Any, ...]) -> TranscriptRecord:
-    """A transcripts row, its columns in the order of _SCHEMA, then _ADDED_COLUMNS."""
-    (
-        transcript_id,
-        created_at,
-        language,
-        live_model,
-        audio_path,
-        state,
-        job_settings,
-        error,
-        finalized_at,
-        owner,
-        audio_retention_h,
-    ) = row
-    return TranscriptRecord(
-        id=transcript_id,
-        created_at=created_at,
-        language=language,
-        live_model=live_model,
-        audio_path=audio_path,
-        state=state,
-        job_settings=job_settings,
-        error=error,
-        finalized_at=finalized_at,
-        owner=owner,
-        audio_retention_h=audio_retention_h,
-    )
-
-
-def _listing(row: tuple[Any, ...]) -> TranscriptListing:
-    transcript_id, created_at, state, language, audio_kept, summary = row
-    latest = _summary_decoder.decode(summary) if summary is not None else None
-    return TranscriptListing(
-        id=transcript_id,
-        created_at=created_at,
-        state=state,
-        language=language,
-        audio_kept=bool(audio_kept),
-        latest_version=latest.version if latest else None,
-        duration_s=latest.duration_s if latest else None,
-    )
-
-
-def _key_row(key: ApiKey) -> tuple[Any, ...]:
-    """The values of _KEY_COLUMNS for `key`."""
-    return (
-        key.name,
-        int(key.admin),
-        key.created_at,
-        key.max_streams,
-        key.max_replays,
-        key.audio_retention_h,
-        key.max_audio_mb,
-    )
-
-
-def _api_key(row: tuple[Any, ...]) -> ApiKey:
-    """An api_keys row of _KEY_COLUMNS."""
-    name, admin, created_at, max_streams, max_replays, audio_retention_h, max_audio_mb = row
-    return ApiKey(
-        name=name,
-        admin=bool(admin),
-        created_at=created_at,
-        max_streams=max_streams,
-        max_replays=max_replays,
-        audio_retention_h=audio_retention_h,
-        max_audio_mb=max_audio_mb,
-    )

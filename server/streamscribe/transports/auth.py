@@ -32,7 +32,7 @@ from .responses import struct_response
 KEY_PREFIX = "sk-ss-"
 """Marks a string as a streamscribe key (for a secret scanner's rules)."""
 TOKEN_PREFIX = "tk-ss-"
-_OPEN_PATHS = frozenset({"/", "/healthz", "/v1/schema"})
+_OPEN_PATHS = frozenset({"/", "/healthz", "/readyz", "/v1/schema"})
 _OPEN_PREFIXES = ("/client/",)
 _SCHEMES = ("bearer", "token")
 _CALLER = web.RequestKey("caller", ApiKey)

@@ -14,16 +14,16 @@ import msgspec
 from aiohttp import WSMsgType, web
 
 from ..errors import EventsExpired, InvalidRequest, SessionNotFound
-from ..store.base import EventStream, LoggedEvent, can_see
+from ..store.base import EventFeed, LoggedEvent, can_see
 from .auth import caller
 from .state import SERVER_STATE
 
 _KEEPALIVE_S = 15.0
 
 
-def _log_and_position(request: web.Request) -> tuple[EventStream, int]:
+async def _feed_and_position(request: web.Request) -> tuple[EventFeed, int]:
     session_id = request.match_info["session_id"]
-    event_log = request.app[SERVER_STATE].sessions.event_bus.get(session_id)
+    event_log = await request.app[SERVER_STATE].sessions.event_bus.find(session_id)
     if event_log is None or not can_see(caller(request), event_log.owner):
         raise SessionNotFound(
             f"no running or recently finished session {session_id}; its transcript, if kept, is at "
@@ -34,18 +34,18 @@ def _log_and_position(request: web.Request) -> tuple[EventStream, int]:
         after_seq = int(raw)
     except ValueError as exc:
         raise InvalidRequest(f"after / Last-Event-ID must be a seq number, not {raw!r}") from exc
-    event_log.check_available(after_seq)
+    await event_log.check_available(after_seq)
     return event_log, after_seq
 
 
 async def session_events(request: web.Request) -> web.StreamResponse:
-    event_log, after_seq = _log_and_position(request)
+    event_log, after_seq = await _feed_and_position(request)
     if request.headers.get("Upgrade", "").lower() == "websocket":
         return await _websocket(request, event_log, after_seq)
     return await _server_sent_events(request, event_log, after_seq)
 
 
-async def _websocket(request: web.Request, event_log: EventStream, after_seq: int) -> web.WebSocketResponse:
+async def _websocket(request: web.Request, event_log: EventFeed, after_seq: int) -> web.WebSocketResponse:
     ws = web.WebSocketResponse(heartbeat=30.0)
     await ws.prepare(request)
     reader = asyncio.create_task(_until_closed_by_client(ws))
@@ -72,9 +72,9 @@ async def _until_closed_by_client(ws: web.WebSocketResponse) -> None:
 
 
 async def _server_sent_events(
-    request: web.Request, event_log: EventStream, after_seq: int
+    request: web.Request, event_log: EventFeed, after_seq: int
 ) -> web.StreamResponse:
-    if event_log.closed and not event_log.has_after(after_seq):
+    if event_log.closed and not await event_log.has_after(after_seq):
         return web.Response(status=204)  # all seen: 204 also tells EventSource not to reconnect
     response = web.StreamResponse(
         headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X-Accel-Buffering": "no"}

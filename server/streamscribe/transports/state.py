@@ -9,6 +9,7 @@ from aiohttp import web
 from ..config import ServerSettings
 from ..finalize.service import FinalizeService
 from ..live.sessions import SessionHost
+from ..store.backends import Backends
 from .connections import ConnectionLimit
 
 
@@ -20,6 +21,8 @@ class ServerState:
     finalizer: FinalizeService
     """Keeps transcripts and runs second passes."""
     connections: ConnectionLimit
+    backends: Backends
+    """The stores this node uses (for /readyz)."""
 
 
 SERVER_STATE = web.AppKey("server_state", ServerState)

@@ -5,7 +5,6 @@ answered 404, as if it did not exist."""
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
 
 from aiohttp import web
 
@@ -13,6 +12,7 @@ from ..errors import AudioNotRetained, FinalizeFailed, InvalidRequest, Transcrip
 from ..exports import FORMATS, render
 from ..finalize.service import FinalizeService
 from ..store.base import TranscriptRecord, can_see
+from ..store.failures import STORAGE_FAILURES, storage_error
 from ..store.handover import JobDone, JobEvent, JobFailed
 from ..transcript import Transcript, TranscriptList, VersionList
 from ..wire import FinalizeAnswer
@@ -135,21 +135,41 @@ async def finalize(request: web.Request) -> web.Response:
     return struct_response(FinalizeAnswer(transcript_id=transcript_id, state="done", version=event.version))
 
 
-async def audio(request: web.Request) -> web.FileResponse:
-    """The recorded audio (16 kHz WAV), with Range support so players can seek; 409 once the
-    retention period has removed it."""
+async def audio(request: web.Request) -> web.StreamResponse:
+    """The recorded audio (16 kHz WAV): a local file with Range support so players can seek, one
+    in an object store streamed a piece at a time; 409 once the retention period has removed it."""
     record = await _owned(request)
-    transcript_id = record.id
-    if record.audio_path is None or not await asyncio.to_thread(Path(record.audio_path).is_file):
-        raise AudioNotRetained(f"the audio of {transcript_id} is no longer kept")
-    return web.FileResponse(record.audio_path, headers={"Content-Type": "audio/wav"})
+    gone = AudioNotRetained(f"the audio of {record.id} is no longer kept")
+    if record.audio_path is None:
+        raise gone
+    audio_store = _finalizer(request).audio
+    local = audio_store.local_file(record.audio_path)
+    if local is not None:
+        if not await asyncio.to_thread(local.is_file):
+            raise gone
+        return web.FileResponse(local, headers={"Content-Type": "audio/wav"})
+    try:
+        chunks = await asyncio.to_thread(audio_store.wav_chunks, record.audio_path)
+        header = await asyncio.to_thread(next, chunks, b"")
+    except AudioNotRetained:
+        raise gone from None
+    except STORAGE_FAILURES as exc:
+        raise storage_error(exc, "reading the recording") from exc
+    response = web.StreamResponse(headers={"Content-Type": "audio/wav"})
+    response.content_length = 8 + int.from_bytes(header[4:8], "little")  # the RIFF chunk's size
+    await response.prepare(request)
+    await response.write(header)
+    while piece := await asyncio.to_thread(next, chunks, b""):  # a failure now cuts the body short
+        await response.write(piece)
+    await response.write_eof()
+    return response
 
 
 async def delete(request: web.Request) -> web.Response:
     """Removes the audio, every version and the session's kept events."""
     record = await _owned(request)
     await _finalizer(request).delete(record.id)
-    request.app[SERVER_STATE].sessions.event_bus.forget(record.id)
+    await request.app[SERVER_STATE].sessions.event_bus.forget(record.id)
     return web.Response(status=204)
 
 
