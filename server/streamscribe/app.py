@@ -17,6 +17,7 @@ import logging
 import os
 import sys
 from collections.abc import AsyncIterator
+from functools import partial
 from pathlib import Path
 
 from aiohttp import web
@@ -65,7 +66,7 @@ def create_app(settings: ServerSettings, engine: Engine) -> web.Application:
             "it through DNS rebinding"
         )
     finalizer = FinalizeService(
-        backends.for_jobs, settings, SecondPass.for_server(settings), backends.cluster
+        backends.for_jobs, settings, partial(SecondPass.for_server, settings), backends.cluster
     )
     scheduler = DecodeScheduler(
         engine,
@@ -186,7 +187,7 @@ async def work(settings: ServerSettings) -> None:
         raise ValueError("a worker with --second-pass-workers 0 would take no job")
     backends = open_backends(settings)
     finalizer = FinalizeService(
-        backends.for_jobs, settings, SecondPass.for_server(settings), backends.cluster
+        backends.for_jobs, settings, partial(SecondPass.for_server, settings), backends.cluster
     )
     async with backends.running():
         await finalizer.start()

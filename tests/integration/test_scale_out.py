@@ -201,6 +201,24 @@ async def follow(url: str, session_id: str) -> list[dict[str, Any]]:
             return events
 
 
+async def server_sent_events(url: str, session_id: str, last_event_id: int) -> list[tuple[int, str]]:
+    """(seq, type) of the events after `last_event_id`, over SSE as EventSource resumes."""
+    headers = {"Accept": "text/event-stream", "Last-Event-ID": str(last_event_id)}
+    seen: list[tuple[int, str]] = []
+    seq = 0
+    async with (
+        aiohttp.ClientSession() as http,
+        http.get(f"{url}/v1/sessions/{session_id}/events", headers=headers) as response,
+    ):
+        assert response.status == 200, await response.text()
+        async for line in response.content:
+            if line.startswith(b"id: "):
+                seq = int(line[4:])
+            elif line.startswith(b"event: "):
+                seen.append((seq, line[7:].strip().decode()))
+    return seen
+
+
 async def stream_and_follow(
     stream_url: str, follow_url: str, samples: np.ndarray
 ) -> tuple[StreamResult, list[dict[str, Any]]]:
@@ -238,6 +256,10 @@ async def test_a_stream_into_node_a_is_followed_on_node_b_and_finished_by_a_work
     assert finals_a and finals_b == finals_a, "node B's follower saw other finals than the client on A"
     assert followed[-2]["version"] == 2, "the worker's version was not announced on the session"
     transcript_id = session_id(result)
+    resumed = await server_sent_events(node_b, transcript_id, last_event_id=5)
+    assert resumed == [(event["seq"], event["type"]) for event in followed[5:]], (
+        "SSE did not resume after seq 5"
+    )
     versions = await get_json(node_b, f"/v1/transcripts/{transcript_id}/versions")
     assert [version["version"] for version in versions["versions"]] == [1, 2]
     listed = await get_json(node_a, "/v1/transcripts?limit=5")

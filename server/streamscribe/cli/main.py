@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 from collections.abc import Coroutine
 from pathlib import Path
@@ -95,12 +96,16 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
 
 def _cmd_worker(args: argparse.Namespace) -> int:
-    from ..app import work
     from ..config import load_settings
     from .logs import configure_logging
 
     configure_logging(args.log_level, args.log_format)
-    return _run(work(load_settings(_settings_overrides(args))))
+    settings = load_settings(_settings_overrides(args))
+    if settings.cpu_threads:  # torch's and OpenMP's pools too, read when they first start
+        os.environ.setdefault("OMP_NUM_THREADS", str(settings.cpu_threads))
+    from ..app import work
+
+    return _run(work(settings))
 
 
 def _cmd_migrate(args: argparse.Namespace) -> int:
@@ -525,6 +530,11 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _add_storage_options(worker, "local state")
+    worker.add_argument(
+        "--cpu-threads", dest="cpu_threads", type=int, metavar="N",
+        help="threads of a second pass (CTranslate2, torch); with K workers on one machine give each "
+        "its cores / K, or they slow each other down (default: 0, every core)",
+    )  # fmt: skip
     _add_log_options(worker)
     _add_scale_out_options(worker, worker=True)
     _add_second_pass_options(worker)

@@ -29,9 +29,16 @@ log = logging.getLogger(__name__)
 
 _PROGRESS_STEP = 0.05
 _RETRY_S = 1.0
+_CLOCK_SKEW_S = 2.0
+"""How far apart the clocks of nodes may be (their streams' creation times are compared)."""
 _CUT_OFF_JOB = "cut-off"
 """The job id of the v1 stored for a cut-off stream (so that two recovering nodes store one)."""
 ResultT = TypeVar("ResultT")
+
+
+def recovery_horizon() -> float:
+    """Now, less the clock skew allowed between nodes: see JobRunner.recover_cut_off_streams."""
+    return time.time() - _CLOCK_SKEW_S
 
 
 class JobListeners:
@@ -59,22 +66,20 @@ class JobListeners:
 
 
 class JobRunner:
-    """`recover()` once at start, then `work_forever(worker)` in one task per concurrent second
-    pass; `wake()` after enqueuing. Every job event goes to `announce` (this process's listeners,
+    """`recover()` once at start, then `work_forever(worker, second_pass)` in one task per
+    concurrent second pass, each with its own models; `wake()` after enqueuing. Every job event goes to `announce` (this process's listeners,
     or every node's through Redis)."""
 
     def __init__(
         self,
         backends: JobBackends,
         settings: ServerSettings,
-        second_pass: SecondPass,
         announce: Callable[[str, JobEvent], None],
     ) -> None:
         self._store = backends.store
         self._jobs = backends.jobs
         self._audio = backends.audio
         self._settings = settings
-        self._second_pass = second_pass
         self._announce = announce
         self._wakeup = asyncio.Event()
         self._threads: set[threading.Thread] = set()
@@ -86,17 +91,17 @@ class JobRunner:
     def wake(self) -> None:
         self._wakeup.set()
 
-    async def recover(self, live_nodes: Collection[str]) -> None:
+    async def recover(self, live_nodes: Collection[str], created_before: float) -> None:
         """At start: requeue what a stopped process of this queue left running, then recover the
-        streams cut off with their node (any node not in `live_nodes`)."""
+        streams cut off with their node (see `recover_cut_off_streams`)."""
         await asyncio.to_thread(self._jobs.recover)
-        await self.recover_cut_off_streams(live_nodes)
+        await self.recover_cut_off_streams(live_nodes, created_before)
 
-    async def recover_cut_off_streams(self, live_nodes: Collection[str]) -> None:
-        """Streams still live whose node is gone get a v1 (if they had none) and a second pass.
-        Safe to run on every node at once: one of them queues each job. A stream younger than a
-        lease is left for the next pass (its node may have started after `live_nodes` was read)."""
-        created_before = time.time() - self._settings.node_lease_s
+    async def recover_cut_off_streams(self, live_nodes: Collection[str], created_before: float) -> None:
+        """Streams still live, created before `created_before`, whose node is not in `live_nodes`
+        get a v1 (if they had none) and a second pass. Safe to run on every node at once: one of
+        them queues each job. Pass `recovery_horizon()` taken just before `live_nodes` was read: a
+        stream of a node that started after the read is never taken for cut off."""
         orphans = await asyncio.to_thread(self._store.orphaned_streams, live_nodes, created_before)
         for transcript_id in orphans:
             try:
@@ -115,7 +120,8 @@ class JobRunner:
         while True:
             await asyncio.sleep(self._settings.node_lease_s)
             try:
-                await self.recover_cut_off_streams(await nodes.live_nodes())
+                created_before = recovery_horizon()
+                await self.recover_cut_off_streams(await nodes.live_nodes(), created_before)
                 if requeued := await asyncio.to_thread(self._jobs.requeue_lost):
                     log.warning(
                         "queued again the second passes of %s, lost by the queue", ", ".join(requeued)
@@ -125,15 +131,16 @@ class JobRunner:
                     "recovering cut-off streams failed; trying again in %g s", self._settings.node_lease_s
                 )
 
-    async def work_forever(self, worker: str) -> None:
-        """Take jobs as `worker` (a name unique among every runner on the queue) until cancelled.
+    async def work_forever(self, worker: str, second_pass: SecondPass) -> None:
+        """Take jobs as `worker` (a name unique among every runner on the queue) and run them with
+        `second_pass` (this task's own models) until cancelled.
         A failure of the queue or the store is logged and waited out: the loop never ends by itself."""
         while True:
             self._wakeup.clear()
             try:
                 job = await asyncio.to_thread(self._jobs.claim_next_job, worker)
                 if job is not None:
-                    await self._work(job, worker)
+                    await self._work(job, worker, second_pass)
             except Exception:  # the queue or the store is unreachable: a job in hand is handed out again
                 log.exception("second-pass worker %s failed; retrying in %g s", worker, _RETRY_S)
                 await asyncio.sleep(_RETRY_S)
@@ -145,7 +152,7 @@ class JobRunner:
             else:
                 await asyncio.sleep(self._jobs.poll_s)
 
-    async def _work(self, job: ClaimedJob, worker: str) -> None:
+    async def _work(self, job: ClaimedJob, worker: str, second_pass: SecondPass) -> None:
         """Run `job` and settle it with the queue; raises when the queue or the store fails."""
         transcript_id = job.record.id
         heartbeats = asyncio.create_task(self._beat(job, worker))
@@ -155,7 +162,7 @@ class JobRunner:
             "second pass started", extra={"fields": {"event": "job_start", "transcript_id": transcript_id}}
         )
         try:
-            stored = await self._run_job(job)
+            stored = await self._run_job(job, second_pass)
         except asyncio.CancelledError:  # shutting down: another worker (or the next start) redoes it
             heartbeats.cancel()
             with contextlib.suppress(Exception):  # unreachable: its timeout hands it out instead
@@ -189,7 +196,7 @@ class JobRunner:
             except Exception as exc:
                 log.warning("a heartbeat of the job of %s failed (%s)", job.record.id, type(exc).__name__)
 
-    async def _run_job(self, job: ClaimedJob) -> Transcript:
+    async def _run_job(self, job: ClaimedJob, second_pass: SecondPass) -> Transcript:
         transcript_id, audio_path = job.record.id, job.record.audio_path
         if audio_path is None:
             raise AudioNotRetained("the audio is no longer kept")
@@ -202,9 +209,7 @@ class JobRunner:
         progress = _ThrottledProgress(
             asyncio.get_running_loop(), lambda done: self._announce(transcript_id, JobProgress(done))
         )
-        result = await _in_daemon_thread(
-            self._threads, self._second_pass.run, audio, parent, settings, progress
-        )
+        result = await _in_daemon_thread(self._threads, second_pass.run, audio, parent, settings, progress)
         return await asyncio.to_thread(self._store.add_version, result, job.job_id)
 
     async def _store_missing_first_version(self, transcript_id: str) -> None:

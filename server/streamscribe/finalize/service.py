@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
+from collections.abc import Callable
 from typing import Any
 
 from ..config import ServerSettings
@@ -25,7 +27,7 @@ from ..errors import (
 from ..store.base import AudioRecording, Cluster, JobBackends
 from ..store.failures import STORAGE_FAILURES, ensure_room, storage_error
 from ..store.handover import JobDone, JobFailed, JobListener, LiveEnd
-from .jobs import JobListeners, JobRunner
+from .jobs import JobListeners, JobRunner, recovery_horizon
 from .overrides import apply_overrides, check_overrides
 from .pipeline import SecondPass, first_version
 from .retention import sweep_expired_audio, sweep_forever
@@ -42,9 +44,11 @@ class FinalizeService:
         self,
         backends: JobBackends,
         settings: ServerSettings,
-        second_pass: SecondPass,
+        make_second_pass: Callable[[], SecondPass],
         cluster: Cluster | None = None,
     ) -> None:
+        """`make_second_pass` gives each of the second_pass_workers its own models, so that they
+        run at once (one model shared by threads would take them one at a time)."""
         self.store = backends.store
         self.audio = backends.audio
         self._jobs = backends.jobs
@@ -52,23 +56,25 @@ class FinalizeService:
         self._cluster = cluster
         self._listeners = JobListeners()
         announce = self._listeners.notify if cluster is None else cluster.job_events.announce
-        self._runner = JobRunner(backends, settings, second_pass, announce)
+        self._make_second_pass = make_second_pass
+        self._runner = JobRunner(backends, settings, announce)
         self._tasks: set[asyncio.Task[Any]] = set()
 
     async def start(self) -> None:
         """Recover what stopped processes left, then take jobs (second_pass_workers at once),
         deliver job events, watch other nodes' leases and sweep expired audio, until `close`."""
         cluster = self._cluster
-        if cluster is None:
-            await self._runner.recover(live_nodes=())
+        if cluster is None:  # the data directory's lock: every live stream is one this process left
+            await self._runner.recover((), math.inf)
         else:
+            created_before = recovery_horizon()
             others = await cluster.nodes.live_nodes() - {cluster.node_id}  # our own streams died with us
-            await self._runner.recover(others)
+            await self._runner.recover(others, created_before)
             self._spawn(cluster.job_events.deliver_forever(self._listeners.notify))
             self._spawn(self._runner.watch_nodes(cluster.nodes))
         worker = "local" if cluster is None else cluster.node_id
         for index in range(self._settings.second_pass_workers):
-            self._spawn(self._runner.work_forever(f"{worker}/{index}"))
+            self._spawn(self._runner.work_forever(f"{worker}/{index}", self._make_second_pass()))
         self._spawn(sweep_forever(self.store, self.audio, self._settings.audio_retention_h))
 
     def native_work_running(self) -> bool:
