@@ -11,10 +11,8 @@ import srt
 import webvtt
 
 from streamscribe.config import FinalizeSettings
-from streamscribe.errors import KeyExists
 from streamscribe.exports import to_srt, to_txt, to_vtt
 from streamscribe.finalize.pipeline import first_version
-from streamscribe.store.base import ApiKey
 from streamscribe.store.sqlite import SqliteTranscriptStore
 from streamscribe.store.table_jobs import TableJobQueue
 from streamscribe.transcript import from_json, to_json
@@ -100,34 +98,6 @@ def test_table_job_queue_and_recovery(tmp_path: Path) -> None:
     store.forget_audio("done")
     assert store.get("done").audio_path is None  # type: ignore[union-attr]
     assert store.delete("done") is not None and store.get("done") is None
-
-
-def test_keys_are_found_by_hash_unique_by_name_and_gone_once_revoked(tmp_path: Path) -> None:
-    store = SqliteTranscriptStore(tmp_path / "db.sqlite3")
-    assert not store.has_keys() and store.keys() == []
-    store.create_key(ApiKey(name="alice", max_streams=2, audio_retention_h=0.0, max_audio_mb=5.0), "a" * 64)
-    store.create_key(ApiKey(name="ops", admin=True), "b" * 64)
-    with pytest.raises(KeyExists):
-        store.create_key(ApiKey(name="alice"), "c" * 64)
-    assert store.has_keys()
-    assert [(key.name, key.admin) for key in store.keys()] == [("alice", False), ("ops", True)]
-    found = store.key_for_hash("b" * 64)
-    assert found is not None and found.name == "ops" and found.admin
-    assert store.key_for_hash("a" * 64) == ApiKey(
-        name="alice", created_at=0.0, max_streams=2, audio_retention_h=0.0, max_audio_mb=5.0
-    ), "a key's limits were not kept"
-    assert store.key_for_hash("c" * 64) is None
-    now = time.time()
-    store.create_token("t" * 64, "alice", expires_at=now + 60)
-    store.create_token("u" * 64, "ops", expires_at=now - 1)
-    assert store.key_for_token("t" * 64, now) == store.key_for_hash("a" * 64)
-    assert store.key_for_token("t" * 64, now + 61) is None, "an expired token still authenticated"
-    assert store.key_for_token("u" * 64, now) is None
-    assert store.key_for_token("a" * 64, now) is None, "a key's hash was taken as a token"
-    assert store.revoke_key("alice") and not store.revoke_key("alice")
-    assert store.key_for_hash("a" * 64) is None and [key.name for key in store.keys()] == ["ops"]
-    assert store.key_for_token("t" * 64, now) is None, "a revoked key's token still authenticated"
-    store.close()
 
 
 def test_transcripts_belong_to_their_key_and_keep_their_own_retention(tmp_path: Path) -> None:
