@@ -243,6 +243,32 @@ def test_a_job_the_queue_lost_is_queued_again(queue_parts: tuple[SqliteTranscrip
     assert job is not None and (job.record.id, job.job_id) == (transcript_id, "job-1")
 
 
+def test_a_retired_worker_is_forgotten_unless_it_holds_a_job(
+    queue_parts: tuple[SqliteTranscriptStore, redis.Redis],
+) -> None:
+    store, client = queue_parts
+    queue = RedisJobQueue(client, store, visibility_timeout_s=30.0)
+
+    def consumers() -> set[str]:
+        return {
+            consumer["name"].decode() for consumer in client.xinfo_consumers("streamscribe:jobs", "workers")
+        }
+
+    for _ in range(2):
+        queue.enqueue(new_transcript(store), b"{}")
+    done = queue.claim_next_job("worker-idle")
+    assert done is not None
+    queue.finish_job(done, None)
+    job = queue.claim_next_job("worker-busy")
+    assert job is not None and {"worker-busy", "worker-idle"} <= consumers()
+    queue.retire_worker("worker-idle")
+    queue.retire_worker("worker-busy")  # killed mid-job, say: its entry must stay claimable
+    assert "worker-idle" not in consumers() and "worker-busy" in consumers()
+    queue.finish_job(job, None)
+    queue.retire_worker("worker-busy")
+    assert "worker-busy" not in consumers()
+
+
 def test_a_job_of_a_deleted_transcript_is_dropped(
     queue_parts: tuple[SqliteTranscriptStore, redis.Redis],
 ) -> None:

@@ -135,6 +135,13 @@ class JobRunner:
         """Take jobs as `worker` (a name unique among every runner on the queue) and run them with
         `second_pass` (this task's own models) until cancelled.
         A failure of the queue or the store is logged and waited out: the loop never ends by itself."""
+        try:
+            await self._take_jobs(worker, second_pass)
+        finally:
+            with contextlib.suppress(Exception):  # unreachable: the name stays, harmless
+                await asyncio.to_thread(self._jobs.retire_worker, worker)
+
+    async def _take_jobs(self, worker: str, second_pass: SecondPass) -> None:
         while True:
             self._wakeup.clear()
             try:

@@ -9,6 +9,7 @@ store's job table embedded, Redis scaled out), so a restart or a crash mid-job l
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 from collections.abc import Callable
@@ -107,8 +108,8 @@ class FinalizeService:
         """The transcript's row and its recording; raises QuotaExceeded, StorageFull or
         StorageUnavailable when they cannot be written."""
         await self.check_quota(owner, audio_quota_mb)
+        recorder = await self._open_audio(transcript_id)
         try:
-            recorder = await asyncio.to_thread(self._open_audio, transcript_id)
             await asyncio.to_thread(
                 self.store.create,
                 transcript_id,
@@ -120,6 +121,7 @@ class FinalizeService:
                 node=None if self._cluster is None else self._cluster.node_id,
             )
         except STORAGE_FAILURES as exc:
+            await asyncio.to_thread(self._discard, recorder)  # no row would ever point to it
             raise storage_error(exc, "opening the stream's recording") from exc
         return recorder
 
@@ -140,19 +142,26 @@ class FinalizeService:
     def _audio_mb(self, owner: str | None) -> float:
         return sum(self.audio.size_bytes(location) for location in self.store.audio_paths(owner)) / 2**20
 
-    def _open_audio(self, transcript_id: str) -> AudioRecording:
+    async def _open_audio(self, transcript_id: str) -> AudioRecording:
         """A new recording; one on a local disk is refused (StorageFull) while that disk has
         less than min_free_disk_mb free."""
-        recording = self.audio.record(transcript_id)
-        local = self.audio.local_file(recording.location)
-        if local is not None:
-            try:
-                ensure_room(local.parent, self._settings.min_free_disk_mb)
-            except StorageFull:
-                recording.close()
-                self.audio.delete(recording.location)
-                raise
+        try:
+            recording = await asyncio.to_thread(self.audio.record, transcript_id)
+            local = self.audio.local_file(recording.location)
+            if local is not None:
+                try:
+                    await asyncio.to_thread(ensure_room, local.parent, self._settings.min_free_disk_mb)
+                except StorageFull:
+                    await asyncio.to_thread(self._discard, recording)
+                    raise
+        except STORAGE_FAILURES as exc:
+            raise storage_error(exc, "opening the stream's recording") from exc
         return recording
+
+    def _discard(self, recording: AudioRecording) -> None:
+        recording.close()
+        with contextlib.suppress(*STORAGE_FAILURES):
+            self.audio.delete(recording.location)
 
     def check_storage(self) -> None:
         """Raises when the transcript store or the audio store cannot be used now (for /healthz)."""

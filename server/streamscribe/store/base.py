@@ -167,6 +167,10 @@ class JobQueue(Protocol):
         """At start: jobs that a stopped process of this queue left running are queued again."""
         ...
 
+    def retire_worker(self, worker: str) -> None:
+        """`worker` stops for good (shutdown): forget its name, unless it still holds a job."""
+        ...
+
     def requeue_lost(self) -> list[str]:
         """Queue again what the store holds queued or running but the queue lost (a crash between
         the two writes); returns their transcript ids. Call it now and then, from any process."""

@@ -39,6 +39,13 @@ end
 return 0
 """
 """Reset the entry's idle time, only while this worker still holds it (never take it back)."""
+_RETIRE_IF_IDLE = """
+if #redis.call('XPENDING', KEYS[1], ARGV[1], '-', '+', 1, ARGV[2]) == 0 then
+    return redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], ARGV[2])
+end
+return -1
+"""
+"""Remove a consumer from the group, only when it holds no entry (deleting it would drop them)."""
 
 
 class RedisJobQueue:
@@ -51,6 +58,7 @@ class RedisJobQueue:
         self._store = store
         self._visibility_ms = int(visibility_timeout_s * 1000)
         self._renew = client.register_script(_RENEW_IF_OWNER)
+        self._retire = client.register_script(_RETIRE_IF_IDLE)
         self._missing_before: set[tuple[str, str]] = set()
         self._claim_cursor = "0-0"
         """Where the next look for abandoned entries starts (Redis scans a few pending ones a call)."""
@@ -105,6 +113,9 @@ class RedisJobQueue:
 
     def recover(self) -> None:
         """Nothing to do: entries left by a stopped worker are claimed once their timeout passes."""
+
+    def retire_worker(self, worker: str) -> None:
+        self._retire(keys=[JOBS_KEY], args=[GROUP, worker])
 
     def requeue_lost(self) -> list[str]:
         """Jobs the store holds unfinished with no entry in the stream, at two calls in a row (so

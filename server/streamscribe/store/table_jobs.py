@@ -51,6 +51,9 @@ class TableJobQueue:
     def recover(self) -> None:
         self._store.requeue_running()
 
+    def retire_worker(self, worker: str) -> None:
+        """Nothing to do: workers are not named in the table."""
+
     def requeue_lost(self) -> list[str]:
         """Nothing is ever lost: the table is the queue."""
         return []
