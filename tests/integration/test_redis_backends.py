@@ -19,10 +19,10 @@ from streamscribe.store.redis_events import RedisEventBus, RedisEventFeed
 from streamscribe.store.redis_jobs import RedisJobQueue
 from streamscribe.store.redis_nodes import RedisNodeLease
 from streamscribe.store.sqlite import SqliteTranscriptStore
-from streamscribe.transcript import Transcript
 from streamscribe.wire import Closed, Final, Ready, Word
 
 from ..services import redis_server
+from ..stored import create, sample
 
 
 @pytest.fixture(scope="module")
@@ -150,21 +150,6 @@ async def test_close_flushes_what_sessions_still_buffer(client: aioredis.Redis) 
     assert await collect(bus, session) == [1, 2]
 
 
-def transcript(transcript_id: str) -> Transcript:
-    from streamscribe.config import FinalizeSettings
-    from streamscribe.finalize.pipeline import first_version
-
-    return first_version(
-        transcript_id,
-        [],
-        language="en",
-        duration_s=1.0,
-        live_model="tiny.en",
-        settings=FinalizeSettings(),
-        warnings=[],
-    )
-
-
 @pytest.fixture
 def queue_parts(redis_url: str, tmp_path: Path) -> Iterator[tuple[SqliteTranscriptStore, redis.Redis]]:
     store = SqliteTranscriptStore(tmp_path / "db.sqlite3")
@@ -177,16 +162,8 @@ def queue_parts(redis_url: str, tmp_path: Path) -> Iterator[tuple[SqliteTranscri
 
 def new_transcript(store: SqliteTranscriptStore) -> str:
     transcript_id = uuid.uuid4().hex
-    store.create(
-        transcript_id,
-        language="en",
-        live_model="tiny.en",
-        audio_path="x",
-        owner=None,
-        audio_retention_h=None,
-        node="n",
-    )
-    store.add_version(transcript(transcript_id))
+    create(store, transcript_id, node="n")
+    store.add_version(sample(transcript_id))
     return transcript_id
 
 
@@ -205,7 +182,7 @@ def test_a_job_left_by_a_silent_worker_is_taken_over_and_stored_once(
     second = queue.claim_next_job("worker-2")
     assert second is not None and second.job_id == first.job_id
     # both finish: at least once, stored once
-    stored = [store.add_version(transcript(transcript_id), job.job_id).version for job in (second, first)]
+    stored = [store.add_version(sample(transcript_id), job.job_id).version for job in (second, first)]
     assert stored == [2, 2] and [summary.version for summary in store.versions(transcript_id)] == [1, 2]
     queue.finish_job(second, None)
     queue.finish_job(first, None)

@@ -16,16 +16,14 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from streamscribe.config import FinalizeSettings
 from streamscribe.errors import KeyExists, TranscriptNotFound
-from streamscribe.finalize.pipeline import first_version
 from streamscribe.store.base import ApiKey
 from streamscribe.store.failures import BackendFailure
 from streamscribe.store.postgres import PostgresTranscriptStore, migrate, open_postgres_store
 from streamscribe.store.sqlite import SqliteTranscriptStore
-from streamscribe.transcript import Transcript
-from streamscribe.wire import Word
 from tests.services import free_port
+
+from ..stored import create, sample
 
 Store = SqliteTranscriptStore | PostgresTranscriptStore
 
@@ -69,39 +67,6 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]
 
     yield Backend("postgres", postgres_store, raw_postgres, psycopg.Error, url)
     postgres_store.close()
-
-
-def create(
-    store: Store,
-    transcript_id: str,
-    owner: str | None = None,
-    audio_retention_h: float | None = None,
-    node: str | None = None,
-) -> None:
-    store.create(
-        transcript_id,
-        language="en",
-        live_model="tiny.en",
-        audio_path=f"/audio/{transcript_id}.wav",
-        owner=owner,
-        audio_retention_h=audio_retention_h,
-        node=node,
-    )
-
-
-def sample(transcript_id: str, text: str = "hello there how are you today my friend") -> Transcript:
-    finals = [
-        Word(text=word, start=index * 0.5, end=index * 0.5 + 0.4, confidence=0.9)
-        for index, word in enumerate(text.split())
-    ]
-    return first_version(
-        transcript_id,
-        finals,
-        language="en",
-        duration_s=5.0,
-        live_model="tiny.en",
-        settings=FinalizeSettings(),
-    )
 
 
 def test_a_transcript_is_created_live_and_listed_newest_first_per_owner(backend: Backend) -> None:

@@ -10,45 +10,12 @@ import pytest
 import srt
 import webvtt
 
-from streamscribe.config import FinalizeSettings
 from streamscribe.exports import to_srt, to_txt, to_vtt
-from streamscribe.finalize.pipeline import first_version
 from streamscribe.store.sqlite import SqliteTranscriptStore
 from streamscribe.store.table_jobs import TableJobQueue
 from streamscribe.transcript import from_json, to_json
-from streamscribe.wire import Word
 
-
-def create(
-    store: SqliteTranscriptStore,
-    transcript_id: str,
-    audio_path: str = "a.wav",
-    owner: str | None = None,
-    audio_retention_h: float | None = None,
-) -> None:
-    store.create(
-        transcript_id,
-        language="en",
-        live_model="tiny.en",
-        audio_path=audio_path,
-        owner=owner,
-        audio_retention_h=audio_retention_h,
-    )
-
-
-def sample(transcript_id: str = "t1"):  # type: ignore[no-untyped-def]
-    finals = [
-        Word(text=t, start=i * 0.5, end=i * 0.5 + 0.4, confidence=0.9)
-        for i, t in enumerate("hello there how are you today my friend".split())
-    ]
-    return first_version(
-        transcript_id,
-        finals,
-        language="en",
-        duration_s=5.0,
-        live_model="tiny.en",
-        settings=FinalizeSettings(),
-    )
+from ..stored import create, sample
 
 
 def test_exports_round_trip_and_parse() -> None:
