@@ -205,6 +205,11 @@ def read_file(path: Path) -> Samples:
     return np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.float32)
 
 
+def from_pcm_s16le(data: bytes) -> Samples:
+    """16-bit little-endian PCM (a recording's frames) to float samples."""
+    return np.frombuffer(data, dtype="<i2").astype(np.float32) / np.float32(32768)
+
+
 def to_pcm_s16le(samples: Samples) -> bytes:
     """Float samples to 16-bit little-endian PCM, as a client would send them."""
     clipped = np.clip(samples, -1.0, 1.0)

@@ -67,8 +67,8 @@ class JobListeners:
 
 class JobRunner:
     """`recover()` once at start, then `work_forever(worker, second_pass)` in one task per
-    concurrent second pass, each with its own models; `wake()` after enqueuing. Every job event goes to `announce` (this process's listeners,
-    or every node's through Redis)."""
+    concurrent second pass, each with its own models; `wake()` after enqueuing. Every job event
+    goes to `announce` (this process's listeners, or every node's through Redis)."""
 
     def __init__(
         self,

@@ -19,14 +19,13 @@ from ..config import ServerSettings
 from ..errors import (
     AudioNotRetained,
     QuotaExceeded,
-    StorageFull,
     TranscriptBusy,
     TranscriptNotFound,
     VersionLimit,
     client_reason,
 )
 from ..store.base import AudioRecording, Cluster, JobBackends
-from ..store.failures import STORAGE_FAILURES, ensure_room, storage_error
+from ..store.failures import STORAGE_FAILURES, storage_error
 from ..store.handover import JobDone, JobFailed, JobListener, LiveEnd
 from .jobs import JobListeners, JobRunner, recovery_horizon
 from .overrides import apply_overrides, check_overrides
@@ -108,7 +107,10 @@ class FinalizeService:
         """The transcript's row and its recording; raises QuotaExceeded, StorageFull or
         StorageUnavailable when they cannot be written."""
         await self.check_quota(owner, audio_quota_mb)
-        recorder = await self._open_audio(transcript_id)
+        try:
+            recorder = await asyncio.to_thread(self.audio.record, transcript_id)
+        except STORAGE_FAILURES as exc:
+            raise storage_error(exc, "opening the stream's recording") from exc
         try:
             await asyncio.to_thread(
                 self.store.create,
@@ -141,22 +143,6 @@ class FinalizeService:
 
     def _audio_mb(self, owner: str | None) -> float:
         return sum(self.audio.size_bytes(location) for location in self.store.audio_paths(owner)) / 2**20
-
-    async def _open_audio(self, transcript_id: str) -> AudioRecording:
-        """A new recording; one on a local disk is refused (StorageFull) while that disk has
-        less than min_free_disk_mb free."""
-        try:
-            recording = await asyncio.to_thread(self.audio.record, transcript_id)
-            local = self.audio.local_file(recording.location)
-            if local is not None:
-                try:
-                    await asyncio.to_thread(ensure_room, local.parent, self._settings.min_free_disk_mb)
-                except StorageFull:
-                    await asyncio.to_thread(self._discard, recording)
-                    raise
-        except STORAGE_FAILURES as exc:
-            raise storage_error(exc, "opening the stream's recording") from exc
-        return recording
 
     def _discard(self, recording: AudioRecording) -> None:
         recording.close()

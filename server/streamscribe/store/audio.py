@@ -16,7 +16,6 @@ import bisect
 import re
 import struct
 import threading
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,10 +23,10 @@ from urllib.parse import unquote, urlsplit
 
 import numpy as np
 
-from ..audio import SAMPLE_RATE, Samples, SampleSource, to_pcm_s16le
+from ..audio import SAMPLE_RATE, Samples, SampleSource, from_pcm_s16le, to_pcm_s16le
 from ..errors import AudioNotRetained
 from .base import AudioRecording, AudioStore
-from .failures import BackendFailure
+from .failures import BackendFailure, check_writable, ensure_room
 from .recording import AudioRecorder, RecordedSamples, contiguous, recording_duration_s
 
 _BYTES_PER_SAMPLE = 2
@@ -73,12 +72,15 @@ class LocalAudioStore:
     """`{transcript_id}.wav` files in `directory` (created here); a location is the file's path.
     Any path works as a location, so the plain paths that older versions stored stay readable."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, min_free_mb: float = 0.0) -> None:
+        """New recordings are refused (StorageFull) while the disk has less than `min_free_mb`."""
         directory.mkdir(parents=True, exist_ok=True)
         self.directory = directory
+        self._min_free_mb = min_free_mb
 
     def record(self, transcript_id: str) -> AudioRecording:
         _check_id(transcript_id)
+        ensure_room(self.directory, self._min_free_mb)
         return AudioRecorder(self.directory / f"{transcript_id}.wav")
 
     def local_file(self, location: str) -> Path | None:
@@ -121,10 +123,7 @@ class LocalAudioStore:
             path.unlink(missing_ok=True)
 
     def check(self) -> None:
-        """Writes and removes a probe file: raises OSError when the directory is full or read-only."""
-        probe = self.directory / f".healthz-{uuid.uuid4().hex}"  # concurrent checks never share one
-        probe.write_bytes(b"ok")
-        probe.unlink()
+        check_writable(self.directory)
 
 
 def _file_chunks(handle: Any) -> Iterator[bytes]:
@@ -409,18 +408,19 @@ class _S3Samples:
                     self._store.read_range(segments, index, low * _BYTES_PER_SAMPLE, high * _BYTES_PER_SAMPLE)
                 )
             index += 1
-        return np.frombuffer(b"".join(pieces), dtype="<i2").astype(np.float32) / np.float32(32768)
+        return from_pcm_s16le(b"".join(pieces))
 
 
 # ---- from the server's settings ---------------------------------------------------------------------
 
 
-def open_audio_store(url: str | None, default_directory: Path) -> AudioStore:
+def open_audio_store(url: str | None, default_directory: Path, min_free_mb: float = 0.0) -> AudioStore:
     """The store of `audio_url`: None: files in `default_directory`; file:///path: files in that
-    (absolute) directory; s3://bucket/prefix (prefix may be empty): segments in that bucket.
-    Raises ValueError, with a message that never repeats the URL, for anything else."""
+    (absolute) directory, refusing new recordings under `min_free_mb` free; s3://bucket/prefix
+    (prefix may be empty): segments in that bucket. Raises ValueError, with a message that never
+    repeats the URL, for anything else."""
     if url is None:
-        return LocalAudioStore(default_directory)
+        return LocalAudioStore(default_directory, min_free_mb)
     parts = urlsplit(url)
     if parts.query or parts.fragment:
         raise ValueError("audio_url takes no query or fragment")
@@ -430,7 +430,7 @@ def open_audio_store(url: str | None, default_directory: Path) -> AudioStore:
         directory = Path(unquote(parts.path))
         if not directory.is_absolute() or directory == Path("/"):
             raise ValueError("audio_url file:/// needs an absolute directory, as file:///srv/audio")
-        return LocalAudioStore(directory)
+        return LocalAudioStore(directory, min_free_mb)
     if parts.scheme == "s3":
         if "@" in parts.netloc or ":" in parts.netloc:
             raise ValueError(

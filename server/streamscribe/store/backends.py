@@ -102,7 +102,7 @@ class Backends:
 def open_backends(settings: ServerSettings) -> Backends:
     """Connect to (or open) every store the settings name; the caller must then enter
     `running()`. Raises StorageUnavailable or BackendFailure when one cannot be opened."""
-    audio = open_audio_store(settings.audio_url, settings.data_dir / "audio")
+    audio = open_audio_store(settings.audio_url, settings.data_dir / "audio", settings.min_free_disk_mb)
     events_bus: EventBus = InProcessEventBus(settings.event_log_max_events, settings.event_log_linger_s)
     if settings.database_url is None:
         from .sqlite import open_store

@@ -70,14 +70,19 @@ def storage_state(
     one writes a probe file in its directory)."""
     try:
         free_mb = _free_mb(data_dir)
-        probe = data_dir / f".healthz-{uuid.uuid4().hex}"  # concurrent checks never share one
-        probe.write_bytes(b"ok")
-        probe.unlink()
+        check_writable(data_dir)
         check_store()
     except STORAGE_FAILURES as exc:
         log.error("storage check failed: %s: %s", type(exc).__name__, exc)
         return ("full" if is_full(exc) else "unavailable"), None
     return ("full" if free_mb < reserve_mb else "ok"), round(free_mb, 1)
+
+
+def check_writable(directory: Path) -> None:
+    """Write and remove a probe file: raises OSError when `directory` is full or read-only."""
+    probe = directory / f".healthz-{uuid.uuid4().hex}"  # concurrent checks never share one
+    probe.write_bytes(b"ok")
+    probe.unlink()
 
 
 def _free_mb(data_dir: Path) -> float:

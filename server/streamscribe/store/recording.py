@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..audio import SAMPLE_RATE, Samples, to_pcm_s16le
+from ..audio import SAMPLE_RATE, Samples, from_pcm_s16le, to_pcm_s16le
 
 
 class AudioRecorder:
@@ -63,7 +63,7 @@ class RecordedSamples:
         with wave.open(str(self._path), "rb") as recording:
             recording.setpos(start)
             frames = recording.readframes(stop - start)
-        return np.frombuffer(frames, dtype="<i2").astype(np.float32) / np.float32(32768)
+        return from_pcm_s16le(frames)
 
 
 def contiguous(part: slice, size: int) -> tuple[int, int]:

@@ -151,13 +151,13 @@ class RedisEventFeed:
         self._node_alive = node_alive
 
     async def check_available(self, after_seq: int) -> None:
-        with _unreachable_as_backend_failure():
+        with redis_as_backend_failure():
             first: Any = await self._redis.xrange(events_key(self.session_id), count=1)
         if first:
             self._check_next(_seq(first[0][0]), after_seq)
 
     async def has_after(self, after_seq: int) -> bool:
-        with _unreachable_as_backend_failure():
+        with redis_as_backend_failure():
             last: Any = await self._redis.xrevrange(events_key(self.session_id), count=1)
         return bool(last) and _seq(last[0][0]) > after_seq
 
@@ -232,7 +232,7 @@ class RedisEventBus:
         """A session of this node is found at once (its first events may still be on their way)."""
         if (local := self._streams.get(session_id)) is not None:
             return self._feed(session_id, local.owner, closed=False, node=self.node_id)
-        with _unreachable_as_backend_failure():
+        with redis_as_backend_failure():
             meta: Any = await self.redis.hgetall(session_key(session_id))
         if not meta:
             return None
@@ -246,7 +246,7 @@ class RedisEventBus:
         )
 
     async def forget(self, session_id: str) -> None:
-        with _unreachable_as_backend_failure():
+        with redis_as_backend_failure():
             closed: Any = await self.redis.hget(session_key(session_id), "closed")
             if closed == b"1":
                 await self.redis.delete(session_key(session_id), events_key(session_id))
@@ -267,8 +267,8 @@ class RedisEventBus:
 
 
 @contextlib.contextmanager
-def _unreachable_as_backend_failure() -> Any:
-    """Redis failing under a request: a storage failure (503), never a 500."""
+def redis_as_backend_failure() -> Any:
+    """Redis failing under a request or at start: a storage failure (503), never a 500."""
     try:
         yield
     except REDIS_FAILURES as exc:

@@ -20,6 +20,7 @@ import redis.exceptions
 
 from .base import ClaimedJob, TranscriptStore
 from .failures import BackendFailure
+from .redis_events import redis_as_backend_failure
 
 log = logging.getLogger(__name__)
 
@@ -62,23 +63,23 @@ class RedisJobQueue:
         self._missing_before: set[tuple[str, str]] = set()
         self._claim_cursor = "0-0"
         """Where the next look for abandoned entries starts (Redis scans a few pending ones a call)."""
-        try:
-            client.xgroup_create(JOBS_KEY, GROUP, id="0", mkstream=True)
-        except redis.exceptions.ResponseError as exc:
-            if "BUSYGROUP" not in str(exc):
-                raise
-        except redis.exceptions.ConnectionError as exc:
-            raise BackendFailure(f"Redis cannot be reached ({type(exc).__name__})") from exc
+        with redis_as_backend_failure():
+            try:
+                client.xgroup_create(JOBS_KEY, GROUP, id="0", mkstream=True)
+            except redis.exceptions.ResponseError as exc:
+                if "BUSYGROUP" not in str(exc):  # the group is there already
+                    raise
 
     def enqueue(self, transcript_id: str, job_settings: bytes) -> bool:
         job_id = uuid.uuid4().hex
         if not self._store.queue_job(transcript_id, job_settings, job_id):
             return False
         try:
-            self._redis.xadd(JOBS_KEY, {"transcript_id": transcript_id, "job_id": job_id})
-        except redis.exceptions.RedisError as exc:  # never 'queued' with nothing in the queue
+            with redis_as_backend_failure():
+                self._redis.xadd(JOBS_KEY, {"transcript_id": transcript_id, "job_id": job_id})
+        except BackendFailure:  # never 'queued' with nothing in the queue
             self._store.end_job(transcript_id, job_id, _NOT_QUEUED)
-            raise BackendFailure(f"Redis cannot be reached ({type(exc).__name__})") from exc
+            raise
         return True
 
     def claim_next_job(self, worker: str) -> ClaimedJob | None:
