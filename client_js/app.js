@@ -158,6 +158,7 @@ async function startMicrophone() {
     if (e.detail === "open") setStatus("Listening. Speak, and the words appear as they are said.");
     if (e.detail === "reconnecting") setStatus("Connection lost; reconnecting…");
   });
+  client.addEventListener("resumed", () => setStatus("Back online: the stream goes on where it was."));
   setRecording(true);
   try {
     await client.start(media);

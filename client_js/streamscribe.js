@@ -16,11 +16,17 @@
 // Every server event is dispatched as a CustomEvent named by its `type` ("ready", "partial",
 // "final", ...) with the event as `detail`, and also as "event". "state" reports the connection:
 // connecting, open, reconnecting, closed. The wire messages are those of GET /v1/schema.
+//
+// Over WebSocket a connection that drops (no close frame: a network change, a reset) is resumed:
+// the same session goes on, the audio the server missed is sent again from a buffer of the last
+// 60 s, and no event is delivered twice. "resumed" (detail: the server's `resumed`) says it came
+// back; one not back within 30 s ends with an "error" event (code "connection_lost", no seq), as
+// does one the server refuses (its own "error"). A server that offers no resume gets a new session.
 
 /**
  * @typedef {{text: string, start: number, end: number, confidence: number}} Word
  * @typedef {{type: "ready", seq: number, session_id: string, protocol: number, model: string,
- *            sample_rate: number, transcript_id: string | null}} Ready
+ *            sample_rate: number, transcript_id: string | null, resume_token?: string | null}} Ready
  * @typedef {{type: "partial" | "final", seq: number, words: Word[]}} Words
  * @typedef {{type: "speech_started" | "utterance_end", seq: number, at: number}} Marker
  * @typedef {{type: "error", seq: number, code: string, message: string}} ErrorEvent
@@ -29,10 +35,16 @@
  *            total_s: number | null}} Finalizing
  * @typedef {{type: "transcript_ready", seq: number, transcript_id: string, version: number}} TranscriptReady
  * @typedef {{type: "closed", seq: number, audio_s: number, words: number}} Closed
+ * @typedef {{type: "resumed", seq: number, session_id: string, received_s: number}} Resumed
+ *   Not a session event: the first message of a resumed connection (dispatched as "resumed" only).
  * @typedef {Ready | Words | Marker | ErrorEvent | Progress | Finalizing | TranscriptReady | Closed} ServerEvent
  */
 
 const RECONNECT_DELAYS_MS = [500, 1000, 2000, 4000, 8000];
+const RESUME_WINDOW_MS = 30000;
+const RESUME_FIRST_DELAY_MS = 250;
+const RESUME_MAX_DELAY_MS = 4000;
+const RESEND_BUFFER_S = 60;
 
 /** @typedef {string | (() => string | Promise<string>) | undefined} TokenSource */
 
@@ -78,6 +90,7 @@ export class StreamscribeClient extends EventTarget {
     this.state = "closed";
     this._stopping = false;
     this._attempt = 0;
+    this._lastSeq = 0;
   }
 
   /** Start streaming this microphone stream; resolves once the server has answered. */
@@ -98,7 +111,13 @@ export class StreamscribeClient extends EventTarget {
   stop({ waitForTranscript = true } = {}) {
     this._stopping = true;
     this._stopAudio();
-    this._send({ type: "stop", wait_for_transcript: waitForTranscript });
+    const stop = { type: "stop", wait_for_transcript: waitForTranscript };
+    if (this._audio) {
+      this._audio.stop = stop; // after the audio, on this connection or on a resumed one
+      this._sendAudio();
+    } else {
+      this._send(stop);
+    }
   }
 
   /** Drop the connection at once (the server keeps what it heard). */
@@ -112,6 +131,7 @@ export class StreamscribeClient extends EventTarget {
 
   async _open() {
     this._setState(this._attempt ? "reconnecting" : "connecting");
+    this._lastSeq = 0; // a new session: its seq starts again
     if (this.transport === "webrtc") await this._openWebRtc();
     else await this._openWebSocket();
   }
@@ -162,39 +182,126 @@ export class StreamscribeClient extends EventTarget {
     const capture = new AudioWorkletNode(context, "pcm-capture");
     source.connect(capture);
     capture.connect(context.destination); // pulls the graph; the processor outputs silence
-    const ws = new WebSocket(await withToken(`${this.baseUrl.replace(/^http/, "ws")}/v1/stream`, this.token));
-    ws.binaryType = "arraybuffer";
-    this._ws = ws;
-    await new Promise((resolve, reject) => {
-      ws.onopen = resolve;
-      ws.onerror = () => reject(new StreamscribeError("connection_failed", "the WebSocket did not open"));
-    });
+    this._audio = new SentAudio(context.sampleRate * 2, RESEND_BUFFER_S);
+    this._resumeToken = null;
+    const ws = await this._connect(this._streamUrl());
     const start = { type: "start", sample_rate: context.sampleRate, encoding: "pcm_s16le", channels: 1 };
     if (this.language) start.language = this.language;
     if (this.prompt) start.prompt = this.prompt;
     ws.send(JSON.stringify(start));
+    const audio = this._audio;
     capture.port.onmessage = (message) => {
-      if (ws.readyState === WebSocket.OPEN && !this._stopping) ws.send(message.data);
+      if (this._stopping || audio !== this._audio) return;
+      audio.take(message.data);
+      this._sendAudio();
     };
+    this._attach(ws, 0);
+    this._setState("open");
+  }
+
+  _streamUrl() {
+    return `${this.baseUrl.replace(/^http/, "ws")}/v1/stream`;
+  }
+
+  /** A WebSocket opened with the client's token (on the URL: a browser sets no header on it). */
+  async _connect(url) {
+    const ws = new WebSocket(await withToken(url, this.token));
+    ws.binaryType = "arraybuffer";
+    await new Promise((resolve, reject) => {
+      ws.onopen = resolve;
+      ws.onerror = () => reject(new StreamscribeError("connection_failed", "the WebSocket did not open"));
+    });
+    return ws;
+  }
+
+  /** Make `ws` the stream's connection, its audio sent from byte `offset` on. */
+  _attach(ws, offset) {
+    this._ws = ws;
+    this._audio.restartAt(offset);
     ws.onmessage = (message) => this._receive(message.data);
-    ws.onclose = () => {
+    ws.onclose = (event) => {
       if (ws !== this._ws) return; // after "closed", the session ended normally
-      if (this._stopping) {
+      const dropped = !event.wasClean || event.code === 1006; // no close frame: the network
+      if (dropped && this._resumeToken) {
+        this._resume();
+      } else if (this._stopping) {
         this._teardown();
         this._setState("closed");
       } else {
-        this._dropped(); // gone before the session said "closed": a dropped connection
+        this._dropped(); // closed before the session said "closed": a new session
       }
     };
-    this._setState("open");
+    this._sendAudio();
+  }
+
+  /** Send the audio the connection has not had yet, then `stop` once asked for. */
+  _sendAudio() {
+    const ws = this._ws;
+    if (!ws || ws.readyState !== WebSocket.OPEN || !this._audio) return;
+    for (const frame of this._audio.unsent()) ws.send(frame);
+    const stop = this._audio.takeStop();
+    if (stop) ws.send(JSON.stringify(stop));
+  }
+
+  /** The connection dropped: come back to the same session with the resume token within the
+   * window, then send the audio again from what the server holds. */
+  async _resume() {
+    this._ws = null;
+    this._setState("reconnecting");
+    const url = `${this._streamUrl()}?resume=${encodeURIComponent(this._resumeToken)}&after=${this._lastSeq}`;
+    const deadline = Date.now() + RESUME_WINDOW_MS;
+    let delay = RESUME_FIRST_DELAY_MS;
+    while (Date.now() + delay < deadline) {
+      await new Promise((resolve) => setTimeout(resolve, delay));
+      delay = Math.min(2 * delay, RESUME_MAX_DELAY_MS);
+      if (this.state !== "reconnecting") return; // closed meanwhile
+      let ws;
+      try {
+        ws = await this._connect(url);
+      } catch {
+        continue;
+      }
+      const first = await firstMessage(ws, deadline - Date.now());
+      if (this.state !== "reconnecting") return ws.close();
+      if (!first) {
+        ws.close();
+        continue;
+      }
+      if (first.type !== "resumed") {
+        ws.close();
+        return this._giveUp(first.type === "error" ? first : null, `the server answered ${first.type}`);
+      }
+      const offset = this._audio.offsetOf(first.received_s);
+      if (offset < this._audio.keptFrom) {
+        ws.close();
+        return this._giveUp(null, `the server needs audio from ${first.received_s.toFixed(1)} s on, older than this page keeps`);
+      }
+      this._attach(ws, offset);
+      this._setState("open");
+      this.dispatchEvent(new CustomEvent("resumed", { detail: first }));
+      return;
+    }
+    this._giveUp(null, `the connection was lost and did not come back within ${RESUME_WINDOW_MS / 1000} s`);
+  }
+
+  /** The stream cannot go on: the server's refusal, or why not, as an "error" event; then closed. */
+  _giveUp(refusal, reason) {
+    const error = refusal || { type: "error", code: "connection_lost", message: reason };
+    this.dispatchEvent(new CustomEvent("error", { detail: error }));
+    this.dispatchEvent(new CustomEvent("event", { detail: error }));
+    this._teardown();
+    this._setState("closed");
   }
 
   _receive(data) {
     /** @type {ServerEvent} */
     const event = JSON.parse(data);
+    if (event.seq <= this._lastSeq) return; // sent again to a resumed connection: seen already
+    this._lastSeq = event.seq;
     if (event.type === "ready") {
       this.sessionId = event.session_id;
       this.transcriptId = event.transcript_id;
+      this._resumeToken = event.resume_token || null;
       this._attempt = 0;
     }
     this.dispatchEvent(new CustomEvent(event.type, { detail: event }));
@@ -231,7 +338,8 @@ export class StreamscribeClient extends EventTarget {
     this._stopAudio();
     if (this._pc) this._pc.close();
     if (this._ws && this._ws.readyState <= WebSocket.OPEN) this._ws.close();
-    this._pc = this._channel = this._ws = null;
+    this._pc = this._channel = this._ws = this._audio = null;
+    this._resumeToken = null;
   }
 
   _setState(state) {
@@ -239,6 +347,75 @@ export class StreamscribeClient extends EventTarget {
     this.state = state;
     this.dispatchEvent(new CustomEvent("state", { detail: state }));
   }
+}
+
+/** The audio of a WebSocket stream (16-bit PCM frames) with the offset each connection has sent up
+ * to: the last `keepSeconds` stay, sent or not, so a resumed connection can have them again. */
+class SentAudio {
+  constructor(bytesPerSecond, keepSeconds) {
+    this.bytesPerSecond = bytesPerSecond;
+    this._keepBytes = bytesPerSecond * keepSeconds;
+    /** @type {{offset: number, data: ArrayBuffer}[]} */ this._frames = [];
+    this.keptFrom = 0;
+    this._end = 0;
+    this._sent = 0;
+    this.stop = null;
+    this._stopSent = false;
+  }
+
+  take(data) {
+    this._frames.push({ offset: this._end, data });
+    this._end += data.byteLength;
+    while (this._frames.length && this._frames[0].offset + this._frames[0].data.byteLength <= this._end - this._keepBytes) {
+      this._frames.shift();
+    }
+    this.keptFrom = this._frames.length ? this._frames[0].offset : this._end;
+  }
+
+  /** The byte offset of `seconds` of audio (whole samples, never past what was taken). */
+  offsetOf(seconds) {
+    return Math.min(Math.round((seconds * this.bytesPerSecond) / 2) * 2, this._end);
+  }
+
+  /** A new connection: send from `offset` on, and `stop` again if it was asked for. */
+  restartAt(offset) {
+    this._sent = offset;
+    this._stopSent = false;
+  }
+
+  /** The frames (or their tails) from the sent offset on; they count as sent. */
+  unsent() {
+    const pieces = [];
+    for (const frame of this._frames) {
+      const end = frame.offset + frame.data.byteLength;
+      if (end <= this._sent) continue;
+      pieces.push(this._sent <= frame.offset ? frame.data : frame.data.slice(this._sent - frame.offset));
+      this._sent = end;
+    }
+    return pieces;
+  }
+
+  /** `stop`, once per connection, when it was asked for and every frame is out. */
+  takeStop() {
+    if (!this.stop || this._stopSent || this._sent < this._end) return null;
+    this._stopSent = true;
+    return this.stop;
+  }
+}
+
+/** The first message of `ws` (parsed), or null if it closes or `timeoutMs` passes first. */
+function firstMessage(ws, timeoutMs) {
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => resolve(null), Math.max(0, timeoutMs));
+    ws.onmessage = (message) => {
+      clearTimeout(timer);
+      resolve(JSON.parse(message.data));
+    };
+    ws.onclose = () => {
+      clearTimeout(timer);
+      resolve(null);
+    };
+  });
 }
 
 export class StreamscribeError extends Error {

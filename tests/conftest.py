@@ -64,6 +64,7 @@ def settings(tmp_path_factory: pytest.TempPathFactory) -> ServerSettings:
         "data_dir": data,
         "max_sessions": 4,
         "finalize": {"enabled": False},
+        "resume_window_s": 1.0,  # a vanished client's stream ends soon (test_resume.py: the window)
     }
     return load_settings(overrides, environ={})
 

@@ -7,7 +7,8 @@ answers draining, new sessions are refused and every live one ends (their finals
 their transcripts stored and `closed` is sent), waiting up to shutdown_timeout_s; their last
 events are flushed to Redis; then the second-pass workers stop (a running job goes back to the
 queue) and the store closes; then the decoder threads; then the lease and the data directory
-are let go. `work` is a process with the second-pass part alone (`streamscribe worker`).
+are let go. `work` is a process with the second-pass part alone (`streamscribe worker`). Each has its
+own Metrics, served at /metrics (and alone on 127.0.0.1:metrics_port, where one is given).
 """
 
 from __future__ import annotations
@@ -29,14 +30,26 @@ from .finalize.pipeline import SecondPass
 from .finalize.service import FinalizeService
 from .live.scheduler import DecodeScheduler
 from .live.sessions import SessionHost
+from .metrics import Metrics
 from .store.backends import open_backends
 from .store.lock import DataDirLock
-from .transports import events, http, openai_audio, transcripts, uploads, webrtc, websocket
+from .transports import (
+    deepgram,
+    events,
+    http,
+    openai_audio,
+    openai_realtime,
+    transcripts,
+    uploads,
+    webrtc,
+    websocket,
+)
 from .transports.auth import requiring_keys, token_route
 from .transports.connections import ConnectionLimit, LimitedSite
 from .transports.errors import json_errors
 from .transports.ice import use_port_range
 from .transports.limits import identity_bodies_only
+from .transports.metrics import ServerFigures, loopback_metrics, metrics_route
 from .transports.origins import OriginPolicy, is_loopback
 from .transports.state import SERVER_STATE, ServerState
 
@@ -65,8 +78,13 @@ def create_app(settings: ServerSettings, engine: Engine) -> web.Application:
             "with no key and no Host check, any web page a browser on the network opens could reach "
             "it through DNS rebinding"
         )
+    metrics = Metrics()
     finalizer = FinalizeService(
-        backends.for_jobs, settings, partial(SecondPass.for_server, settings), backends.cluster
+        backends.for_jobs,
+        settings,
+        partial(SecondPass.for_server, settings),
+        backends.cluster,
+        metrics=metrics,
     )
     scheduler = DecodeScheduler(
         engine,
@@ -75,10 +93,11 @@ def create_app(settings: ServerSettings, engine: Engine) -> web.Application:
         gather_s=settings.decode_gather_ms / 1000,
         max_decode_wait_s=settings.max_decode_wait_s,
         greedy_after_wait_s=settings.beam_until_wait_s,
+        metrics=metrics,
     )
-    host = SessionHost(settings, scheduler, backends.events, finalizer)
+    host = SessionHost(settings, scheduler, backends.events, finalizer, metrics=metrics)
     origins = OriginPolicy(settings)
-    checks = [json_errors, origins.middleware()]
+    checks = [json_errors, deepgram.listen_errors, origins.middleware()]
     if settings.auth == "on":
         checks.append(requiring_keys(store, open_without_keys=is_loopback(settings.host)))
     app = web.Application(middlewares=[*checks, identity_bodies_only])
@@ -87,9 +106,13 @@ def create_app(settings: ServerSettings, engine: Engine) -> web.Application:
         settings,
         host,
         finalizer,
-        ConnectionLimit(settings.max_connections, settings.max_connections_per_address),
+        ConnectionLimit(settings.max_connections, settings.max_connections_per_address, metrics),
         backends,
+        metrics,
     )
+    figures = ServerFigures(app[SERVER_STATE])
+    metrics.registry.register(figures)
+    scraping = metrics_route(metrics, figures)
 
     async def decoding(app: web.Application) -> AsyncIterator[None]:
         scheduler.start()
@@ -116,12 +139,23 @@ def create_app(settings: ServerSettings, engine: Engine) -> web.Application:
         yield
         await finalizer.close()
 
+    async def serving_metrics_port(app: web.Application) -> AsyncIterator[None]:
+        async with loopback_metrics(settings.metrics_port, scraping):
+            yield
+
     async def ending_sessions(app: web.Application) -> None:
         await host.drain()
         await backends.events.close()  # their last events reach followers on other nodes
 
     app.cleanup_ctx.extend(
-        [holding_data_dir, holding_node_lease, keeping_webrtc_ports, decoding, keeping_transcripts]
+        [
+            holding_data_dir,
+            holding_node_lease,
+            keeping_webrtc_ports,
+            decoding,
+            keeping_transcripts,
+            serving_metrics_port,
+        ]
     )  # cleaned up in reverse order
     app.on_shutdown.append(ending_sessions)  # before connections close: clients hear the end
     http.add_routes(app, settings.client_dir)
@@ -129,9 +163,11 @@ def create_app(settings: ServerSettings, engine: Engine) -> web.Application:
     transcripts.add_routes(app)
     uploads.add_routes(app)
     openai_audio.add_routes(app)
+    openai_realtime.add_routes(app)
+    deepgram.add_routes(app)
     events.add_routes(app)
     webrtc.add_routes(app)
-    app.router.add_routes([token_route(store)])
+    app.router.add_routes([token_route(store), scraping])
     return app
 
 
@@ -178,7 +214,8 @@ async def serve(settings: ServerSettings, engine: Engine) -> None:
 
 async def work(settings: ServerSettings) -> None:
     """`streamscribe worker`: take second-pass jobs from Redis (second_pass_workers at once) until
-    SIGINT or SIGTERM; a job running then goes back to the queue for another worker."""
+    SIGINT or SIGTERM; a job running then goes back to the queue for another worker. Its jobs are
+    counted at 127.0.0.1:metrics_port/metrics, where a metrics_port is given."""
     if settings.redis_url is None:
         raise ValueError(
             "a worker takes its jobs from Redis: give it --redis-url, --database-url and --audio-url"
@@ -186,10 +223,15 @@ async def work(settings: ServerSettings) -> None:
     if settings.second_pass_workers == 0:
         raise ValueError("a worker with --second-pass-workers 0 would take no job")
     backends = open_backends(settings)
+    metrics = Metrics()
     finalizer = FinalizeService(
-        backends.for_jobs, settings, partial(SecondPass.for_server, settings), backends.cluster
+        backends.for_jobs,
+        settings,
+        partial(SecondPass.for_server, settings),
+        backends.cluster,
+        metrics=metrics,
     )
-    async with backends.running():
+    async with backends.running(), loopback_metrics(settings.metrics_port, metrics_route(metrics)):
         await finalizer.start()
         assert backends.cluster is not None
         print(

@@ -150,6 +150,10 @@ class FinalizeSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown
 class ServerSettings(msgspec.Struct, frozen=True, kw_only=True):
     host: str = "127.0.0.1"
     port: int = 8000
+    metrics_port: Annotated[int, msgspec.Meta(ge=0, le=65535)] | None = None
+    """Also serve GET /metrics alone on 127.0.0.1 at this port, with no key, for a scraper or
+    sidecar on the same host (0: any free port, logged); None: only at /metrics on `port`, where
+    keys are asked like on every route. A worker serves its metrics only here."""
     auth: Literal["on", "off"] = "on"
     """on: once a key exists every request needs one, and a server on a non-loopback address with
     no key refuses to start; off: no credential is asked (something in front checks callers)."""
@@ -230,6 +234,9 @@ class ServerSettings(msgspec.Struct, frozen=True, kw_only=True):
     event_log_linger_s: float = 600.0
     """How long a finished session's events can still be followed."""
     outbox_max_messages: int = 512
+    resume_window_s: Annotated[float, msgspec.Meta(ge=0.0, le=3600.0)] = 30.0
+    """How long a live WebSocket stream whose connection dropped without `stop` waits for its
+    client to come back with its `resume_token` (0: it ends at once, as before resume existed)."""
     shutdown_timeout_s: float = 10.0
     drain_grace_s: Annotated[float, msgspec.Meta(ge=0.0)] = 0.0
     """After SIGTERM: how long the node goes on serving its open sessions, refusing new ones and

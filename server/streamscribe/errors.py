@@ -233,6 +233,14 @@ class EventsExpired(StreamscribeError):
     http_status = 410
 
 
+class ResumeExpired(StreamscribeError):
+    """A /v1/stream?resume= token that no stream waits for: its window passed, or it is unknown."""
+
+    code = "resume_expired"
+    close_code = 1008
+    http_status = 404
+
+
 class InvalidRequest(StreamscribeError):
     """A REST request with bad parameters or body."""
 

@@ -82,6 +82,10 @@ class Ready(ServerMessage, tag="ready", frozen=True):
     transcript_id: str | None = None
     """Where the stored transcript will be (GET /v1/transcripts/{id}); None if none is kept. A
     stream that ends with no audio at all keeps none: it closes without `transcript_ready`."""
+    resume_token: str | None = None
+    """Only in the `ready` a /v1/stream client gets (never in the session's followed events): after
+    a dropped connection, reconnect to /v1/stream?resume=TOKEN&after=LAST_SEQ within the server's
+    resume window, with no `start`. None where the server offers no resume."""
 
 
 class SpeechStarted(ServerMessage, tag="speech_started", frozen=True):
@@ -135,6 +139,16 @@ class TranscriptReady(ServerMessage, tag="transcript_ready", frozen=True):
     version: int
 
 
+class Resumed(ServerMessage, tag="resumed", frozen=True):
+    """The first answer on a resumed connection (not a session event: followers never see it).
+    `seq` is the session's newest event: the events after the client's `after` up to it are sent
+    next, then new ones. Send audio again from `received_s`, the seconds of audio the server
+    holds (what was sent beyond it was lost with the connection)."""
+
+    session_id: str
+    received_s: float
+
+
 class Closed(ServerMessage, tag="closed", frozen=True):
     audio_s: float
     words: int
@@ -151,6 +165,7 @@ ServerUnion = (
     | Finalizing
     | TranscriptReady
     | Closed
+    | Resumed
 )
 
 # ---- REST bodies --------------------------------------------------------------------------------

@@ -23,6 +23,7 @@ from streamscribe.cli.main import main
 from streamscribe.config import ServerSettings
 
 from ..conftest import speech_file, start_server
+from ..cut_proxy import CutProxy
 
 pytestmark = pytest.mark.model
 
@@ -216,6 +217,44 @@ async def test_the_sdk_reconnects_a_dropped_stream(browser: Browser, page_url: s
     )
     assert len(set(outcome["sessions"])) == 2, "a new session after the drop"
     assert outcome["states"][:4] == ["connecting", "open", "reconnecting", "open"]
+
+
+async def test_the_sdk_resumes_a_websocket_the_network_cut(
+    browser: Browser, page_url: str, jfk: tuple[object, str]
+) -> None:
+    """streamscribe.js through a proxy whose connections are cut mid-speech (no close frame, as a
+    phone changing networks): the same session goes on ("resumed"), no event twice, the speech
+    heard across the cut."""
+    async with CutProxy(page_url) as proxy:
+        page = await open_page(browser, proxy.url)
+        await page.evaluate(
+            """async () => {
+              const { StreamscribeClient } = await import('/client/streamscribe.js');
+              const client = new StreamscribeClient({ transport: 'websocket' });
+              window.client = client;
+              window.sdk = { events: [], resumed: [], states: [] };
+              client.addEventListener('event', (e) => window.sdk.events.push(e.detail));
+              client.addEventListener('resumed', (e) => window.sdk.resumed.push(e.detail));
+              client.addEventListener('state', (e) => window.sdk.states.push(e.detail));
+              await client.start(await navigator.mediaDevices.getUserMedia({ audio: true }));
+            }"""
+        )
+        await page.wait_for_function("window.sdk.events.some((e) => e.type === 'final')", timeout=60_000)
+        proxy.cut()
+        await page.wait_for_function("window.sdk.resumed.length === 1", timeout=60_000)
+        speech_over = "window.sdk.events.some((e) => e.type === 'utterance_end' && e.at > 10.5)"
+        await page.wait_for_function(speech_over, timeout=60_000)  # the whole file was played
+        await page.evaluate("window.client.stop()")
+        await page.wait_for_function("window.sdk.events.some((e) => e.type === 'closed')", timeout=120_000)
+        outcome = await page.evaluate("window.sdk")
+    events, [resumed] = outcome["events"], outcome["resumed"]
+    [ready] = [event for event in events if event["type"] == "ready"]
+    assert resumed["session_id"] == ready["session_id"], "the same session went on"
+    assert outcome["states"] == ["connecting", "open", "reconnecting", "open", "closed"]
+    seqs = [event["seq"] for event in events]
+    assert seqs == sorted(set(seqs)), f"an event twice or out of order: {seqs}"
+    finals = " ".join(word["text"] for event in events if event["type"] == "final" for word in event["words"])
+    assert word_error_rate(jfk[1], finals) <= LIVE_WER_LIMIT, finals
 
 
 async def test_speakers_are_shown_in_their_own_colours(browser: Browser, page_url: str) -> None:

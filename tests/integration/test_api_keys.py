@@ -20,7 +20,7 @@ from websockets.exceptions import InvalidStatus
 
 from streamscribe.asr.engine import Engine
 from streamscribe.cli.main import main
-from streamscribe.client.http import fetch_transcript
+from streamscribe.client import Client
 from streamscribe.client.stream import stream_samples
 from streamscribe.config import ServerSettings
 from streamscribe.errors import Overloaded, Unauthorized
@@ -118,8 +118,9 @@ async def test_a_stream_without_a_key_is_refused_before_the_upgrade_and_one_with
     assert result.completed and len(result.finals) > 10
     [transcript_id] = [timed.event.transcript_id for timed in result.events if isinstance(timed.event, Ready)]
     assert transcript_id is not None
-    body = await fetch_transcript(base_url, transcript_id, "txt", api_key=key)
-    assert b"country" in body.lower()
+    async with Client(base_url, api_key=key) as client:
+        text = await client.export(transcript_id, "txt")
+    assert "country" in text.lower()
 
 
 async def test_the_openai_sdk_sends_its_key_and_a_wrong_one_is_an_authentication_error(

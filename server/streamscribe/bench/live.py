@@ -21,7 +21,7 @@ from typing import Any
 
 import msgspec
 
-from ..client.http import follow_session, upload_file
+from ..client import Client
 from ..client.stream import StreamResult, stream_samples
 from ..client.webrtc import stream_samples_webrtc
 from ..wire import Error, Final, Start
@@ -36,6 +36,7 @@ from .metrics import (
     word_error_rate,
 )
 from .options import add_benchmark, add_live_load_options
+from .protocols import stream_deepgram, stream_openai_realtime
 from .server import ServerProcess
 
 _PING_EVERY_S = 1.0
@@ -82,6 +83,10 @@ async def _stream(
     await asyncio.sleep(delay_s)  # staggered starts, as independent users begin
     if args.transport == "webrtc":
         return await stream_samples_webrtc(server.base_url, corpus.audio, speed=args.speed, language="en")
+    if args.transport == "deepgram":
+        return await stream_deepgram(server.base_url, corpus.audio, args.speed)
+    if args.transport == "openai-realtime":
+        return await stream_openai_realtime(server.base_url, corpus.audio, args.speed)
     return await stream_samples(
         server.url, corpus.audio, speed=args.speed, start=Start(language="en"), ping_every_s=_PING_EVERY_S
     )
@@ -94,10 +99,10 @@ async def _upload_while(streaming: asyncio.Event, server: ServerProcess, corpus:
     with tempfile.TemporaryDirectory() as scratch:
         file = Path(scratch) / f"{corpus.name}.mp3"
         await asyncio.to_thread(write_mp3, corpus.audio, file)
-        while streaming.is_set():
-            accepted = await upload_file(server.base_url, file, {"speed": "max", "language": "en"})
-            await follow_session(server.base_url, accepted.session_id, lambda event: None)
-            done += 1
+        async with Client(server.base_url) as client:
+            while streaming.is_set():
+                await client.transcribe(file, speed="max", language="en")
+                done += 1
     return done
 
 
@@ -254,6 +259,7 @@ def add_bench_parser(commands: Any) -> None:
         help="run the server without its second pass (default: with it)",
     )
     bench.add_argument(
-        "--transport", choices=["websocket", "webrtc"], default="websocket",
-        help="how the streams reach the server (default: websocket)",
+        "--transport", choices=["websocket", "webrtc", "deepgram", "openai-realtime"], default="websocket",
+        help="how the streams reach the server: our WebSocket, WebRTC, or the protocol of Deepgram's or "
+        "OpenAI's Realtime SDKs (default: websocket)",
     )  # fmt: skip

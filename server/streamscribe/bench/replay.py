@@ -13,34 +13,31 @@ import argparse
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-import msgspec
-
-from ..client.http import fetch_transcript, follow_session, upload_file
+from ..client import Client
 from ..transcript import Transcript
-from ..wire import Progress, ServerMessage, TranscriptReady
+from ..wire import Progress, TranscriptReady
 from .corpus import Corpus, write_mp3
 from .metrics import word_error_rate
 from .options import add_benchmark
 from .server import ServerProcess
 
 
-async def replay_once(base_url: str, file: Path, speed: str, corpus: Corpus) -> dict[str, Any]:
-    began = time.monotonic()
-    accepted = await upload_file(base_url, file, {"speed": speed, "language": "en"})
+async def replay_once(
+    base_url: str, file: Path, speed: Literal["max", "realtime"], corpus: Corpus
+) -> dict[str, Any]:
     marks: dict[str, float] = {}
-
-    def on_event(event: ServerMessage) -> None:
-        if isinstance(event, Progress) and event.total_s is not None and event.processed_s >= event.total_s:
-            marks.setdefault("live_s", time.monotonic() - began)
-        elif isinstance(event, TranscriptReady):
-            marks["final_s"] = time.monotonic() - began
-
-    await follow_session(base_url, accepted.session_id, on_event)
-    transcript_id = accepted.transcript_id
-    live = msgspec.json.decode(await fetch_transcript(base_url, transcript_id, version=1), type=Transcript)
-    final = msgspec.json.decode(await fetch_transcript(base_url, transcript_id), type=Transcript)
+    async with Client(base_url) as client:
+        began = time.monotonic()
+        accepted = await client.upload(file, speed=speed, language="en")
+        async for event in client.follow(accepted.session_id):
+            if isinstance(event, Progress) and event.processed_s >= (event.total_s or float("inf")):
+                marks.setdefault("live_s", time.monotonic() - began)
+            elif isinstance(event, TranscriptReady):
+                marks["final_s"] = time.monotonic() - began
+        live = await client.transcript(accepted.transcript_id, version=1)
+        final = await client.transcript(accepted.transcript_id)
     return {
         "speed": speed,
         "live_pass_s": round(marks["live_s"], 2),

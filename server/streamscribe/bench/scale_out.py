@@ -31,9 +31,9 @@ from typing import Any
 import aiohttp
 
 from ..audio import SAMPLE_RATE
-from ..client.http import follow_session
+from ..client import Client
 from ..client.stream import TimedEvent, stream_samples
-from ..wire import Final, Ready, ServerMessage, Stop
+from ..wire import Final, Ready, Stop
 from .corpus import Corpus
 from .metrics import percentile
 from .options import add_benchmark
@@ -79,20 +79,21 @@ async def _follower_lag(corpus: Corpus, args: argparse.Namespace, *serve_args: s
         follower_s: dict[int, float] = {}
         followers: list[asyncio.Task[None]] = []
 
-        def on_follower(event: ServerMessage) -> None:
-            if isinstance(event, Final):
-                follower_s[event.seq] = time.monotonic()
+        async def follow(client: Client, session_id: str) -> None:
+            async for event in client.follow(session_id):
+                if isinstance(event, Final):
+                    follower_s[event.seq] = time.monotonic()
 
-        def on_client(timed: TimedEvent) -> None:
-            if isinstance(timed.event, Ready):
-                followers.append(
-                    asyncio.create_task(follow_session(server.base_url, timed.event.session_id, on_follower))
-                )
-            elif isinstance(timed.event, Final):
-                client_s[timed.event.seq] = time.monotonic()
+        async with Client(server.base_url) as client:
 
-        await stream_samples(server.url, corpus.audio, speed=args.speed, on_event=on_client)
-        await asyncio.wait_for(asyncio.gather(*followers), 60)
+            def on_client(timed: TimedEvent) -> None:
+                if isinstance(timed.event, Ready):
+                    followers.append(asyncio.create_task(follow(client, timed.event.session_id)))
+                elif isinstance(timed.event, Final):
+                    client_s[timed.event.seq] = time.monotonic()
+
+            await stream_samples(server.url, corpus.audio, speed=args.speed, on_event=on_client)
+            await asyncio.wait_for(asyncio.gather(*followers), 60)
     lags_ms = [(follower_s[seq] - client_s[seq]) * 1000 for seq in client_s if seq in follower_s]
     if not lags_ms:
         return {"finals": 0}

@@ -8,7 +8,7 @@ import os
 import sys
 from collections.abc import Coroutine
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO, cast
 from urllib.parse import urlsplit
 
 from ..audio import SAMPLE_RATE, iter_file, read_file
@@ -61,9 +61,9 @@ def _settings_overrides(args: argparse.Namespace) -> dict[str, Any]:
         "host", "port", "model", "device", "compute_type", "cpu_threads", "max_sessions", "data_dir",
         "audio_retention_h", "webrtc_ports", "webrtc_public_address", "webrtc_stun_url", "webrtc_turn_url",
         "webrtc_turn_username", "max_decode_wait_s", "decode_batch_size", "decode_workers", "auth",
-        "allowed_origins", "allowed_hosts", "max_connections", "max_connections_per_address", "max_stream_speed", "stream_burst_s",
+        "allowed_origins", "allowed_hosts", "max_connections", "max_connections_per_address", "max_stream_speed", "stream_burst_s", "resume_window_s",
         "min_upload_kib_per_s", "min_free_disk_mb", "redis_url", "database_url", "audio_url",
-        "second_pass_workers", "node_id", "drain_grace_s",
+        "second_pass_workers", "node_id", "drain_grace_s", "metrics_port",
     )  # fmt: skip
     overrides: dict[str, Any] = {key: getattr(args, key, None) for key in keys}
     finalize: dict[str, Any] = {
@@ -157,6 +157,7 @@ def _cmd_transcribe(args: argparse.Namespace) -> int:
 
 def _transcribe_remote(args: argparse.Namespace, outputs: list[Path]) -> int:
     """Upload to a server instead: the same transcript, on the server's models, with progress."""
+    from ..client import UploadOptions
     from .remote import transcribe_remote
 
     if args.no_second_pass:
@@ -164,8 +165,8 @@ def _transcribe_remote(args: argparse.Namespace, outputs: list[Path]) -> int:
     _require_url(args.url, ("http", "https"), "http://127.0.0.1:8000")
     options = {"speed": args.speed, "language": args.language, "model": args.second_pass_model,
                "prompt": args.prompt, "num_speakers": args.num_speakers, "min_speakers": args.min_speakers,
-               "max_speakers": args.max_speakers, "diarize": "false" if args.no_diarize else None}  # fmt: skip
-    chosen = {name: str(value) for name, value in options.items() if value is not None}
+               "max_speakers": args.max_speakers, "diarize": False if args.no_diarize else None}  # fmt: skip
+    chosen = cast(UploadOptions, {name: value for name, value in options.items() if value is not None})
     return _run(transcribe_remote(args.url, Path(args.file), chosen, outputs, args.api_key))
 
 
@@ -378,6 +379,16 @@ def _add_log_options(parser: argparse.ArgumentParser) -> None:
     )  # fmt: skip
 
 
+def _add_metrics_option(parser: argparse.ArgumentParser, *, worker: bool) -> None:
+    parser.add_argument(
+        "--metrics-port", dest="metrics_port", type=int, metavar="PORT",
+        help="serve GET /metrics (Prometheus) alone on 127.0.0.1:PORT with no key, for a scraper on the "
+        "same host; 0 picks a free one, logged (default: none" + (
+            ", a worker serves no metrics)" if worker else ": only /metrics on --port, which asks for a key like every route)"
+        ),
+    )  # fmt: skip
+
+
 def _add_webrtc_options(parser: argparse.ArgumentParser) -> None:
     webrtc = parser.add_argument_group(
         "WebRTC across networks (README: WebRTC in Docker and across networks)"
@@ -491,6 +502,11 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"seconds of audio a live stream may send at once (default: {_DEFAULTS.stream_burst_s:g})",
     )  # fmt: skip
     serve.add_argument(
+        "--resume-window-s", dest="resume_window_s", type=float, metavar="S",
+        help="how long a live stream whose connection dropped without stop waits for its client to "
+        f"resume it; 0: never (default: {_DEFAULTS.resume_window_s:g}; env STREAMSCRIBE_RESUME_WINDOW_S)",
+    )  # fmt: skip
+    serve.add_argument(
         "--min-upload-kib-per-s", dest="min_upload_kib_per_s", type=float,
         help="an upload body slower than this on average is refused, idle_timeout (default: "
         f"{_DEFAULTS.min_upload_kib_per_s:g})",
@@ -517,6 +533,7 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     _add_storage_options(serve, "transcripts and recorded audio, without --database-url and --audio-url")
     _add_log_options(serve)
+    _add_metrics_option(serve, worker=False)
     _add_scale_out_options(serve, worker=False)
     _add_webrtc_options(serve)
     _add_model_options(serve)
@@ -536,6 +553,7 @@ def build_parser() -> argparse.ArgumentParser:
         "its cores / K, or they slow each other down (default: 0, every core)",
     )  # fmt: skip
     _add_log_options(worker)
+    _add_metrics_option(worker, worker=True)
     _add_scale_out_options(worker, worker=True)
     _add_second_pass_options(worker)
     worker.set_defaults(handler=_cmd_worker)

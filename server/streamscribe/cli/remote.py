@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 from typing import TextIO
 
-from ..client.http import fetch_transcript, follow_session, upload_file
+from ..client import Client, UploadOptions
 from ..wire import Error, Finalizing, Progress, ServerMessage, TranscriptReady
 
 _BAR_WIDTH = 30
@@ -76,19 +76,19 @@ def say_where(base_url: str, transcript_id: str) -> None:
 
 
 async def transcribe_remote(
-    base_url: str, path: Path, options: dict[str, str], outputs: list[Path], api_key: str | None
+    base_url: str, path: Path, options: UploadOptions, outputs: list[Path], api_key: str | None
 ) -> bool:
     """Upload, follow to the end, print the final version as text, write `outputs` (by extension).
     True when the server reported no error."""
-    base_url = base_url.rstrip("/")
-    accepted = await upload_file(base_url, path, options, api_key)
-    say_where(base_url, accepted.transcript_id)
-    bar = ProgressBar(sys.stderr.isatty())
-    await follow_session(base_url, accepted.session_id, bar.show, api_key=api_key)
-    transcript_id = accepted.transcript_id
-    text = await fetch_transcript(base_url, transcript_id, "txt", api_key=api_key)
-    print(text.decode(), end="", flush=True)
-    for output in outputs:
-        body = await fetch_transcript(base_url, transcript_id, output.suffix.lstrip("."), api_key=api_key)
-        output.write_bytes(body)
+    async with Client(base_url, api_key=api_key) as client:
+        accepted = await client.upload(path, **options)
+        say_where(client.url, accepted.transcript_id)
+        bar = ProgressBar(sys.stderr.isatty())
+        async for event in client.follow(accepted.session_id):
+            bar.show(event)
+        transcript_id = accepted.transcript_id
+        print(await client.export(transcript_id, "txt"), end="", flush=True)
+        for output in outputs:
+            body = await client.export(transcript_id, output.suffix.lstrip("."))
+            output.write_bytes(body.encode())
     return not bar.errors

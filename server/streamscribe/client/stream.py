@@ -1,4 +1,7 @@
-"""The /v1/stream client over `websockets` (independent of the server's aiohttp)."""
+"""The measuring /v1/stream client of the benchmarks and tests, over `websockets` (independent of
+the server's aiohttp): any ws:// URL as given, when each event arrived, how long pings waited, the
+close code, a refusal as its event. It never resumes: a dropped connection is what it reports.
+Applications use `Client.stream` (resume.py), which resumes by itself."""
 
 from __future__ import annotations
 

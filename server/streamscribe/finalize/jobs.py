@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 
 from ..config import ServerSettings
 from ..errors import AudioNotRetained, TranscriptNotFound, client_reason
+from ..metrics import Metrics
 from ..store.base import ClaimedJob, JobBackends, NodeDirectory
 from ..store.handover import JobDone, JobEvent, JobFailed, JobListener, JobProgress
 from ..transcript import Transcript
@@ -67,16 +68,19 @@ class JobListeners:
 
 class JobRunner:
     """`recover()` once at start, then `work_forever(worker, second_pass)` in one task per
-    concurrent second pass, each with its own models; `wake()` after enqueuing. Every job event
-    goes to `announce` (this process's listeners, or every node's through Redis)."""
+    concurrent second pass, each with its own models; `enqueue` a job. Every job event goes to
+    `announce` (this process's listeners, or every node's through Redis); jobs are counted in
+    `metrics`."""
 
     def __init__(
         self,
         backends: JobBackends,
         settings: ServerSettings,
         announce: Callable[[str, JobEvent], None],
+        metrics: Metrics,
     ) -> None:
         self._store = backends.store
+        self._metrics = metrics
         self._jobs = backends.jobs
         self._audio = backends.audio
         self._settings = settings
@@ -88,8 +92,14 @@ class JobRunner:
         """A second pass still runs in its daemon thread (after `work_forever` was cancelled, say)."""
         return any(thread.is_alive() for thread in self._threads)
 
-    def wake(self) -> None:
+    async def enqueue(self, transcript_id: str, job_settings: bytes) -> bool:
+        """Queue a second pass of `transcript_id` and wake the workers; False (nothing queued)
+        when one is already queued or running."""
+        if not await asyncio.to_thread(self._jobs.enqueue, transcript_id, job_settings):
+            return False
+        self._metrics.second_pass_jobs.labels(state="queued").inc()
         self._wakeup.set()
+        return True
 
     async def recover(self, live_nodes: Collection[str], created_before: float) -> None:
         """At start: requeue what a stopped process of this queue left running, then recover the
@@ -106,11 +116,10 @@ class JobRunner:
         for transcript_id in orphans:
             try:
                 await self._store_missing_first_version(transcript_id)
-                if await asyncio.to_thread(self._jobs.enqueue, transcript_id, b"{}"):
+                if await self.enqueue(transcript_id, b"{}"):
                     log.warning(
                         "stream %s was cut off with its server; its second pass is queued", transcript_id
                     )
-                    self.wake()
             except Exception:  # the next pass tries again; the other orphans go on
                 log.exception("recovering the cut-off stream %s failed", transcript_id)
 
@@ -168,6 +177,7 @@ class JobRunner:
         log.info(
             "second pass started", extra={"fields": {"event": "job_start", "transcript_id": transcript_id}}
         )
+        self._metrics.second_passes_running.inc()
         try:
             stored = await self._run_job(job, second_pass)
         except asyncio.CancelledError:  # shutting down: another worker (or the next start) redoes it
@@ -180,7 +190,11 @@ class JobRunner:
             error = f"the second pass failed ({client_reason(exc)})"
         finally:
             heartbeats.cancel()
+            self._metrics.second_passes_running.dec()
         await asyncio.to_thread(self._jobs.finish_job, job, error)
+        state = "failed" if error else "done"
+        self._metrics.second_pass_jobs.labels(state=state).inc()
+        self._metrics.second_pass_duration.labels(state=state).observe(time.monotonic() - began)
         fields = {
             "event": "job_end",
             "transcript_id": transcript_id,

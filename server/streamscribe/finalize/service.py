@@ -24,6 +24,7 @@ from ..errors import (
     VersionLimit,
     client_reason,
 )
+from ..metrics import Metrics
 from ..store.base import AudioRecording, Cluster, JobBackends
 from ..store.failures import STORAGE_FAILURES, storage_error
 from ..store.handover import JobDone, JobFailed, JobListener, LiveEnd
@@ -46,18 +47,20 @@ class FinalizeService:
         settings: ServerSettings,
         make_second_pass: Callable[[], SecondPass],
         cluster: Cluster | None = None,
+        *,
+        metrics: Metrics,
     ) -> None:
         """`make_second_pass` gives each of the second_pass_workers its own models, so that they
-        run at once (one model shared by threads would take them one at a time)."""
+        run at once (one model shared by threads would take them one at a time). Jobs are
+        counted in `metrics`."""
         self.store = backends.store
         self.audio = backends.audio
-        self._jobs = backends.jobs
         self._settings = settings
         self._cluster = cluster
         self._listeners = JobListeners()
         announce = self._listeners.notify if cluster is None else cluster.job_events.announce
         self._make_second_pass = make_second_pass
-        self._runner = JobRunner(backends, settings, announce)
+        self._runner = JobRunner(backends, settings, announce, metrics)
         self._tasks: set[asyncio.Task[Any]] = set()
 
     async def start(self) -> None:
@@ -184,9 +187,8 @@ class FinalizeService:
                 f"{transcript_id} has {kept} versions, as many as this server keeps; delete it and "
                 "upload the file again to start over"
             )
-        if not await asyncio.to_thread(self._jobs.enqueue, transcript_id, overrides or b"{}"):
+        if not await self._runner.enqueue(transcript_id, overrides or b"{}"):
             raise TranscriptBusy(f"a second pass of {transcript_id} is already queued or running")
-        self._runner.wake()
 
     def listen(self, transcript_id: str, listener: JobListener) -> None:
         self._listeners.listen(transcript_id, listener)
@@ -239,9 +241,8 @@ class FinalizeService:
             await asyncio.to_thread(end.recorder.close)
             await asyncio.to_thread(self.store.add_version, first)
             if self._settings.finalize.enabled:
-                if await asyncio.to_thread(self._jobs.enqueue, end.transcript_id, end.finalize_overrides):
-                    self._runner.wake()
-                else:  # recovered meanwhile, as if its node had died (its lease lapsed)
+                if not await self._runner.enqueue(end.transcript_id, end.finalize_overrides):
+                    # recovered meanwhile, as if its node had died (its lease lapsed)
                     log.warning("the second pass of %s was queued already by its recovery", end.transcript_id)
             else:
                 await asyncio.to_thread(self.store.end_job, end.transcript_id, None, None)

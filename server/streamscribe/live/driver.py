@@ -19,7 +19,8 @@ from ..errors import StorageFailed, StreamscribeError
 from ..store.handover import AudioSink, JobDone, JobEvent, JobProgress
 from ..stream.session import FEED_SLICE_SAMPLES, DecodeRequest, LiveSession
 from ..vad import SpeechGate, VoiceDetector
-from ..wire import ServerMessage
+from ..wire import Final, ServerMessage
+from .meter import SessionMeter
 from .pace import AudioPace
 from .scheduler import DecodeScheduler
 
@@ -44,9 +45,11 @@ class SessionDriver:
         on_live_finished: Callable[[SessionDriver], None] | None = None,
         background: bool = False,
         pace: AudioPace | None = None,
+        meter: SessionMeter | None = None,
     ) -> None:
         self.session = session
         self._pace = pace
+        self._meter = meter
         self.recorder = recorder
         self.background = background
         """Decoded only when no foreground (live) session is waiting: a file replayed at max speed."""
@@ -76,11 +79,12 @@ class SessionDriver:
         on_live_finished: Callable[[SessionDriver], None] | None = None,
         background: bool = False,
         pace: AudioPace | None = None,
+        meter: SessionMeter | None = None,
     ) -> SessionDriver:
         """A new session with its own VAD state; its `ready` event is already queued. With a
         `transcript_id`, `closed` waits for the stored transcript (see `receive_job_event`); a
         file replay (`replays_file`) reports `progress` against `file_total_s`. With a `pace`,
-        audio is taken no faster than it allows."""
+        audio is taken no faster than it allows; with a `meter`, what it takes and sends is counted."""
         gate = SpeechGate(
             threshold=settings.vad_threshold,
             release=settings.vad_release,
@@ -106,12 +110,14 @@ class SessionDriver:
             on_live_finished=on_live_finished,
             background=background,
             pace=pace,
+            meter=meter,
         )
 
     async def feed_audio(self, samples: Samples) -> None:
         """Feed converted audio; waits (so the caller stops reading) while decoding lags behind
         or the pace says so. Speech is detected off the event loop. What the session takes is
         recorded before this returns, and before any wait."""
+        arrived_s = time.monotonic()
         try:
             for offset in range(0, samples.size, FEED_SLICE_SAMPLES):
                 piece = samples[offset : offset + FEED_SLICE_SAMPLES]
@@ -128,6 +134,8 @@ class SessionDriver:
                 self.session.receive_audio(piece, speech)
                 if self.recorder is not None and self.session.received_samples > before:
                     self._unrecorded.append(piece)
+                if self._meter is not None and self.session.received_samples > before:
+                    self._meter.took_audio(self.session.received_samples, arrived_s)
                 self._touch()
         finally:
             await self._record()
@@ -140,6 +148,17 @@ class SessionDriver:
     def finalize(self) -> None:
         self.session.receive_finalize()
         self._touch()
+
+    def cut(self) -> float | None:
+        """End the utterance here (see LiveSession.receive_cut); returns the `at` of the
+        `utterance_end` after which everything heard before the cut has been sent."""
+        end_s = self.session.receive_cut()
+        self._touch()
+        return end_s
+
+    def update_decoding(self, language: str | None, prompt: str | None) -> None:
+        """Decode with this (checked) language and prompt from now on."""
+        self.session.receive_decode_settings(language, prompt)
 
     def stop(self, wait_for_transcript: bool = True) -> None:
         self.session.receive_stop(wait_for_transcript)
@@ -171,6 +190,8 @@ class SessionDriver:
             changed = self._changed
             batch = self.session.events_to_send()
             for event in batch:
+                if isinstance(event, Final) and self._meter is not None:
+                    self._meter.sent_final(event.words, time.monotonic())
                 yield event
             if batch:
                 continue  # more may have come while the consumer handled these

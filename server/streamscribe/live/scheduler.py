@@ -24,6 +24,7 @@ from typing import Protocol
 
 from ..asr.engine import AsrWord, Engine, LiveWindow
 from ..audio import SAMPLE_RATE
+from ..metrics import Metrics
 from ..stream.session import DecodeRequest
 from ..wire import DecoderTotals
 from .load import DecodeLoad
@@ -63,9 +64,12 @@ class DecodeScheduler:
         gather_s: float = 0.0,
         max_decode_wait_s: float = float("inf"),
         greedy_after_wait_s: float = float("inf"),
+        metrics: Metrics | None = None,
     ) -> None:
+        """`metrics`: where each model call and each live window's wait are counted."""
         self.engine = engine
         self.stats = DecoderTotals()
+        self._metrics = metrics or Metrics()
         self.load = DecodeLoad(_LOAD_WINDOW_S)
         self._workers = workers
         self._batch_size = batch_size
@@ -196,12 +200,16 @@ class DecodeScheduler:
         self.stats.batches += 1
         self.stats.decodes += len(batch)
         self.stats.greedy_decodes += len(batch) if greedy else 0
-        self.stats.busy_s += time.perf_counter() - began
+        busy_s = time.perf_counter() - began
+        self.stats.busy_s += busy_s
+        self._metrics.decode_seconds.observe(busy_s)
+        self._metrics.decode_batch_windows.observe(len(batch))
         now = time.monotonic()
         for (client, request, ready_since), words in zip(batch, results, strict=True):
             self.stats.decoded_audio_s += request.audio.size / SAMPLE_RATE
             if not client.background:
                 self.load.record(now, now - ready_since)
+                self._metrics.decode_wait.observe(now - ready_since)
             client.deliver_result(request, words)
             if client in self._clients:
                 self.poke(client)

@@ -20,12 +20,16 @@ from ..audio import SAMPLE_RATE
 from ..config import ServerSettings, StreamSettings
 from ..errors import Overloaded, ShuttingDown, SlowConsumer, UnsupportedLanguage
 from ..languages import check_language
+from ..metrics import Metrics
+from ..store.backends import node_name
 from ..store.base import ApiKey, EventBus, EventStream
 from ..store.handover import LiveEnd, TranscriptKeeper
 from ..transcript import stream_cut_warning
 from .driver import SessionDriver
+from .meter import SessionMeter
 from .outbox import Outbox
 from .pace import AudioPace
+from .resume import Attachment, Resumable, Resumptions
 from .scheduler import DecodeScheduler
 
 _RETRY_AFTER_S = 10
@@ -34,7 +38,9 @@ _RETRY_AFTER_S = 10
 log = logging.getLogger(__name__)
 
 
-Transport = Literal["websocket", "webrtc", "upload"]
+Transport = Literal["websocket", "webrtc", "upload", "deepgram", "realtime"]
+"""How a session came: the native WebSocket, WebRTC, a replayed upload, Deepgram's /v1/listen, or
+OpenAI's Realtime transcription."""
 
 
 @dataclass(slots=True, eq=False)
@@ -47,6 +53,12 @@ class Slot:
     """The key that opened it (None on a server that checks no keys): its transcript's owner."""
     driver: SessionDriver | None = None
     events: EventStream | None = None
+    attachment: Attachment | None = None
+    """The connection its events go to (None while its client is away, or for none)."""
+    resumable: Resumable | None = None
+    """Set where its client may come back after a dropped connection (Resumptions.offer)."""
+    released: bool = False
+    """Its session closed and every event of it was handed out."""
 
     @property
     def replays_file(self) -> bool:
@@ -86,6 +98,13 @@ class SessionHost:
     keeper: TranscriptKeeper
     slots: set[Slot] = field(default_factory=set)
     draining: bool = False
+    metrics: Metrics = field(default_factory=Metrics)
+    """Where its sessions count their audio, final words and lags, and the outcome of uploads."""
+    resumptions: Resumptions = field(init=False)
+
+    def __post_init__(self) -> None:
+        node = node_name(self.settings) if self.settings.redis_url else None
+        self.resumptions = Resumptions(self.settings.resume_window_s, self.settings.outbox_max_messages, node)
 
     def live_language(self, requested: str | None) -> str | None:
         """The language a session asks for (or the server's default), if the live model serves it."""
@@ -147,6 +166,11 @@ class SessionHost:
 
     def release(self, slot: Slot) -> None:
         """The session is over (or never opened): free its place. Safe to call more than once."""
+        if slot.replays_file and slot in self.slots:
+            session = None if slot.driver is None else slot.driver.session
+            outcome = "refused" if session is None else session.error_code or "ok"
+            self.metrics.uploads.labels(outcome=outcome).inc()
+        slot.released = True
         self.slots.discard(slot)
 
     async def open(self, slot: Slot, options: SessionOptions) -> SessionDriver:
@@ -195,6 +219,7 @@ class SessionHost:
             pace=None
             if slot.replays_file
             else AudioPace(self.settings.max_stream_speed, self.settings.stream_burst_s, time.monotonic()),
+            meter=SessionMeter(self.metrics, slot.transport),
         )
         slot.events = self.event_bus.open(slot.session_id, slot.owner)
         fields = {
@@ -224,27 +249,34 @@ class SessionHost:
         on_slow_consumer: Callable[[SlowConsumer], Awaitable[None]] | None = None,
     ) -> None:
         """Pump every event of the opened session, until `closed`, into its event stream (for
-        followers) and the client's outbox; then release the slot. A client that falls behind
+        followers) and the outbox of the connection attached to it (first `outbox`; see
+        resume.py for how another takes over); then release the slot. A client that falls behind
         its outbox has its stream stopped (what was heard is kept) after `on_slow_consumer` has
         told it why. The event stream stays readable afterwards."""
         driver, events = slot.driver, slot.events
         if driver is None or events is None:
             raise RuntimeError("run() needs a slot that open() has opened")
+        if outbox is not None:
+            slot.attachment = Attachment(outbox, on_slow_consumer)
         try:
             async for event in driver.events():
                 events.append(event)
-                if outbox is not None:
-                    outbox.push(event)
+                if slot.resumable is not None:
+                    slot.resumable.recent.append(event)
+                if slot.attachment is not None:
+                    slot.attachment.outbox.push(event)
         except SlowConsumer as exc:
+            dropped = slot.attachment
             driver.fail(exc)  # kept as a stream cut short, with its reason
-            if on_slow_consumer is not None:
-                await on_slow_consumer(exc)
+            if dropped is not None and dropped.on_slow_consumer is not None:
+                await dropped.on_slow_consumer(exc)
             await driver.wait_closed()
         finally:
-            if outbox is not None:
-                outbox.close()
+            if slot.attachment is not None:
+                slot.attachment.outbox.close()
             self.event_bus.finish(events)
             self.release(slot)
+            self.resumptions.closed(slot)
             _log_end(slot, driver)
 
     async def drain(self) -> None:
@@ -253,6 +285,7 @@ class SessionHost:
         self.draining = True
         for slot in list(self.slots):
             self._end_for_shutdown(slot)
+        self.resumptions.give_up_all()
         closing = [slot.driver.wait_closed() for slot in self.slots if slot.driver is not None]
         try:
             await asyncio.wait_for(asyncio.gather(*closing), self.settings.shutdown_timeout_s)

@@ -143,6 +143,8 @@ class LiveSession:
         self._decoded_until = 0
         self._in_flight: DecodeRequest | None = None
         self._finalize_requested = False
+        self._last_region_end: int | None = None
+        """Where the last region that was flushed and taken off `_regions` ended."""
         self.error_code: str | None = None
         """The code of the first error that ended the session, if one did."""
         self.error_message = ""
@@ -210,13 +212,47 @@ class LiveSession:
             if isinstance(event, SpeechStart):
                 self._open_region(max(event.at_samples, self._ring.start_samples))
             elif isinstance(event, SpeechEnd) and self._regions and self._regions[-1].end is None:
-                self._regions[-1].end = min(event.at_samples, self.received_samples)
+                region = self._regions[-1]  # it may have started at a cut, after the VAD's end
+                region.end = max(region.start, min(event.at_samples, self.received_samples))
         self._report_progress()
 
     def receive_finalize(self) -> None:
         """Commit everything heard so far, without waiting for agreement or silence."""
         if self._regions:
             self._finalize_requested = True
+
+    @property
+    def speech_start_s(self) -> float | None:
+        """Where the speech going on now started (the `at` of its `speech_started`), or None in
+        silence."""
+        if self._regions and self._regions[-1].end is None:
+            return round(self._regions[-1].start / SAMPLE_RATE, 3)
+        return None
+
+    def receive_cut(self) -> float | None:
+        """End the utterance here, as if silence began (an OpenAI Realtime commit): speech going
+        on ends at the audio received so far, is decoded once more and committed, and gets its
+        `utterance_end`; the speech after the cut is a new region (with its `speech_started`).
+        Returns the `at` of the `utterance_end` after which every word heard before the cut has
+        been sent (it may have been sent already), or None if no speech was heard yet."""
+        if self.state is State.STREAMING and self._regions and self._regions[-1].end is None:
+            self._regions[-1].end = self.received_samples
+            self._open_region(self.received_samples)
+        ended = [region.end for region in self._regions if region.end is not None]
+        last_end = ended[-1] if ended else self._last_region_end
+        return None if last_end is None else round(last_end / SAMPLE_RATE, 3)
+
+    def receive_decode_settings(self, language: str | None, prompt: str | None) -> None:
+        """The language and prompt of the decodes asked for from now on (the caller checked the
+        language); words already committed stay as they are."""
+        self.language = language
+        self._prompt = prompt
+
+    @property
+    def finalize_pending(self) -> bool:
+        """A `receive_finalize` waits for the flush that answers it (False once its finals are
+        emitted, and at once when nothing was heard to commit)."""
+        return self._finalize_requested
 
     def receive_error(self, code: str, message: str, wait_for_transcript: bool = False) -> None:
         """Bad input: report it, then stop (what was heard is still flushed and stored); `closed`
@@ -409,6 +445,7 @@ class LiveSession:
                 self._emit_partial([])
             if index < len(region_ends):
                 self._regions.popleft()
+                self._last_region_end = region_ends[index]
                 self._emit(UtteranceEnd, at=round(region_ends[index] / SAMPLE_RATE, 3))
         if answers_finalize:
             self._finalize_requested = False

@@ -18,6 +18,7 @@ from typing import cast
 from aiohttp import web
 
 from ..errors import TooManyConnections
+from ..metrics import Metrics
 from ..wire import ErrorBody, ErrorDetail, encode
 
 log = logging.getLogger(__name__)
@@ -40,12 +41,13 @@ _REFUSAL = _refusal_bytes()
 
 
 class ConnectionLimit:
-    """Counts for /healthz: `open` (once serving) and `refused`."""
+    """Counts for /healthz: `open` (once serving) and `refused` (also counted in `metrics`)."""
 
-    def __init__(self, max_connections: int, per_address: int) -> None:
+    def __init__(self, max_connections: int, per_address: int, metrics: Metrics) -> None:
         self.max_connections = max_connections
         self.per_address = per_address
         self.refused = 0
+        self._refusals = metrics.refusals.labels(code=TooManyConnections.code)
         self._by_address: Counter[str] = Counter()
         self._server: web.Server | None = None
 
@@ -66,6 +68,7 @@ class ConnectionLimit:
             self._by_address[address] += 1
             return address
         self.refused += 1
+        self._refusals.inc()
         if self.refused % 1000 == 1:
             log.warning("%d connections are open (limits %d, %d from one address): new ones are refused",
                         self.open, self.max_connections, self.per_address)  # fmt: skip

@@ -1,5 +1,6 @@
 """Every StreamscribeError a handler raises, and every failure of the disk or the store under it
-(storage_full, storage_unavailable), becomes the JSON error body with its HTTP status."""
+(storage_full, storage_unavailable), becomes the JSON error body with its HTTP status, and is
+counted by its code in the server's metrics."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from ..errors import InvalidRequest, MethodNotAllowed, NotFound, RequestTooLarge
 from ..store.failures import STORAGE_FAILURES, is_storage_failure, storage_error
 from ..wire import ErrorBody, ErrorDetail
 from .responses import struct_response
+from .state import SERVER_STATE
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +60,7 @@ def _answer(request: web.Request, exc: StreamscribeError, status: int | None = N
         "code": exc.code,
     }
     log.log(level, "request refused", extra={"fields": fields})
+    request.app[SERVER_STATE].metrics.refusals.labels(code=exc.code).inc()
     kind = "invalid_request_error" if status < 500 else "server_error"
     response = struct_response(
         ErrorBody(error=ErrorDetail(code=exc.code, message=exc.message, type=kind)), status

@@ -9,6 +9,7 @@ from aiohttp import web
 from ..config import ServerSettings
 from ..finalize.service import FinalizeService
 from ..live.sessions import SessionHost
+from ..metrics import Metrics
 from ..store.backends import Backends
 from .connections import ConnectionLimit
 
@@ -23,6 +24,8 @@ class ServerState:
     connections: ConnectionLimit
     backends: Backends
     """The stores this node uses (for /readyz)."""
+    metrics: Metrics
+    """What GET /metrics reports; transports count their refusals in it."""
 
 
 SERVER_STATE = web.AppKey("server_state", ServerState)

@@ -1,4 +1,5 @@
-"""GET /v1/stream: the live WebSocket protocol of wire.py, over aiohttp."""
+"""GET /v1/stream: the live WebSocket protocol of wire.py, over aiohttp; and its comeback,
+/v1/stream?resume=TOKEN&after=SEQ, after a dropped connection (live/resume.py)."""
 
 from __future__ import annotations
 
@@ -6,12 +7,14 @@ import asyncio
 import contextlib
 import logging
 
+import msgspec
 from aiohttp import WSMsgType, web
 
-from ..audio import PcmConverter
+from ..audio import SAMPLE_RATE, PcmConverter
 from ..errors import (
     FrameTooLarge,
     IdleTimeout,
+    InvalidRequest,
     ProtocolViolation,
     SlowConsumer,
     StreamscribeError,
@@ -20,12 +23,15 @@ from ..errors import (
 )
 from ..live.driver import SessionDriver
 from ..live.outbox import Outbox
+from ..live.resume import Attachment, ResumableSlot
 from ..live.sessions import SessionOptions, Slot
 from ..store.base import ApiKey
 from ..wire import (
     MAX_FRAME_BYTES,
     Error,
     Finalize,
+    Ready,
+    Resumed,
     ServerMessage,
     Start,
     Stop,
@@ -48,11 +54,16 @@ audio in a socket's buffers."""
 
 
 class StreamConnection:
-    """One client's WebSocket: reads frames into a session, writes its events back."""
+    """One client's WebSocket: reads frames into a session, writes its events back. `run` opens
+    a new stream, `resume` takes over one whose connection dropped."""
 
-    def __init__(self, ws: web.WebSocketResponse, state: ServerState) -> None:
+    def __init__(self, ws: web.WebSocketResponse, request: web.Request, state: ServerState) -> None:
         self._ws = ws
+        self._request = request
         self._state = state
+        self._resume_token: str | None = None
+        self._reader: asyncio.Task[None] | None = None
+        self._superseded = False
 
     async def run(self, caller: ApiKey | None) -> None:
         """Admit the session on the client's `start` (a socket that never sends one holds no slot),
@@ -77,19 +88,67 @@ class StreamConnection:
         finally:
             if slot is not None and slot.driver is None:
                 host.release(slot)
-        await self._serve(slot, driver, converter)
+        self._resume_token = host.resumptions.offer(
+            slot, lambda: PcmConverter(start.encoding, start.sample_rate, start.channels)
+        )
+        attachment = self._attachment()
+        slot.attachment = attachment
+        pump = asyncio.create_task(host.run(slot))  # ends once the session is closed
+        await self._attend(slot, driver, attachment, converter)
+        await pump  # a dropped client may come back on another connection meanwhile
 
-    async def _serve(self, slot: Slot, driver: SessionDriver, converter: PcmConverter) -> None:
-        host = self._state.sessions
+    async def resume(self, caller: ApiKey | None, token: str, after_seq: int) -> None:
+        """Take over the stream of `token` (its previous connection is dropped if the server still
+        holds it): `resumed`, the events after `after_seq`, then the stream goes on here."""
+        attachment = self._attachment()
+        try:
+            slot = await self._state.sessions.resumptions.resume(token, caller, after_seq, attachment)
+        except StreamscribeError as exc:
+            await self.refuse(exc)
+            return
+        driver, resumable = slot.driver, slot.resumable
+        assert driver is not None and resumable is not None, "only opened streams are resumable"
+        newest_seq = resumable.recent.last_seq
+        self._resume_token = token
+        log.info(
+            "stream resumed",
+            extra={"fields": {"event": "resumed", "session_id": slot.session_id, "after": after_seq}},
+        )
+        received_s = driver.session.received_samples / SAMPLE_RATE
+        with contextlib.suppress(ConnectionError):
+            await self._ws.send_str(
+                _text(Resumed(seq=newest_seq, session_id=slot.session_id, received_s=received_s))
+            )
+        await self._attend(slot, driver, attachment, resumable.new_converter())
+
+    def _attachment(self) -> Attachment:
         outbox = Outbox(self._state.settings.outbox_max_messages)
-        writer = asyncio.create_task(self._write(outbox))
-        reader = asyncio.create_task(self._read(driver, converter))
-        await host.run(slot, outbox, self._close_slow_consumer)  # ends once the session is closed
-        reader.cancel()  # nothing more is read from a closed session (nor during server shutdown)
-        await asyncio.gather(reader, return_exceptions=True)
-        await writer
+        return Attachment(outbox, self._close_slow_consumer, self._supersede)
+
+    async def _attend(
+        self, slot: ResumableSlot, driver: SessionDriver, attachment: Attachment, converter: PcmConverter
+    ) -> None:
+        """Read the client's frames into the session and write its events, until the session
+        closes (then close with its code) or this connection drops or is taken over."""
+        writer = asyncio.create_task(self._write(attachment.outbox))
+        self._reader = asyncio.create_task(self._read(slot, driver, attachment, converter))
+        await writer  # ends once the outbox is closed: the session closed, or the client is gone
+        if not driver.session.closed:
+            await self._reader  # the connection dropped (or was taken over): it reads no more
+            return
+        self._reader.cancel()  # nothing more is read from a closed session (nor during shutdown)
+        await asyncio.gather(self._reader, return_exceptions=True)
         if not self._ws.closed:
             await self._ws.close(code=close_code_for(driver.session.error_code))
+
+    async def _supersede(self) -> None:
+        """Another connection resumed this stream: drop this one (its client is presumed gone)
+        and return once it reads no more."""
+        self._superseded = True
+        if self._request.transport is not None:
+            self._request.transport.abort()
+        if self._reader is not None:
+            await asyncio.gather(self._reader, return_exceptions=True)
 
     async def _receive_start(self) -> Start:
         wait_s = self._state.settings.idle_timeout_s
@@ -121,23 +180,31 @@ class StreamConnection:
             "stream refused",
             extra={"fields": {"event": "refused", "transport": "websocket", "code": error.code}},
         )
+        self._state.metrics.refusals.labels(code=error.code).inc()
         with contextlib.suppress(ConnectionError):
             await self._ws.send_str(
                 _text(Error(seq=1, code=error.code, message=error.message, retry_after_s=error.retry_after_s))
             )
         await self._ws.close(code=error.close_code, message=error.close_reason)
 
-    async def _read(self, driver: SessionDriver, converter: PcmConverter) -> None:
-        """Feed frames until bad input, a disconnect or a silent client; `run` cancels it once
-        the session closed."""
+    async def _read(
+        self, slot: ResumableSlot, driver: SessionDriver, attachment: Attachment, converter: PcmConverter
+    ) -> None:
+        """Feed frames until bad input, a disconnect or a silent client; cancelled once the
+        session closed. A connection that drops without a close frame leaves the stream waiting
+        for its client to resume it (where it may); a closed one ends it."""
         wait_s = self._state.settings.stream_idle_timeout_s
+        dropped = True
         try:
             while True:
                 try:  # once stopped, a client may wait in silence for its transcript
                     message = await self._ws.receive(timeout=None if driver.session.ended else wait_s)
                 except TimeoutError:
                     raise IdleTimeout(f"nothing was sent for {wait_s:g} s; the stream is ended") from None
-                if message.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED, WSMsgType.ERROR):
+                if message.type in (WSMsgType.CLOSE, WSMsgType.CLOSING):
+                    dropped = False  # the client said goodbye: it is not coming back
+                    break
+                if message.type in (WSMsgType.CLOSED, WSMsgType.ERROR):
                     break
                 if message.type == WSMsgType.BINARY:
                     if len(message.data) > MAX_FRAME_BYTES:
@@ -158,12 +225,15 @@ class StreamConnection:
             driver.fail(exc)
             return
         except ConnectionError:
-            pass  # the connection broke (a reset while answering a ping, say): as if it closed
+            pass  # the connection broke (a reset while answering a ping, say)
         except Exception as exc:  # a bug or a failing disk must not leave the session open
             log.exception("reading stream %s failed", driver.session.session_id)
             driver.fail(StreamscribeError.reading_failed(exc))
             return
-        driver.disconnect()  # the client vanished without stop: flush and keep what it sent
+        if self._superseded:
+            return
+        if not (dropped and self._state.sessions.resumptions.detach(slot, attachment)):
+            driver.disconnect()  # the client is gone without stop: flush and keep what it sent
 
     async def _close_slow_consumer(self, error: SlowConsumer) -> None:
         await self._ws.close(code=error.close_code, message=error.close_reason)
@@ -173,6 +243,8 @@ class StreamConnection:
         while (event := await outbox.get()) is not None:
             if not connected:
                 continue
+            if isinstance(event, Ready) and self._resume_token is not None:
+                event = msgspec.structs.replace(event, resume_token=self._resume_token)
             try:
                 await self._ws.send_str(_text(event))
             except ConnectionError:
@@ -185,16 +257,28 @@ def _text(event: ServerMessage) -> str:
 
 async def stream_handler(request: web.Request) -> web.WebSocketResponse:
     state = request.app[SERVER_STATE]
+    after_seq = _after_seq(request)  # before the upgrade: a bad one is a 400
     ws = web.WebSocketResponse(max_msg_size=TRANSPORT_MAX_FRAME_BYTES, heartbeat=_HEARTBEAT_S, compress=False)
     await ws.prepare(request)
-    connection = StreamConnection(ws, state)
+    connection = StreamConnection(ws, request, state)
     try:
-        await connection.run(caller(request))
+        if "resume" in request.query:
+            await connection.resume(caller(request), request.query["resume"], after_seq)
+        else:
+            await connection.run(caller(request))
     except Exception:
         log.exception("stream handler failed")
         if not ws.closed:
             await connection.refuse(StreamscribeError("internal error; the stream was ended"))
     return ws
+
+
+def _after_seq(request: web.Request) -> int:
+    """?after= of a comeback: the last seq its client saw (0: none)."""
+    after = request.query.get("after", "0")
+    if not after.isdigit():
+        raise InvalidRequest(f"after must be the last seq the client saw (a whole number), not {after!r}")
+    return int(after)
 
 
 def add_routes(app: web.Application) -> None:
