@@ -19,9 +19,10 @@
 //
 // Over WebSocket a connection that drops (no close frame: a network change, a reset) is resumed:
 // the same session goes on, the audio the server missed is sent again from a buffer of the last
-// 60 s, and no event is delivered twice. "resumed" (detail: the server's `resumed`) says it came
-// back; one not back within 30 s ends with an "error" event (code "connection_lost", no seq), as
-// does one the server refuses (its own "error"). A server that offers no resume gets a new session.
+// 60 s (with a `finalize()` asked for meanwhile at its place in it), and no event is delivered
+// twice. "resumed" (detail: the server's `resumed`) says it came back; one not back within 30 s
+// ends with an "error" event (code "connection_lost", no seq), as does one the server refuses (its
+// own "error"). A server that offers no resume gets a new session.
 
 /**
  * @typedef {{text: string, start: number, end: number, confidence: number}} Word
@@ -101,9 +102,17 @@ export class StreamscribeClient extends EventTarget {
     await this._open();
   }
 
-  /** Commit everything heard so far now. */
+  /** Commit everything heard so far now. Over WebSocket it goes after the audio captured so far,
+   * on this connection or, while reconnecting, on the resumed one (again, where the server's copy
+   * of the audio ends before it). */
   finalize() {
-    this._send({ type: "finalize" });
+    const finalize = { type: "finalize" };
+    if (this._audio) {
+      this._audio.mark(finalize);
+      this._sendAudio();
+    } else {
+      this._send(finalize);
+    }
   }
 
   /** End of stream: the server sends the last finals, then (by default) waits for the stored
@@ -234,13 +243,12 @@ export class StreamscribeClient extends EventTarget {
     this._sendAudio();
   }
 
-  /** Send the audio the connection has not had yet, then `stop` once asked for. */
+  /** Send what the connection has not had yet: the audio with each `finalize` at its place, then
+   * `stop` once asked for. */
   _sendAudio() {
     const ws = this._ws;
     if (!ws || ws.readyState !== WebSocket.OPEN || !this._audio) return;
-    for (const frame of this._audio.unsent()) ws.send(frame);
-    const stop = this._audio.takeStop();
-    if (stop) ws.send(JSON.stringify(stop));
+    for (const item of this._audio.unsent()) ws.send(item instanceof ArrayBuffer ? item : JSON.stringify(item));
   }
 
   /** The connection dropped: come back to the same session with the resume token within the
@@ -349,13 +357,16 @@ export class StreamscribeClient extends EventTarget {
   }
 }
 
-/** The audio of a WebSocket stream (16-bit PCM frames) with the offset each connection has sent up
- * to: the last `keepSeconds` stay, sent or not, so a resumed connection can have them again. */
+/** The audio of a WebSocket stream (16-bit PCM frames) and the `finalize` messages between it, by
+ * byte offset, with the offset each connection has sent up to: the last `keepSeconds` stay, sent or
+ * not, so a resumed connection can have them again (as the Python SDK's Outgoing). */
 class SentAudio {
   constructor(bytesPerSecond, keepSeconds) {
     this.bytesPerSecond = bytesPerSecond;
     this._keepBytes = bytesPerSecond * keepSeconds;
     /** @type {{offset: number, data: ArrayBuffer}[]} */ this._frames = [];
+    /** @type {{offset: number, message: object}[]} */ this._marks = [];
+    this._nextMark = 0; // the first mark this connection has not had
     this.keptFrom = 0;
     this._end = 0;
     this._sent = 0;
@@ -370,6 +381,15 @@ class SentAudio {
       this._frames.shift();
     }
     this.keptFrom = this._frames.length ? this._frames[0].offset : this._end;
+    while (this._nextMark && this._marks[0].offset < this.keptFrom) {
+      this._marks.shift(); // sent, and no resume can start before it any more
+      this._nextMark--;
+    }
+  }
+
+  /** `message` after the audio taken so far (ignored once `stop` was asked for). */
+  mark(message) {
+    if (!this.stop) this._marks.push({ offset: this._end, message });
   }
 
   /** The byte offset of `seconds` of audio (whole samples, never past what was taken). */
@@ -377,29 +397,39 @@ class SentAudio {
     return Math.min(Math.round((seconds * this.bytesPerSecond) / 2) * 2, this._end);
   }
 
-  /** A new connection: send from `offset` on, and `stop` again if it was asked for. */
+  /** A new connection: send from `offset` on, each mark from `offset` on again (one at exactly
+   * `offset` may have been lost with the old connection: a repeated `finalize` is harmless), and
+   * `stop` again if it was asked for. */
   restartAt(offset) {
     this._sent = offset;
+    this._nextMark = this._marks.findIndex((mark) => mark.offset >= offset);
+    if (this._nextMark < 0) this._nextMark = this._marks.length;
     this._stopSent = false;
   }
 
-  /** The frames (or their tails) from the sent offset on; they count as sent. */
+  /** What the connection has not had, in order: the frames (or their tails) from the sent offset
+   * on, each mark once the audio before it is out, and `stop` (once per connection) after every
+   * frame once it was asked for. All of it counts as sent. */
   unsent() {
-    const pieces = [];
+    const items = [];
+    const marksDue = () => {
+      while (this._nextMark < this._marks.length && this._marks[this._nextMark].offset <= this._sent) {
+        items.push(this._marks[this._nextMark++].message);
+      }
+    };
+    marksDue();
     for (const frame of this._frames) {
       const end = frame.offset + frame.data.byteLength;
       if (end <= this._sent) continue;
-      pieces.push(this._sent <= frame.offset ? frame.data : frame.data.slice(this._sent - frame.offset));
+      items.push(this._sent <= frame.offset ? frame.data : frame.data.slice(this._sent - frame.offset));
       this._sent = end;
+      marksDue();
     }
-    return pieces;
-  }
-
-  /** `stop`, once per connection, when it was asked for and every frame is out. */
-  takeStop() {
-    if (!this.stop || this._stopSent || this._sent < this._end) return null;
-    this._stopSent = true;
-    return this.stop;
+    if (this.stop && !this._stopSent && this._sent >= this._end) {
+      this._stopSent = true;
+      items.push(this.stop);
+    }
+    return items;
   }
 }
 

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import io
 import shutil
 import subprocess
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import msgspec
 import numpy as np
 import pytest
 from aiohttp import web
@@ -16,6 +19,7 @@ from streamscribe.app import create_app, listen
 from streamscribe.asr.engine import Engine
 from streamscribe.asr.models import load_engine
 from streamscribe.audio import read_file
+from streamscribe.cli.main import main
 from streamscribe.config import ServerSettings, load_settings
 
 TESTDATA = Path(__file__).resolve().parents[2] / "shared" / "testdata"
@@ -27,6 +31,28 @@ async def start_server(settings: ServerSettings, engine: Engine) -> tuple[web.Ap
     runner = await listen(create_app(settings, engine), "127.0.0.1", 0)
     host, port = runner.addresses[0][:2]
     return runner, f"http://{host}:{port}"
+
+
+def create_key(data_dir: Path, name: str, *options: str) -> str:
+    """A new API key in the store of `data_dir`, made as an operator makes one (`streamscribe keys
+    create NAME [OPTIONS]`, e.g. "--max-streams", "1"); the key, the command's last line."""
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        status = main(["keys", "create", name, *options, "--data-dir", str(data_dir)])
+    lines = out.getvalue().splitlines()
+    assert status == 0, lines
+    return lines[-1]
+
+
+async def start_keyed_server(
+    settings: ServerSettings, engine: Engine, data_dir: Path, key_name: str
+) -> tuple[web.AppRunner, str, str]:
+    """A real server (`start_server`) on `data_dir`, in which a key named `key_name` is made first,
+    so every route but the open ones asks for a key: the runner, the URL and the key. The caller
+    must `await runner.cleanup()`; more keys may be made with `create_key(data_dir, ...)`."""
+    key = create_key(data_dir, key_name)
+    runner, url = await start_server(msgspec.structs.replace(settings, data_dir=data_dir), engine)
+    return runner, url, key
 
 
 def speech_file(relative: str) -> Path:

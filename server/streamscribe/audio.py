@@ -31,7 +31,32 @@ class SampleSource(Protocol):
     def __getitem__(self, part: slice) -> Samples: ...
 
 
-_DTYPES: dict[str, np.dtype[Any]] = {"pcm_s16le": np.dtype("<i2"), "pcm_f32le": np.dtype("<f4")}
+def _mulaw_table() -> Samples:
+    """The 256 G.711 mu-law codes as samples in [-1, 1]."""
+    codes = ~np.arange(256, dtype=np.int32) & 0xFF
+    exponent, mantissa = (codes >> 4) & 0x07, codes & 0x0F
+    magnitude = (((mantissa << 3) + 0x84) << exponent) - 0x84
+    return (np.where(codes & 0x80, -magnitude, magnitude) / 32768.0).astype(np.float32)
+
+
+def _alaw_table() -> Samples:
+    """The 256 G.711 A-law codes as samples in [-1, 1]."""
+    codes = np.arange(256, dtype=np.int32) ^ 0x55
+    exponent, mantissa = (codes >> 4) & 0x07, codes & 0x0F
+    magnitude = np.where(
+        exponent == 0, (mantissa << 4) + 8, ((mantissa << 4) + 0x108) << np.maximum(exponent - 1, 0)
+    )
+    return (np.where(codes & 0x80, magnitude, -magnitude) / 32768.0).astype(np.float32)
+
+
+_DTYPES: dict[str, np.dtype[Any]] = {
+    "pcm_s16le": np.dtype("<i2"),
+    "pcm_f32le": np.dtype("<f4"),
+    "pcm_mulaw": np.dtype("u1"),
+    "pcm_alaw": np.dtype("u1"),
+}
+_G711_TABLES = {"pcm_mulaw": _mulaw_table(), "pcm_alaw": _alaw_table()}
+"""The 8-bit companded encodings of telephony (G.711), decoded through a table."""
 
 
 class Resampler:
@@ -65,6 +90,7 @@ class PcmConverter:
         if not 1 <= channels <= MAX_CHANNELS:
             raise UnsupportedAudio(f"channels {channels} is not supported; send 1 or 2")
         self._dtype = _DTYPES[encoding]
+        self._table = _G711_TABLES.get(encoding)
         self._channels = channels
         self._frame_bytes = self._dtype.itemsize * channels
         self._rate = sample_rate
@@ -77,9 +103,12 @@ class PcmConverter:
         usable = len(data) - len(data) % self._frame_bytes
         self._pending = data[usable:]
         interleaved = np.frombuffer(data[:usable], dtype=self._dtype)
-        samples = interleaved.astype(np.float32)
-        if self._dtype.kind == "i":
-            samples /= 32768.0
+        if self._table is not None:
+            samples = self._table[interleaved]
+        else:
+            samples = interleaved.astype(np.float32)
+            if self._dtype.kind == "i":
+                samples /= 32768.0
         frames = samples.reshape(-1, self._channels)
         mono = frames.mean(axis=1, dtype=np.float32) if self._channels > 1 else frames[:, 0]
         if self._resampler is None:

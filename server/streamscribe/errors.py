@@ -241,6 +241,15 @@ class ResumeExpired(StreamscribeError):
     http_status = 404
 
 
+class ConnectionLost(StreamscribeError):
+    """On a client (the Python SDK's ConnectionLost, the browser SDK's `error` event): the
+    connection dropped and the stream could not go on: the server offers no resume, did not take
+    the client back within the resume window, or needs audio older than the client keeps. The
+    server keeps what it received (a transcript marked as cut)."""
+
+    code = "connection_lost"
+
+
 class InvalidRequest(StreamscribeError):
     """A REST request with bad parameters or body."""
 

@@ -41,7 +41,8 @@ class Start(ClientMessage, tag="start", frozen=True):
 
     sample_rate: int = 16000
     encoding: str = "pcm_s16le"
-    """pcm_s16le or pcm_f32le; others are refused with `unsupported_audio`."""
+    """pcm_s16le, pcm_f32le, pcm_mulaw or pcm_alaw (G.711); others are refused with
+    `unsupported_audio`."""
     channels: int = 1
     language: str | None = None
     model: str | None = None

@@ -6,8 +6,6 @@ Screenshots go to tests/e2e/artifacts/."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import io
 import re
 import shutil
 from collections.abc import AsyncIterator
@@ -19,10 +17,9 @@ from playwright.async_api import Browser, Page, async_playwright
 
 from streamscribe.asr.engine import Engine
 from streamscribe.bench.metrics import word_error_rate
-from streamscribe.cli.main import main
 from streamscribe.config import ServerSettings
 
-from ..conftest import speech_file, start_server
+from ..conftest import speech_file, start_keyed_server, start_server
 from ..cut_proxy import CutProxy
 
 pytestmark = pytest.mark.model
@@ -257,6 +254,62 @@ async def test_the_sdk_resumes_a_websocket_the_network_cut(
     assert word_error_rate(jfk[1], finals) <= LIVE_WER_LIMIT, finals
 
 
+async def test_the_sdk_sends_a_finalize_asked_for_while_reconnecting_after_the_audio_resent(
+    browser: Browser, page_url: str
+) -> None:
+    """streamscribe.js: `finalize()` while a cut WebSocket is being resumed is not lost; the resumed
+    connection sends the audio the server missed up to where finalize was asked, then finalize,
+    then the audio after it (every message each connection sends is logged)."""
+    async with CutProxy(page_url) as proxy:
+        page = await open_page(browser, proxy.url)
+        await page.evaluate(
+            """async () => {
+              const { StreamscribeClient } = await import('/client/streamscribe.js');
+              const client = new StreamscribeClient({ transport: 'websocket' });
+              window.client = client;
+              window.sdk = { sent: [], events: [], askedAt: null, resumedAt: null };
+              const send = WebSocket.prototype.send;
+              WebSocket.prototype.send = function (data) {
+                if (!this.sentLog) window.sdk.sent.push((this.sentLog = []));
+                this.sentLog.push(typeof data === 'string' ? JSON.parse(data).type : data.byteLength);
+                return send.call(this, data);
+              };
+              client.addEventListener('event', (e) => window.sdk.events.push(e.detail.type));
+              client.addEventListener('state', (e) => {
+                if (e.detail !== 'reconnecting' || window.sdk.askedAt !== null) return;
+                window.sdk.askedAt = -1;
+                setTimeout(() => { // before the first try to resume (250 ms): audio taken meanwhile
+                  window.sdk.askedIn = client.state;
+                  window.sdk.askedAt = client._audio.offsetOf(Infinity); // the audio taken so far
+                  client.finalize();
+                }, 200);
+              });
+              client.addEventListener('resumed', (e) => {
+                window.sdk.resumedAt = client._audio.offsetOf(e.detail.received_s);
+              });
+              await client.start(await navigator.mediaDevices.getUserMedia({ audio: true }));
+            }"""
+        )
+        await page.wait_for_function("window.sdk.events.includes('final')", timeout=60_000)
+        proxy.cut()
+        audio_after_finalize = """(() => {
+          const resumed = window.sdk.sent[1] || [];
+          const at = resumed.indexOf('finalize');
+          return at >= 0 && resumed.slice(at + 1).some((item) => typeof item === 'number');
+        })()"""
+        await page.wait_for_function(audio_after_finalize, timeout=60_000)
+        outcome = await page.evaluate("window.client.close(), window.sdk")
+    first, resumed = outcome["sent"]
+    assert outcome["askedIn"] == "reconnecting" and "finalize" not in first, "asked for after the cut"
+    assert first[0] == "start" and resumed.count("finalize") == 1
+    before = resumed[: resumed.index("finalize")]
+    assert all(isinstance(item, int) for item in before)
+    assert outcome["resumedAt"] + sum(before) == outcome["askedAt"], "finalize at its place in the audio"
+    assert outcome["askedAt"] > outcome["resumedAt"], "the audio taken while reconnecting went before it"
+    assert "error" not in outcome["events"], outcome["events"]
+    assert page.errors == []  # type: ignore[attr-defined]
+
+
 async def test_speakers_are_shown_in_their_own_colours(browser: Browser, page_url: str) -> None:
     page = await open_page(browser, page_url)
     await page.set_input_files("#file", speech_file("conversations/conv2spk_1272_84.wav"))
@@ -278,13 +331,11 @@ async def keyed_page(
     settings: ServerSettings, engine: Engine, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[tuple[str, str]]:
     """A server with an API key (the page must ask for it), and the key."""
-    data_dir = tmp_path_factory.mktemp("keyed-page")
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out):
-        assert main(["keys", "create", "browser-user", "--data-dir", str(data_dir)]) == 0
-    served = msgspec.structs.replace(settings, data_dir=data_dir, audio_retention_h=float("inf"))
-    runner, url = await start_server(served, engine)
-    yield url, out.getvalue().splitlines()[-1]
+    served = msgspec.structs.replace(settings, audio_retention_h=float("inf"))
+    runner, url, key = await start_keyed_server(
+        served, engine, tmp_path_factory.mktemp("keyed-page"), "browser-user"
+    )
+    yield url, key
     await runner.cleanup()
 
 

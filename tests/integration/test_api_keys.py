@@ -28,7 +28,7 @@ from streamscribe.store.sqlite import open_store
 from streamscribe.transports.auth import key_hash
 from streamscribe.wire import Error, ErrorBody, Ready, Start, decode_server, encode
 
-from ..conftest import start_server
+from ..conftest import create_key, start_server
 
 pytestmark = pytest.mark.model
 
@@ -47,9 +47,7 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def key(data_dir: Path) -> str:
-    status, lines = keys_command("create", "alice", "--data-dir", str(data_dir))
-    assert status == 0
-    return lines[-1]
+    return create_key(data_dir, "alice")
 
 
 @pytest.fixture(scope="module")
@@ -149,12 +147,6 @@ async def test_a_revoked_key_is_refused_at_its_next_request(base_url: str, data_
     assert keys_command("revoke", "bob", "--data-dir", str(data_dir))[0] == 1
 
 
-def created_key(data_dir: Path, name: str, *options: str) -> str:
-    status, lines = keys_command("create", name, *options, "--data-dir", str(data_dir))
-    assert status == 0, lines
-    return lines[-1]
-
-
 def bearer(secret: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {secret}"}
 
@@ -171,8 +163,8 @@ async def streamed_transcript(base_url: str, secret: str, samples: np.ndarray, *
 async def test_a_transcript_and_its_events_belong_to_the_key_that_made_them(
     base_url: str, data_dir: Path, key: str, jfk: tuple[np.ndarray, str]
 ) -> None:
-    mallory = created_key(data_dir, "mallory")
-    ops = created_key(data_dir, "ops", "--admin")
+    mallory = create_key(data_dir, "mallory")
+    ops = create_key(data_dir, "ops", "--admin")
     transcript_id = await streamed_transcript(base_url, key, jfk[0][: 16000 * 4])
     base = f"{base_url}/v1/transcripts/{transcript_id}"
     async with aiohttp.ClientSession() as http:
@@ -245,7 +237,7 @@ async def test_a_browser_token_stands_for_its_key_in_the_header_and_on_stream_an
 async def test_a_key_limited_to_one_stream_is_refused_a_second_while_the_first_is_open(
     base_url: str, data_dir: Path
 ) -> None:
-    solo = created_key(data_dir, "solo", "--max-streams", "1")
+    solo = create_key(data_dir, "solo", "--max-streams", "1")
     url = base_url.replace("http", "ws") + "/v1/stream"
     async with connect(url, additional_headers=bearer(solo)) as first:
         await first.send(encode(Start()).decode())
@@ -255,7 +247,7 @@ async def test_a_key_limited_to_one_stream_is_refused_a_second_while_the_first_i
             refusal = decode_server(await second.recv())
             assert isinstance(refusal, Error) and refusal.code == Overloaded.code
             assert "key 'solo'" in refusal.message
-        async with connect(url, additional_headers=bearer(created_key(data_dir, "other"))) as other:
+        async with connect(url, additional_headers=bearer(create_key(data_dir, "other"))) as other:
             await other.send(encode(Start()).decode())
             assert isinstance(decode_server(await other.recv()), Ready), (
                 "another key was held to solo's limit"
@@ -265,7 +257,7 @@ async def test_a_key_limited_to_one_stream_is_refused_a_second_while_the_first_i
 async def test_a_key_or_a_request_that_keeps_no_audio_has_none_kept_once_done(
     base_url: str, data_dir: Path, key: str, jfk: tuple[np.ndarray, str], media: dict[str, Path]
 ) -> None:
-    forgetful = created_key(data_dir, "forgetful", "--audio-retention-h", "0")
+    forgetful = create_key(data_dir, "forgetful", "--audio-retention-h", "0")
     async with aiohttp.ClientSession() as http:
         kept = await streamed_transcript(base_url, key, jfk[0][: 16000 * 3])
         forgotten = await streamed_transcript(base_url, forgetful, jfk[0][: 16000 * 3])
@@ -293,7 +285,7 @@ async def test_a_key_or_a_request_that_keeps_no_audio_has_none_kept_once_done(
 async def test_a_key_past_its_audio_quota_is_refused_new_streams_and_uploads(
     base_url: str, data_dir: Path, jfk: tuple[np.ndarray, str], media: dict[str, Path]
 ) -> None:
-    thrifty = created_key(data_dir, "thrifty", "--max-audio-mb", "0.05")  # 50 KB: under 2 s of audio
+    thrifty = create_key(data_dir, "thrifty", "--max-audio-mb", "0.05")  # 50 KB: under 2 s of audio
     status, lines = keys_command("list", "--data-dir", str(data_dir))
     assert status == 0
     assert any(line.startswith("thrifty") and "max audio MB 0.05" in line for line in lines), lines
@@ -310,6 +302,6 @@ async def test_a_key_past_its_audio_quota_is_refused_new_streams_and_uploads(
         http.post(base_url + "/v1/transcriptions", data=media["jfk.mp3"].read_bytes()) as response,
     ):
         assert response.status == 507 and await refusal_code(response) == "quota_exceeded"
-    async with connect(url, additional_headers=bearer(created_key(data_dir, "roomy"))) as other:
+    async with connect(url, additional_headers=bearer(create_key(data_dir, "roomy"))) as other:
         await other.send(encode(Start()).decode())
         assert isinstance(decode_server(await other.recv()), Ready), "another key is not held to it"

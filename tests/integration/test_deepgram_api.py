@@ -7,9 +7,7 @@ with API keys takes the SDK's."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
-import io
 import itertools
 import wave
 from collections.abc import AsyncIterator
@@ -32,15 +30,16 @@ from deepgram.listen.v1.types import (
     ListenV1UtteranceEnd,
 )
 from deepgram.types import ListenV1Response, ListenV1ResponseResultsChannelsItemAlternativesItem
+from scipy.signal import resample_poly
 from websockets.exceptions import ConnectionClosedError
 
 from streamscribe.asr.engine import Engine
 from streamscribe.audio import SAMPLE_RATE, to_pcm_s16le
 from streamscribe.bench.metrics import word_error_rate
-from streamscribe.cli.main import main
 from streamscribe.config import ServerSettings
 
-from ..conftest import librispeech_utterance, start_server
+from ..conftest import create_key, librispeech_utterance, start_keyed_server, start_server
+from ..unit.test_pcm_converter import mulaw_encode
 
 pytestmark = pytest.mark.model
 
@@ -158,6 +157,22 @@ async def test_a_live_stream_of_real_speech_gives_deepgrams_messages(
         assert 0 < end.last_word_end <= 11.05
 
 
+async def test_a_phone_call_in_8_khz_mulaw_is_transcribed(live_url: str, jfk: tuple[np.ndarray, str]) -> None:
+    """Telephony's encoding (what a Twilio media stream carries), decoded by G.711's table."""
+    audio, reference = jfk
+    narrowband = resample_poly(audio, 1, 2).astype(np.float32)
+    codes = mulaw_encode(narrowband)
+    async with sdk_client(live_url).listen.v1.connect(
+        model="nova-2-phonecall", encoding="mulaw", sample_rate=8000
+    ) as socket:
+        for offset in range(0, len(codes), 800):  # 100 ms of 8 kHz mu-law
+            await socket.send_media(codes[offset : offset + 800])
+        await socket.send_close_stream()
+        messages = await until_closed(socket)
+    assert isinstance(messages[-1], ListenV1Metadata)
+    assert word_error_rate(reference, final_text(messages)) < 0.2
+
+
 async def test_finalize_answers_with_from_finalize_then_the_stream_goes_on(live_url: str) -> None:
     audio, reference = librispeech_utterance("1272-135031-0000")
     pcm = to_pcm_s16le(audio)
@@ -258,19 +273,11 @@ async def test_a_plain_get_is_told_that_the_stream_is_a_websocket(live_url: str)
     assert body["err_code"] == "Bad Request" and "WebSocket" in body["err_msg"]
 
 
-def keys_command(*args: str) -> list[str]:
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out):
-        assert main(["keys", *args]) == 0
-    return out.getvalue().splitlines()
-
-
 async def test_a_key_protected_server_takes_the_sdks_api_key(
     settings: ServerSettings, engine: Engine, tmp_path_factory: pytest.TempPathFactory, media: dict[str, Path]
 ) -> None:
     data_dir = tmp_path_factory.mktemp("deepgram-keys")
-    key = keys_command("create", "carol", "--data-dir", str(data_dir))[-1]
-    runner, url = await start_server(msgspec.structs.replace(settings, data_dir=data_dir), engine)
+    runner, url, key = await start_keyed_server(settings, engine, data_dir, "carol")
     try:
         audio, _reference = librispeech_utterance("84-121550-0000")
         async with sdk_client(url, api_key=key).listen.v1.connect(model="nova-3", **_RAW) as socket:
@@ -282,9 +289,7 @@ async def test_a_key_protected_server_takes_the_sdks_api_key(
             async with sdk_client(url, api_key="sk-ss-wrong").listen.v1.connect(model="nova-3", **_RAW):
                 pass
         assert refused.value.status_code == 401
-        solo = sdk_client(
-            url, api_key=keys_command("create", "solo", "--max-streams", "1", "--data-dir", str(data_dir))[-1]
-        )
+        solo = sdk_client(url, api_key=create_key(data_dir, "solo", "--max-streams", "1"))
         async with solo.listen.v1.connect(model="nova-3", **_RAW):  # admitted at the upgrade
             with pytest.raises(ApiError) as overloaded:
                 async with solo.listen.v1.connect(model="nova-3", **_RAW):

@@ -21,12 +21,9 @@ from streamscribe.asr.engine import Engine
 from streamscribe.audio import SAMPLE_RATE
 from streamscribe.client.stream import StreamResult, stream_samples
 from streamscribe.config import ServerSettings
-from streamscribe.store.base import ApiKey
-from streamscribe.store.sqlite import open_store
-from streamscribe.transports.auth import key_hash, new_api_key
 from streamscribe.wire import Error, Start
 
-from ..conftest import speech_file, start_server
+from ..conftest import speech_file, start_keyed_server, start_server
 
 pytestmark = pytest.mark.model
 _SETTLE_S = 120.0
@@ -76,19 +73,15 @@ async def keyed_server(
 ) -> AsyncIterator[KeyedServer]:
     """A server of its own with a key (so every route asks for it), the second pass on (tiny.en,
     no diarization: quick), and a --metrics-port."""
-    data_dir = tmp_path_factory.mktemp("metrics")
-    key = new_api_key()
-    store = open_store(data_dir)
-    store.create_key(ApiKey(name="scraper"), key_hash(key))
-    store.close()
     metrics_port = free_loopback_port()
     server_settings = msgspec.structs.replace(
         settings,
-        data_dir=data_dir,
         metrics_port=metrics_port,
         finalize=msgspec.structs.replace(settings.finalize, enabled=True, model="tiny.en", diarize=False),
     )
-    runner, url = await start_server(server_settings, engine)
+    runner, url, key = await start_keyed_server(
+        server_settings, engine, tmp_path_factory.mktemp("metrics"), "scraper"
+    )
     yield KeyedServer(url, key, metrics_port)
     await runner.cleanup()
 

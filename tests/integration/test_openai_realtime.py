@@ -6,10 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
-import io
+import time
 from collections.abc import AsyncIterator, Callable
-from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -22,10 +20,9 @@ from websockets.exceptions import ConnectionClosedError, InvalidStatus
 
 from streamscribe.asr.engine import Engine
 from streamscribe.bench.metrics import word_error_rate
-from streamscribe.cli.main import main
 from streamscribe.config import ServerSettings
 
-from ..conftest import librispeech_utterance, start_server
+from ..conftest import create_key, librispeech_utterance, start_server
 
 pytestmark = pytest.mark.model
 
@@ -236,6 +233,79 @@ async def test_clear_drops_the_item_in_progress_and_the_next_commit_holds_only_l
     assert word_error_rate(kept_text, completed.transcript) <= 0.25, completed.transcript
 
 
+async def test_a_commit_right_after_speech_with_server_vad_is_one_item_and_leaves_no_empty_one(
+    client: openai.AsyncOpenAI,
+) -> None:
+    (first, first_text), (second, second_text) = (
+        librispeech_utterance("1272-135031-0000"),
+        librispeech_utterance("1272-135031-0001"),
+    )
+    first_ms = 1000 * first.size / 16000
+    second_from_ms = first_ms + 2000
+    second_end_ms = second_from_ms + 1000 * second.size / 16000
+    async with client.realtime.connect(extra_query={"intent": "transcription"}) as conn:
+        assert (await conn.recv()).type == "session.created"  # server_vad is on
+        await append_all(conn, pcm24k(first))
+        await conn.input_audio_buffer.commit()  # push-to-talk: let go right after the last word
+        # The microphone stays open: the VAD's late end of the first speech comes in the silence.
+        await append_all(conn, pcm24k(np.zeros(32000), silence_s=0.0) + pcm24k(second, silence_s=3.0))
+
+        def second_completed(events: list[Any]) -> bool:
+            stopped = of_type(events, "input_audio_buffer.speech_stopped")
+            if not stopped or stopped[-1].audio_end_ms < second_end_ms - 1500:
+                return False
+            return events[-1].type.endswith(".completed") and events[-1].item_id == stopped[-1].item_id
+
+        events = await receive_until(conn, second_completed)
+    assert not of_type(events, "error"), of_type(events, "error")
+    started = of_type(events, "input_audio_buffer.speech_started")
+    completed = of_type(events, "conversation.item.input_audio_transcription.completed")
+    assert [e.item_id for e in completed] == [e.item_id for e in started], "every item is completed"
+    assert all(e.transcript.strip() for e in completed), [e.transcript for e in completed]
+    first_item, *second_items = started
+    (first_stopped,) = of_type(item_events(events, first_item.item_id), "input_audio_buffer.speech_stopped")
+    assert abs(first_stopped.audio_end_ms - first_ms) <= 50, "the first item ends at the commit"
+    assert all(item.audio_start_ms >= second_from_ms - 500 for item in second_items), (
+        "no item between the commit and the second speech"
+    )
+    assert word_error_rate(first_text, completed[0].transcript) <= 0.25, completed[0].transcript
+    second_transcript = " ".join(e.transcript for e in completed[1:])
+    assert word_error_rate(second_text, second_transcript) <= 0.25, second_transcript
+
+
+async def test_a_quiet_client_is_not_cut_off_but_one_quiet_for_a_whole_session_is(
+    settings: ServerSettings, engine: Engine, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    quick = msgspec.structs.replace(
+        settings,
+        data_dir=tmp_path_factory.mktemp("realtime-quiet"),
+        stream_idle_timeout_s=0.5,  # /v1/stream's: no bound here
+        stream=msgspec.structs.replace(settings.stream, max_session_s=4.0),
+    )
+    runner, url = await start_server(quick, engine)
+    try:
+        quiet = openai.AsyncOpenAI(base_url=url + "/v1", api_key="-", max_retries=0)
+        async with quiet.realtime.connect(extra_query={"intent": "transcription"}) as conn:
+            assert (await conn.recv()).type == "session.created"
+            await asyncio.sleep(2.0)  # a push-to-talk client between two turns
+            async with aiohttp.ClientSession() as http, http.get(url + "/metrics") as response:
+                figures = await response.text()
+            assert 'streamscribe_live_sessions{transport="openai-realtime"} 1.0' in figures, (
+                "named as `streamscribe bench --transport` names it"
+            )
+            await conn.session.update(session=GA_MANUAL_SESSION)
+            assert (await conn.recv()).type == "session.updated", "the quiet session goes on"
+            quiet_from = time.monotonic()
+            abandoned = await asyncio.wait_for(conn.recv(), 30)
+            assert abandoned.type == "error" and abandoned.error.code == "idle_timeout", abandoned
+            assert time.monotonic() - quiet_from >= 3.5, "quiet for max_session_s: taken as abandoned"
+            with pytest.raises(ConnectionClosedError) as closed:
+                await conn.recv()
+        assert closed.value.rcvd is not None and closed.value.rcvd.code == 1008
+    finally:
+        await runner.cleanup()
+
+
 async def test_the_beta_transcription_session_update_is_answered_in_its_own_shape(server_url: str) -> None:
     ws_url = server_url.replace("http://", "ws://") + "/v1"  # the beta client assumes wss:// otherwise
     client = openai.AsyncOpenAI(
@@ -328,18 +398,11 @@ async def test_a_conversation_session_is_refused_with_an_error_then_closed(
     assert closed.value.rcvd is not None and closed.value.rcvd.code == 1002
 
 
-def create_key(data_dir: Path) -> str:
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out):
-        assert main(["keys", "create", "realtime-user", "--data-dir", str(data_dir)]) == 0
-    return out.getvalue().splitlines()[-1]
-
-
 async def test_a_key_protected_server_takes_the_sdk_key_and_refuses_a_bad_one(
     settings: ServerSettings, engine: Engine, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
     data_dir = tmp_path_factory.mktemp("realtime-keys")
-    key = create_key(data_dir)
+    key = create_key(data_dir, "realtime-user")
     runner, url = await start_server(msgspec.structs.replace(settings, data_dir=data_dir), engine)
     try:
         good = openai.AsyncOpenAI(base_url=url + "/v1", api_key=key, max_retries=0)

@@ -7,8 +7,6 @@ the SDK comes back by itself with one unbroken stream of events."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import io
 import itertools
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -20,7 +18,6 @@ import pytest
 from streamscribe.asr.engine import Engine
 from streamscribe.audio import SAMPLE_RATE, to_pcm_s16le
 from streamscribe.bench.metrics import word_error_rate
-from streamscribe.cli.main import main
 from streamscribe.client import Client, ConnectionLost, Stream, SyncClient
 from streamscribe.config import ServerSettings
 from streamscribe.errors import InvalidRequest, ResumeExpired, TranscriptNotFound, Unauthorized
@@ -37,7 +34,7 @@ from streamscribe.wire import (
     Word,
 )
 
-from ..conftest import librispeech_utterance, speech_file, start_server
+from ..conftest import librispeech_utterance, speech_file, start_keyed_server, start_server
 from ..cut_proxy import CutProxy
 
 pytestmark = pytest.mark.model
@@ -195,12 +192,10 @@ async def keyed_server(
     settings: ServerSettings, engine: Engine, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[tuple[str, str]]:
     """A server with an API key, and the key."""
-    data_dir = tmp_path_factory.mktemp("sdk-keys")
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out):
-        assert main(["keys", "create", "sdk-user", "--data-dir", str(data_dir)]) == 0
-    runner, url = await start_server(msgspec.structs.replace(settings, data_dir=data_dir), engine)
-    yield url, out.getvalue().splitlines()[-1]
+    runner, url, key = await start_keyed_server(
+        settings, engine, tmp_path_factory.mktemp("sdk-keys"), "sdk-user"
+    )
+    yield url, key
     await runner.cleanup()
 
 

@@ -204,6 +204,31 @@ async def test_a_comeback_takes_over_a_connection_the_server_still_holds(
     assert [word.text for word in finals] == await stored_words(server_url, ready.session_id)
 
 
+async def test_a_client_that_closes_for_a_ping_timeout_may_come_back(
+    server_url: str, speech: tuple[np.ndarray, str]
+) -> None:
+    """websockets closes with 1011 when its keepalive ping gets no pong: that client will be back
+    (1000 and 1001 are the goodbyes that end a stream at once)."""
+    audio, _ = speech
+    first = Connection(await connect(ws_url(server_url), max_size=None))
+    receiving = asyncio.create_task(first.receive_all())
+    await first.ws.send(encode(Start()).decode())
+    await send_audio(first.ws, audio[: 8 * SAMPLE_RATE], then_stop=False)
+    await first.until(finals_seen(1))
+    await first.ws.close(code=1011, reason="keepalive ping timeout")
+    await receiving
+    ready = first.events[0]
+    assert isinstance(ready, Ready)
+    second, receiving = await comeback(server_url, ready, first.events[-1].seq)
+    await second.until(lambda events: bool(events))
+    resumed = second.events[0]
+    assert isinstance(resumed, Resumed), resumed
+    await send_audio(second.ws, audio[round(resumed.received_s * SAMPLE_RATE) :], then_stop=True)
+    await receiving
+    assert second.ws.close_code == 1000
+    assert_one_stream(first.events, second.events)
+
+
 async def test_a_client_cut_after_stop_gets_the_end_of_its_stream(
     server_url: str, speech: tuple[np.ndarray, str]
 ) -> None:
@@ -219,6 +244,14 @@ async def test_a_client_cut_after_stop_gets_the_end_of_its_stream(
     ready = first.events[0]
     assert isinstance(ready, Ready)
     second, receiving = await comeback(server_url, ready, first.events[-1].seq)
+    await second.until(lambda events: bool(events))
+    resumed = second.events[0]
+    assert isinstance(resumed, Resumed), resumed
+    # As the SDKs do: what the server may have missed again, stop included (a second stop, or
+    # audio after the end, is ignored by a stream that has it already)
+    await send_audio(
+        second.ws, audio[round(resumed.received_s * SAMPLE_RATE) : 6 * SAMPLE_RATE], then_stop=True
+    )
     await receiving
     assert isinstance(second.events[-1], Closed), "the end of the stream was replayed"
     assert second.ws.close_code == 1000

@@ -72,3 +72,25 @@ def test_tokens_name_their_node_on_a_cluster_and_none_is_offered_without_a_windo
         "node-a."
     )
     assert Resumptions(0.0, 8).offer(Slot("s", "websocket"), converter) is None
+
+
+async def test_a_comeback_for_events_no_longer_kept_leaves_the_connected_stream_alone() -> None:
+    resumptions = Resumptions(window_s=30.0, max_events=2)
+    slot = Slot("session-1", "websocket")
+    token = resumptions.offer(slot, converter)
+    assert token is not None and slot.resumable is not None
+    superseded: list[bool] = []
+
+    async def supersede() -> None:
+        superseded.append(True)
+
+    connected = Attachment(Outbox(8), supersede=supersede)
+    slot.attachment = connected
+    for seq in range(1, 6):
+        slot.resumable.recent.append(Final(seq=seq, words=[WORD]))
+    with pytest.raises(EventsExpired):
+        await resumptions.resume(token, None, 1, Attachment(Outbox(8)))
+    assert slot.attachment is connected and not superseded, "the working connection was kept"
+    comeback = Attachment(Outbox(8))
+    assert await resumptions.resume(token, None, 4, comeback) is slot
+    assert superseded and slot.attachment is comeback

@@ -125,7 +125,7 @@ def test_a_prompt_keeps_whole_terms_within_the_bound() -> None:
 @pytest.mark.parametrize(
     ("query", "named"),
     [
-        ({"encoding": "mulaw", "sample_rate": "8000"}, "encoding"),
+        ({"encoding": "opus", "sample_rate": "8000"}, "encoding"),
         ({"encoding": "linear16"}, "sample_rate"),
         ({"sample_rate": "abc"}, "sample_rate"),
         ({"channels": "0"}, "channels"),

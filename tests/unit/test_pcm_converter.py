@@ -37,3 +37,30 @@ def test_unsupported_formats_are_refused_with_a_reason(encoding: str, rate: int,
     with pytest.raises(UnsupportedAudio) as caught:
         PcmConverter(encoding, rate, channels)
     assert caught.value.code == "unsupported_audio" and caught.value.message
+
+
+@pytest.mark.parametrize(
+    ("encoding", "silence", "loudest"),
+    [("pcm_mulaw", 0xFF, 0x80), ("pcm_alaw", 0xD5, 0xAA)],
+)
+def test_telephony_g711_codes_decode_to_samples(encoding: str, silence: int, loudest: int) -> None:
+    converter = PcmConverter(encoding, SAMPLE_RATE, 1)
+    samples = converter.convert(bytes([silence, loudest]))
+    assert abs(samples[0]) < 0.001, "the silent code is (nearly) zero"
+    assert samples[1] > 0.97, "the loudest positive code is near full scale"
+
+
+def test_an_8k_mulaw_call_becomes_16k_keeping_the_pitch() -> None:
+    converter = PcmConverter("pcm_mulaw", 8000, 1)
+    codes = mulaw_encode(tone(8000, 1.0, hz=440.0))
+    samples = np.concatenate([converter.convert(codes), converter.flush()])
+    spectrum = np.abs(np.fft.rfft(samples[: SAMPLE_RATE // 2]))
+    assert abs(np.argmax(spectrum) * 2 - 440.0) < 5
+
+
+def mulaw_encode(samples: np.ndarray) -> bytes:
+    """The textbook mu-law compander, quantised to 8 bits as a phone line sends it."""
+    compressed = np.sign(samples) * np.log1p(255 * np.abs(samples)) / np.log1p(255)
+    levels = np.round((compressed + 1) / 2 * 255).astype(np.int32)  # 0..255, 255 the loudest positive
+    codes = np.where(levels >= 128, 0xFF - (levels - 128), 0x7F - (127 - levels))
+    return codes.astype(np.uint8).tobytes()

@@ -8,9 +8,13 @@ import json
 from typing import Any
 
 from streamscribe.errors import UnsupportedLanguage
+from streamscribe.stream.session import LiveSession
 from streamscribe.transports.realtime_events import ServerVadSettings, encode_event
 from streamscribe.transports.realtime_protocol import MAX_APPEND_BYTES, RealtimeProtocol
 from streamscribe.wire import Closed, Error, Final, SpeechStarted, UtteranceEnd, Word
+
+from .test_live_session import feed, spoken
+from .test_live_session_cut import late_end_session
 
 VAD = ServerVadSettings(threshold=0.5, prefix_padding_ms=200, silence_duration_ms=1000)
 
@@ -37,9 +41,26 @@ class ScriptedSession:
         return requested or "en"
 
 
+class LiveControl:
+    """A real live session behind the protocol (its VAD and decodes scripted)."""
+
+    def __init__(self, live: LiveSession) -> None:
+        self.live = live
+
+    @property
+    def speech_start_s(self) -> float | None:
+        return self.live.speech_start_s
+
+    def cut(self) -> float | None:
+        return self.live.receive_cut()
+
+    def update_decoding(self, language: str | None, prompt: str | None) -> None:
+        self.live.receive_decode_settings(language, prompt)
+
+
 def opened() -> tuple[RealtimeProtocol, ScriptedSession]:
     session = ScriptedSession()
-    protocol = RealtimeProtocol("s1", "tiny.en", VAD, session)
+    protocol = RealtimeProtocol("s1", "tiny.en", VAD, session, session.check_language)
     return protocol, session
 
 
@@ -205,6 +226,37 @@ def test_a_commit_whose_last_words_were_sent_completes_at_once() -> None:
     append(protocol, 1.0)
     client(protocol, type="input_audio_buffer.commit")  # silence only: an empty item
     assert summary(sent(protocol)) == [("committed", ""), ("completed", "")]
+
+
+def test_a_push_to_talk_commit_with_server_vad_leaves_no_empty_item_when_the_vad_end_comes() -> None:
+    live = late_end_session()  # speech 1-2 s; its end is reported at 3 s
+    protocol = RealtimeProtocol("s1", "tiny.en", VAD, LiveControl(live), lambda requested: requested or "en")
+
+    def hear(seconds: float, *texts: str) -> None:
+        """Append and feed `seconds` of audio, decode with `texts`, and pass the events on."""
+        if seconds:
+            append(protocol, seconds)
+            feed(live, seconds)
+        answers = list(texts)
+        while (request := live.take_decode_request()) is not None:
+            live.receive_decode_result(request, spoken(answers.pop(0), 0.1) if answers else [])
+        for event in live.events_to_send():
+            protocol.receive_session_event(event)
+
+    hear(2.5)
+    client(protocol, type="input_audio_buffer.commit")  # the button is let go after the last word
+    hear(0, "over and out")
+    hear(5)  # the microphone stays open: the VAD's late end of the speech comes, then silence
+    live.receive_stop()
+    for event in live.events_to_send():
+        protocol.receive_session_event(event)
+    assert summary(sent(protocol)[1:]) == [
+        ("speech_started", "1000"),
+        ("delta", "over and out"),
+        ("speech_stopped", "2500"),
+        ("committed", ""),
+        ("completed", "over and out"),
+    ], "one item, and no empty one after it"
 
 
 def test_a_commit_with_nothing_new_is_refused() -> None:

@@ -14,7 +14,8 @@ Lower level: stream.py (the measuring stream client of the benchmarks and tests)
 headers, the server's refusals as errors), webrtc.py (an aiortc peer).
 """
 
-from .resume import ConnectionLost, Stream, StreamSummary
+from ..errors import ConnectionLost
+from .resume import Stream, StreamSummary
 from .session import Client, UploadOptions
 from .sources import Microphone, microphone
 from .sync import SyncClient, SyncStream

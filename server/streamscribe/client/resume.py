@@ -21,7 +21,7 @@ from urllib.parse import urlencode
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
-from ..errors import StreamscribeError, error_for
+from ..errors import ConnectionLost, StreamscribeError, error_for
 from ..wire import (
     Closed,
     Error,
@@ -47,14 +47,6 @@ _PING_S = 20.0
 _FIRST_RETRY_S = 0.25
 _MAX_RETRY_S = 4.0
 EventT = TypeVar("EventT", bound=ServerMessage)
-
-
-class ConnectionLost(StreamscribeError):
-    """The connection dropped and the stream could not go on: the server offers no resume, did not
-    take the client back within the resume window, or needs audio older than the client keeps.
-    The server keeps what it received (a transcript marked as cut)."""
-
-    code = "connection_lost"
 
 
 @dataclass(frozen=True, slots=True)

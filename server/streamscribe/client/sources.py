@@ -41,24 +41,28 @@ class Microphone:
 
     @contextlib.asynccontextmanager
     async def opened(self, block_samples: int) -> AsyncIterator[AsyncIterator[bytes]]:
-        """The device open, as an iterator of blocks of `block_samples`; closed on exit."""
+        """The device open, as an iterator of blocks of `block_samples`; closed on exit. Once
+        more than `max_backlog_s` of blocks wait unread, the device's blocks are dropped and the
+        iterator's next step raises RuntimeError (once: it ends there)."""
         sounddevice = _import_sounddevice()
         loop = asyncio.get_running_loop()
-        blocks: asyncio.Queue[bytes | None] = asyncio.Queue()
         backlog_blocks = int(self.max_backlog_s * self.sample_rate / block_samples) + 1
+        blocks: asyncio.Queue[bytes] = asyncio.Queue(maxsize=backlog_blocks)
+        overflowed = False
 
         def take(block: bytes) -> None:  # on the loop: the device's thread only schedules this
-            if blocks.qsize() >= backlog_blocks:
-                blocks.put_nowait(None)  # the overflow mark: `read` raises
-            else:
+            nonlocal overflowed
+            if blocks.full():
+                overflowed = True  # `read` raises at its next step
+            elif not overflowed:  # after the overflow the device's blocks are dropped, not kept
                 blocks.put_nowait(block)
 
         def on_block(data: Any, frames: int, time: Any, status: Any) -> None:
             loop.call_soon_threadsafe(take, bytes(data))
 
         async def read() -> AsyncIterator[bytes]:
-            while (block := await blocks.get()) is not None:
-                yield block
+            while not overflowed:
+                yield await blocks.get()
             raise RuntimeError(
                 f"the microphone's audio waited more than {self.max_backlog_s:g} s to be sent; "
                 "the stream cannot keep up"

@@ -142,8 +142,13 @@ class SyncClient:
         self._loop: _LoopThread | None = None
 
     def __enter__(self) -> SyncClient:
-        self._loop = _LoopThread()
-        self._loop.run(self._client.__aenter__())
+        running = _LoopThread()
+        try:
+            running.run(self._client.__aenter__())
+        except BaseException:
+            running.close()  # no `with` body, no __exit__: the thread would be left running
+            raise
+        self._loop = running
         return self
 
     def __exit__(

@@ -145,6 +145,11 @@ class SessionDriver:
             await self._record()
             await asyncio.sleep(wait_s)
 
+    @property
+    def speech_start_s(self) -> float | None:
+        """Where the speech going on started (its `speech_started` at), or None in silence."""
+        return self.session.speech_start_s
+
     def finalize(self) -> None:
         self.session.receive_finalize()
         self._touch()
@@ -155,6 +160,13 @@ class SessionDriver:
         end_s = self.session.receive_cut()
         self._touch()
         return end_s
+
+    def keep_waiting(self) -> None:
+        """Its client is connected but quiet (an OpenAI Realtime client between turns): a session
+        with nothing to decode until more audio comes is waiting, not stalled (SessionHost.stalled
+        still counts one whose decodes make no progress)."""
+        if self.session.waiting_for_audio:
+            self.last_progress_s = time.monotonic()
 
     def update_decoding(self, language: str | None, prompt: str | None) -> None:
         """Decode with this (checked) language and prompt from now on."""

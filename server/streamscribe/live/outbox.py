@@ -31,6 +31,10 @@ class Outbox:
         self._queue.append(event)
         self._available.set()
 
+    def __len__(self) -> int:
+        """The events queued: while there are any, `get` returns at once."""
+        return len(self._queue)
+
     def close(self) -> None:
         self._closed = True
         self._available.set()

@@ -121,7 +121,7 @@ class Resumptions:
         """`attachment`'s connection dropped without `stop`. False: the stream is not resumable,
         and the caller disconnects its session as before. True: nothing more to do (the stream
         waits for its client for the window, or another connection has it already)."""
-        if slot.attachment is not attachment:
+        if slot.attachment is not attachment or slot.released:
             return True
         resumable = slot.resumable
         if resumable is None:
@@ -137,7 +137,8 @@ class Resumptions:
         """Hand the stream of `token` over to `attachment`: its previous connection (if the server
         still holds it) is dropped first, then what came after `after_seq` is queued in the new
         outbox ahead of everything to come; where the session has closed already, the outbox is
-        closed after it. Raises ResumeExpired or EventsExpired."""
+        closed after it. Raises ResumeExpired or EventsExpired (then nothing changed, but for a
+        previous connection dropped meanwhile: the stream waits for the window again)."""
         resumable = self._by_token.get(_hash(token))
         owner = None if caller is None else caller.name
         if resumable is None or resumable.slot.owner != owner:
@@ -146,6 +147,7 @@ class Resumptions:
                 "connection dropped, or the token is not this key's"
             )
         slot = resumable.slot
+        resumable.recent.after(after_seq)  # a comeback that cannot be served changes nothing
         async with resumable.resuming:  # two comebacks at once: one after the other
             previous = slot.attachment
             if previous is not None and previous.supersede is not None:
@@ -156,11 +158,12 @@ class Resumptions:
             if resumable.expiry is not None and not slot.released:
                 resumable.expiry.cancel()
                 resumable.expiry = None
-            try:
+            try:  # more may have come while the previous connection was dropped
                 for event in resumable.recent.after(after_seq):
                     attachment.outbox.push(event)
             except (EventsExpired, SlowConsumer):
-                self._give_up(resumable)
+                if not slot.released:
+                    self._expire_later(resumable)
                 raise
             if slot.released:  # the session's last event is in the outbox already
                 attachment.outbox.close()
@@ -181,6 +184,8 @@ class Resumptions:
             self._give_up(resumable)
 
     def _expire_later(self, resumable: Resumable) -> None:
+        if resumable.expiry is not None:
+            resumable.expiry.cancel()
         loop = asyncio.get_running_loop()
         resumable.expiry = loop.call_later(self.window_s, self._give_up, resumable)
 

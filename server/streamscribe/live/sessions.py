@@ -1,9 +1,10 @@
 """The one path a session takes, whatever its transport: admission, its recording, its driver and
 event stream, the pump that carries its events, and its release; and the drain at shutdown.
 
-A transport calls `admit`, then `open` once it knows the stream's options, then `run` (which
-returns after `closed` and releases the slot). A slot whose session is never run is `release`d
-by the transport. `drain` ends every session at shutdown, keeping what was heard.
+A transport calls `admit`, then `open` once it knows the stream's options (or both at once:
+`open_new`), sets the slot's `attachment` (where its events go), then `run` (which returns after
+`closed` and releases the slot). A slot whose session is never run is `release`d by the
+transport. `drain` ends every session at shutdown, keeping what was heard.
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -25,9 +25,9 @@ from ..store.backends import node_name
 from ..store.base import ApiKey, EventBus, EventStream
 from ..store.handover import LiveEnd, TranscriptKeeper
 from ..transcript import stream_cut_warning
+from ..wire import ServerMessage
 from .driver import SessionDriver
 from .meter import SessionMeter
-from .outbox import Outbox
 from .pace import AudioPace
 from .resume import Attachment, Resumable, Resumptions
 from .scheduler import DecodeScheduler
@@ -38,7 +38,7 @@ _RETRY_AFTER_S = 10
 log = logging.getLogger(__name__)
 
 
-Transport = Literal["websocket", "webrtc", "upload", "deepgram", "realtime"]
+Transport = Literal["websocket", "webrtc", "upload", "deepgram", "openai-realtime"]
 """How a session came: the native WebSocket, WebRTC, a replayed upload, Deepgram's /v1/listen, or
 OpenAI's Realtime transcription."""
 
@@ -58,7 +58,7 @@ class Slot:
     resumable: Resumable | None = None
     """Set where its client may come back after a dropped connection (Resumptions.offer)."""
     released: bool = False
-    """Its session closed and every event of it was handed out."""
+    """Released: its session closed after its last event was pumped, or it never opened."""
 
     @property
     def replays_file(self) -> bool:
@@ -104,7 +104,9 @@ class SessionHost:
 
     def __post_init__(self) -> None:
         node = node_name(self.settings) if self.settings.redis_url else None
-        self.resumptions = Resumptions(self.settings.resume_window_s, self.settings.outbox_max_messages, node)
+        # Half an outbox of missed events at most: the comeback's outbox takes them and new ones.
+        replayable = max(1, self.settings.outbox_max_messages // 2)
+        self.resumptions = Resumptions(self.settings.resume_window_s, replayable, node)
 
     def live_language(self, requested: str | None) -> str | None:
         """The language a session asks for (or the server's default), if the live model serves it."""
@@ -233,6 +235,18 @@ class SessionHost:
             self._end_for_shutdown(slot)
         return slot.driver
 
+    async def open_new(
+        self, transport: Transport, caller: ApiKey | None, options: SessionOptions
+    ) -> tuple[Slot, SessionDriver]:
+        """`admit` then `open`: raises as they do, with the slot released. Set the slot's
+        `attachment`, then `run` it."""
+        slot = self.admit(transport, caller)
+        try:
+            return slot, await self.open(slot, options)
+        except BaseException:
+            self.release(slot)
+            raise
+
     def _audio_retention_h(self, caller: ApiKey | None, requested_h: float | None) -> float | None:
         """The shortest of the server's, the key's and the request's retention; None: the server's."""
         asked = [
@@ -242,35 +256,23 @@ class SessionHost:
         ]
         return min(self.settings.audio_retention_h, *asked) if asked else None
 
-    async def run(
-        self,
-        slot: Slot,
-        outbox: Outbox | None = None,
-        on_slow_consumer: Callable[[SlowConsumer], Awaitable[None]] | None = None,
-    ) -> None:
+    async def run(self, slot: Slot) -> None:
         """Pump every event of the opened session, until `closed`, into its event stream (for
-        followers) and the outbox of the connection attached to it (first `outbox`; see
-        resume.py for how another takes over); then release the slot. A client that falls behind
-        its outbox has its stream stopped (what was heard is kept) after `on_slow_consumer` has
-        told it why. The event stream stays readable afterwards."""
+        followers) and the outbox of the connection attached to it (`slot.attachment`, set before
+        the call, or None for none; see resume.py for how another takes over); then release the
+        slot. A client that falls behind its outbox is dropped and its stream stopped (what was
+        heard is kept, and its last events still reach followers) after the attachment's
+        `on_slow_consumer` has told it why. The event stream stays readable afterwards."""
         driver, events = slot.driver, slot.events
         if driver is None or events is None:
             raise RuntimeError("run() needs a slot that open() has opened")
-        if outbox is not None:
-            slot.attachment = Attachment(outbox, on_slow_consumer)
         try:
             async for event in driver.events():
                 events.append(event)
                 if slot.resumable is not None:
                     slot.resumable.recent.append(event)
                 if slot.attachment is not None:
-                    slot.attachment.outbox.push(event)
-        except SlowConsumer as exc:
-            dropped = slot.attachment
-            driver.fail(exc)  # kept as a stream cut short, with its reason
-            if dropped is not None and dropped.on_slow_consumer is not None:
-                await dropped.on_slow_consumer(exc)
-            await driver.wait_closed()
+                    await _deliver(slot.attachment, event, slot, driver)
         finally:
             if slot.attachment is not None:
                 slot.attachment.outbox.close()
@@ -296,6 +298,19 @@ class SessionHost:
         if slot.driver is not None:
             what = "the file was not finished" if slot.replays_file else "the stream was ended"
             slot.driver.fail(ShuttingDown(f"the server is shutting down; {what}"))
+
+
+async def _deliver(attachment: Attachment, event: ServerMessage, slot: Slot, driver: SessionDriver) -> None:
+    """Queue `event` for the attached client; one that fell a whole outbox behind is detached
+    and told why, and its stream is stopped (kept as a stream cut short, with its reason)."""
+    try:
+        attachment.outbox.push(event)
+    except SlowConsumer as exc:
+        slot.attachment = None
+        attachment.outbox.close()
+        driver.fail(exc)
+        if attachment.on_slow_consumer is not None:
+            await attachment.on_slow_consumer(exc)
 
 
 def _log_end(slot: Slot, driver: SessionDriver) -> None:

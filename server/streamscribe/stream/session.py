@@ -19,7 +19,7 @@ from ..asr.engine import AsrWord, DecodeOptions
 from ..audio import SAMPLE_RATE, Samples
 from ..config import StreamSettings
 from ..errors import DecodeFailed, FinalizeFailed, SessionTooLong
-from ..vad import SpeechEnd, SpeechStart, VadEvent
+from ..vad import FRAME_SAMPLES, SpeechEnd, SpeechStart, VadEvent
 from ..wire import (
     PROTOCOL_VERSION,
     Closed,
@@ -42,6 +42,9 @@ from .ring import AudioRing
 FEED_SLICE_SAMPLES = SAMPLE_RATE // 2
 """Callers feed audio in slices of at most this many samples, checking `can_accept_audio`."""
 _MIN_DECODE_SAMPLES = SAMPLE_RATE // 10
+_MIN_SPEECH_AFTER_CUT_SAMPLES = SAMPLE_RATE // 10
+"""Speech that goes on less than this past a cut is the tail of the utterance the cut ended (the
+VAD frame that straddles the cut), not a new utterance."""
 _RING_MARGIN_S = 2.0
 
 
@@ -84,11 +87,13 @@ class DecodeRequest:
 class _Region:
     """A stretch of speech: [start, end); end is None while speech goes on."""
 
-    __slots__ = ("end", "start")
+    __slots__ = ("announced", "end", "start")
 
     def __init__(self, start: int) -> None:
         self.start = start
         self.end: int | None = None
+        self.announced = False
+        """Its `speech_started` was sent (then its `utterance_end` will be)."""
 
 
 class LiveSession:
@@ -145,6 +150,13 @@ class LiveSession:
         self._finalize_requested = False
         self._last_region_end: int | None = None
         """Where the last region that was flushed and taken off `_regions` ended."""
+        self._cut_at: int | None = None
+        """Where a cut ended speech whose end the VAD had not reported: whether speech goes on
+        after it is not known yet (see receive_cut)."""
+        self._pad_samples = settings.speech_pad_ms * SAMPLE_RATE // 1000
+        self._end_report_samples = settings.min_silence_ms * SAMPLE_RATE // 1000 + 2 * FRAME_SAMPLES
+        """The VAD reports a silence at most this long after it began: min_silence_ms, the frame
+        that completes it and a part of a frame it has not seen yet."""
         self.error_code: str | None = None
         """The code of the first error that ended the session, if one did."""
         self.error_message = ""
@@ -210,11 +222,35 @@ class LiveSession:
         self._ring.write(samples)
         for event in self.detect_speech(samples) if speech is None else speech:
             if isinstance(event, SpeechStart):
+                self._cut_at = None  # (a VAD starts only after an end: nothing can be waiting)
                 self._open_region(max(event.at_samples, self._ring.start_samples))
-            elif isinstance(event, SpeechEnd) and self._regions and self._regions[-1].end is None:
-                region = self._regions[-1]  # it may have started at a cut, after the VAD's end
-                region.end = max(region.start, min(event.at_samples, self.received_samples))
+            elif isinstance(event, SpeechEnd):
+                self._receive_speech_end(event.at_samples)
+        if self._cut_at is not None and self.received_samples >= (
+            self._cut_at + _MIN_SPEECH_AFTER_CUT_SAMPLES + self._end_report_samples
+        ):
+            self._open_region(self._cut_at)  # no end came in time: speech goes on after the cut
+            self._cut_at = None
         self._report_progress()
+
+    def _receive_speech_end(self, at_samples: int) -> None:
+        """The VAD's end of the speech going on, reported min_silence_ms late and padded by
+        speech_pad_ms; after a cut, it says whether speech went on past the cut."""
+        if self._regions and self._regions[-1].end is None:
+            region = self._regions[-1]
+            region.end = max(region.start, min(at_samples, self.received_samples))
+        elif self._cut_at is not None:
+            cut, self._cut_at = self._cut_at, None
+            if at_samples - self._pad_samples >= cut + _MIN_SPEECH_AFTER_CUT_SAMPLES:
+                self._open_region(cut).end = min(at_samples, self.received_samples)
+
+    @property
+    def waiting_for_audio(self) -> bool:
+        """Streaming, with no decode in flight and none due before more audio comes."""
+        if self.state is not State.STREAMING or self._in_flight is not None or self._finalize_requested:
+            return False
+        ended = any(region.end is not None for region in self._regions)
+        return not ended and self._undecoded_speech() < self._step_samples
 
     def receive_finalize(self) -> None:
         """Commit everything heard so far, without waiting for agreement or silence."""
@@ -224,7 +260,7 @@ class LiveSession:
     @property
     def speech_start_s(self) -> float | None:
         """Where the speech going on now started (the `at` of its `speech_started`), or None in
-        silence."""
+        silence (and after a cut, until speech is known to go on past it: see receive_cut)."""
         if self._regions and self._regions[-1].end is None:
             return round(self._regions[-1].start / SAMPLE_RATE, 3)
         return None
@@ -232,12 +268,21 @@ class LiveSession:
     def receive_cut(self) -> float | None:
         """End the utterance here, as if silence began (an OpenAI Realtime commit): speech going
         on ends at the audio received so far, is decoded once more and committed, and gets its
-        `utterance_end`; the speech after the cut is a new region (with its `speech_started`).
-        Returns the `at` of the `utterance_end` after which every word heard before the cut has
-        been sent (it may have been sent already), or None if no speech was heard yet."""
-        if self.state is State.STREAMING and self._regions and self._regions[-1].end is None:
-            self._regions[-1].end = self.received_samples
-            self._open_region(self.received_samples)
+        `utterance_end`. Speech after the cut is a new utterance only once the VAD says it went on
+        past the cut: its end comes later, or has not come a silence's length after the cut (or,
+        when the stream ends before either, its decode has words); then it gets its
+        `speech_started` (`at` the cut). Speech that ended just before the cut, whose end the VAD
+        reports late, leaves no utterance behind. A cut again before the VAD could tell makes the
+        audio since the last cut an utterance of its own. Returns the `at` of the `utterance_end`
+        after which every word heard before the cut has been sent (it may have been sent
+        already), or None if no speech was heard yet."""
+        if self.state is State.STREAMING:
+            if self._regions and self._regions[-1].end is None:
+                self._regions[-1].end = self.received_samples
+                self._cut_at = self.received_samples
+            elif self._cut_at is not None and self.received_samples > self._cut_at:
+                self._open_region(self._cut_at).end = self.received_samples
+                self._cut_at = self.received_samples
         ended = [region.end for region in self._regions if region.end is not None]
         last_end = ended[-1] if ended else self._last_region_end
         return None if last_end is None else round(last_end / SAMPLE_RATE, 3)
@@ -288,6 +333,11 @@ class LiveSession:
             self.state = State.FLUSHING
             if self._regions and self._regions[-1].end is None:
                 self._regions[-1].end = self.received_samples
+            elif self._cut_at is not None and self.received_samples > self._cut_at:
+                # The VAD cannot tell any more whether speech went on after the cut: the decode
+                # does (no words, no utterance).
+                self._open_region(self._cut_at, announce=False).end = self.received_samples
+            self._cut_at = None
         self._advance()
 
     # ---- decoding -------------------------------------------------------------------------------
@@ -390,6 +440,7 @@ class LiveSession:
         """The model failed: say so and close; finals already sent stay valid."""
         self._in_flight = None
         self._regions.clear()  # nothing more can be decoded
+        self._cut_at = None
         self.receive_error(DecodeFailed.code, reason)
 
     def receive_transcript_progress(self, progress: float) -> None:
@@ -421,12 +472,20 @@ class LiveSession:
 
     # ---- internals ------------------------------------------------------------------------------
 
-    def _open_region(self, start: int) -> None:
+    def _open_region(self, start: int, announce: bool = True) -> _Region:
+        """A region from `start`, announced (its `speech_started`) now, or before its first words."""
         if not self._regions:
             self._window_start = start
             self._decoded_until = max(self._decoded_until, start)
-        self._regions.append(_Region(start))
-        self._emit(SpeechStarted, at=round(start / SAMPLE_RATE, 3))
+        region = _Region(start)
+        self._regions.append(region)
+        if announce:
+            self._announce(region)
+        return region
+
+    def _announce(self, region: _Region) -> None:
+        region.announced = True
+        self._emit(SpeechStarted, at=round(region.start / SAMPLE_RATE, 3))
 
     def _finish_flush(
         self,
@@ -437,16 +496,20 @@ class LiveSession:
         answers_finalize: bool,
     ) -> None:
         """Commit every word of the decode; each completed region gets its own finals and its
-        `utterance_end`."""
+        `utterance_end` (one not announced yet is announced before its words; without words, it
+        ends unreported)."""
         committed = self._agreement.flush(words, audio_start / SAMPLE_RATE)
         for index, group in enumerate(_split_at(committed, region_ends)):
+            if group and self._regions and not self._regions[0].announced:
+                self._announce(self._regions[0])
             self._emit_final(group)
             if index == 0:
                 self._emit_partial([])
             if index < len(region_ends):
-                self._regions.popleft()
-                self._last_region_end = region_ends[index]
-                self._emit(UtteranceEnd, at=round(region_ends[index] / SAMPLE_RATE, 3))
+                region = self._regions.popleft()
+                if region.announced:
+                    self._last_region_end = region_ends[index]
+                    self._emit(UtteranceEnd, at=round(region_ends[index] / SAMPLE_RATE, 3))
         if answers_finalize:
             self._finalize_requested = False
         if region_ends and self._regions:

@@ -59,7 +59,7 @@ def _refusal(request: web.Request, error: StreamscribeError, status: int | None 
         "code": error.code,
     }
     log.log(logging.ERROR if status >= 500 else logging.INFO, "request refused", extra={"fields": fields})
-    request.app[SERVER_STATE].metrics.refusals.labels(code=error.code).inc()
+    request.app[SERVER_STATE].count_refusal(error)
     reason = " ".join(error.message.split()).encode("ascii", "replace").decode()[:200]
     headers = {"dg-request-id": request_id, "dg-error": reason}
     if error.retry_after_s is not None:

@@ -11,7 +11,6 @@ Metadata, or with an Error message and Deepgram's close code for what went wrong
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import hashlib
 import logging
@@ -21,16 +20,10 @@ from aiohttp import WSMsgType, web
 
 from ..audio import PcmConverter
 from ..config import StreamSettings
-from ..errors import (
-    FrameTooLarge,
-    IdleTimeout,
-    InvalidRequest,
-    SlowConsumer,
-    StreamscribeError,
-    UnsupportedAudio,
-)
+from ..errors import FrameTooLarge, InvalidRequest, SlowConsumer, StreamscribeError, UnsupportedAudio
 from ..live.driver import SessionDriver
 from ..live.outbox import Outbox
+from ..live.resume import Attachment
 from ..live.sessions import SessionOptions, Slot
 from ..stream.session import LiveSession
 from ..wire import MAX_FRAME_BYTES, ServerMessage
@@ -58,14 +51,12 @@ from .deepgram_shape import (
     parse_params,
     stream_close,
 )
+from .live_socket import live_socket, read_frames, receive, serve_session
 from .state import SERVER_STATE, ServerState
 from .upload_body import query_fields
-from .websocket import TRANSPORT_MAX_FRAME_BYTES
 
 log = logging.getLogger(__name__)
 
-_HEARTBEAT_S = 60.0
-"""As /v1/stream's: a ping after this long without a frame, closed without a pong in half of it."""
 _UTTERANCE_END_MS = (500, 5000)
 """utterance_end_ms becomes the session's min_silence_ms within these bounds (shorter pauses cut
 sentences apart, longer ones keep silence in the decoded window)."""
@@ -93,10 +84,6 @@ class ListenOutbox(Outbox):
             self._awaiting_answer = False
             super().push(FinalizeAnswered(seq=event.seq))
         super().push(event)
-
-    def has_waiting(self) -> bool:
-        """An event is queued: `get` returns at once (the batch being read is not over)."""
-        return bool(self._queue)
 
 
 class ListenConnection:
@@ -129,54 +116,44 @@ class ListenConnection:
         )
         translator = ResultsTranslator(self._params, identity, self._audio_digest.hexdigest)
         outbox = ListenOutbox(self._state.settings.outbox_max_messages, driver.session)
-        writer = asyncio.create_task(self._write(outbox, translator))
-        reader = asyncio.create_task(self._read(driver, converter, outbox))
-        await host.run(slot, outbox, self._close_slow_consumer)  # ends once the session is closed
-        reader.cancel()
-        await asyncio.gather(reader, return_exceptions=True)
-        await writer
+        slot.attachment = Attachment(outbox, self._close_slow_consumer)
+        await serve_session(
+            host, slot, self._read(driver, converter, outbox), self._write(outbox, translator)
+        )
         if not self._ws.closed:
-            close_code, reason = stream_close(driver.session.error_code, driver.session.error_message)
-            await self._ws.close(code=close_code, message=reason.encode())
+            await self._close(driver.session.error_code, driver.session.error_message)
 
     async def _refuse(self, error: StreamscribeError) -> None:
         """After the upgrade, before the session opened: one Error message, then the close."""
-        self._state.metrics.refusals.labels(code=error.code).inc()
+        self._state.count_refusal(error)
         with contextlib.suppress(ConnectionError):
             await self._ws.send_str(
                 encode_message(ErrorMessage(variant=error.code, description=error.message))
             )
-        close_code, reason = stream_close(error.code, error.message)
+        await self._close(error.code, error.message)
+
+    async def _close(self, error_code: str | None, message: str) -> None:
+        """Close as Deepgram closes a stream that ended with `error_code` (None: normally)."""
+        close_code, reason = stream_close(error_code, message)
         await self._ws.close(code=close_code, message=reason.encode())
 
     async def _read(self, driver: SessionDriver, converter: PcmConverter, outbox: ListenOutbox) -> None:
         """Feed frames until bad input, a disconnect or a silent client; `serve` cancels it once
         the session closed."""
+        if await read_frames(driver, self._frames(driver, converter, outbox)):
+            driver.disconnect()  # the client went away without CloseStream: flush and keep what it sent
+
+    async def _frames(self, driver: SessionDriver, converter: PcmConverter, outbox: ListenOutbox) -> None:
+        """Take frames until the connection ends; raises on bad input."""
         wait_s = self._state.settings.stream_idle_timeout_s
-        try:
-            while True:
-                try:  # once the stream ended, a client may wait in silence for its last results
-                    message = await self._ws.receive(timeout=None if driver.session.ended else wait_s)
-                except TimeoutError:
-                    raise IdleTimeout(
-                        f"no audio or KeepAlive came for {wait_s:g} s; the stream is ended"
-                    ) from None
-                if message.type == WSMsgType.BINARY:
-                    await self._take_audio(message.data, driver, converter)
-                elif message.type == WSMsgType.TEXT:
-                    await self._take_control(message.data, driver, converter, outbox)
-                else:
-                    break  # closing, closed or broken
-        except StreamscribeError as exc:
-            driver.fail(exc)
-            return
-        except ConnectionError:
-            pass  # the connection broke: as if it closed
-        except Exception as exc:  # a bug must not leave the session open
-            log.exception("reading stream %s failed", driver.session.session_id)
-            driver.fail(StreamscribeError.reading_failed(exc))
-            return
-        driver.disconnect()  # the client went away without CloseStream: flush and keep what it sent
+        while True:  # once the stream ended, a client may wait in silence for its last results
+            message = await receive(self._ws, driver, wait_s, "no audio or KeepAlive came")
+            if message.type == WSMsgType.BINARY:
+                await self._take_audio(message.data, driver, converter)
+            elif message.type == WSMsgType.TEXT:
+                await self._take_control(message.data, driver, converter, outbox)
+            else:
+                return  # closing, closed or broken
 
     async def _take_audio(self, data: bytes, driver: SessionDriver, converter: PcmConverter) -> None:
         if not data:
@@ -222,14 +199,13 @@ class ListenConnection:
         driver.stop(wait_for_transcript=False)
 
     async def _close_slow_consumer(self, error: SlowConsumer) -> None:
-        close_code, reason = stream_close(error.code, error.message)
-        await self._ws.close(code=close_code, message=reason.encode())
+        await self._close(error.code, error.message)
 
     async def _write(self, outbox: ListenOutbox, translator: ResultsTranslator) -> None:
         connected = True
         while (event := await outbox.get()) is not None:
             messages: list[ListenMessage] = translator.receive(event)
-            if not outbox.has_waiting():
+            if len(outbox) == 0:  # no event waits: the batch being read is over
                 messages += translator.end_of_batch()
             for message in messages:
                 if not connected:
@@ -272,7 +248,7 @@ def _session_options(state: ServerState, params: ListenParams) -> tuple[SessionO
 async def listen_socket(request: web.Request) -> web.StreamResponse:
     """Refusals before the upgrade are raised (the Deepgram error middleware answers them)."""
     state = request.app[SERVER_STATE]
-    ws = web.WebSocketResponse(max_msg_size=TRANSPORT_MAX_FRAME_BYTES, heartbeat=_HEARTBEAT_S, compress=False)
+    ws = live_socket()
     if not ws.can_prepare(request).ok:
         raise InvalidRequest(
             "GET /v1/listen is Deepgram's streaming WebSocket; POST a file to /v1/listen to transcribe it"

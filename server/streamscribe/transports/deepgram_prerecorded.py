@@ -18,9 +18,9 @@ from ..transcript import Segment, Transcript, Word
 from .deepgram_shape import (
     REPEATED_PARAMETERS,
     Alternative,
+    ListenMetadata,
     ListenParams,
     ListenWord,
-    ModelInfo,
     alternative,
     created_now,
     listen_word,
@@ -81,21 +81,10 @@ class FileResults(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True)
     utterances: list[Utterance] | None = None
 
 
-class FileMetadata(msgspec.Struct, frozen=True, kw_only=True):
-    transaction_key: str = "deprecated"
-    request_id: str
-    sha256: str
-    created: str
-    duration: float
-    channels: int
-    models: list[str]
-    model_info: dict[str, ModelInfo]
-
-
 class FileResponse(msgspec.Struct, frozen=True, kw_only=True):
     """The answer of POST /v1/listen (the SDK's ListenV1Response)."""
 
-    metadata: FileMetadata
+    metadata: ListenMetadata
     results: FileResults
 
 
@@ -133,7 +122,7 @@ def file_response(transcript: Transcript, params: ListenParams, sha256: str, cre
     models = transcript.info.models
     model_name = models.get("second_pass") or models.get("live") or "unknown"
     return FileResponse(
-        metadata=FileMetadata(
+        metadata=ListenMetadata(
             request_id=transcript.id,
             sha256=sha256,
             created=created,

@@ -27,6 +27,7 @@ from ..wire import (
 )
 from .deepgram_shape import (
     Alternative,
+    ListenMetadata,
     ListenParams,
     ModelInfo,
     alternative,
@@ -112,18 +113,8 @@ class UtteranceEndMessage(ListenMessage, tag="UtteranceEnd", frozen=True, kw_onl
     last_word_end: float
 
 
-class MetadataMessage(ListenMessage, tag="Metadata", frozen=True, kw_only=True):
+class MetadataMessage(ListenMetadata, ListenMessage, tag="Metadata", frozen=True, kw_only=True):
     """The last message of a stream that ended normally (after CloseStream)."""
-
-    transaction_key: str = "deprecated"
-    request_id: str
-    sha256: str
-    """Of the audio bytes received."""
-    created: str
-    duration: float
-    channels: int
-    models: list[str]
-    model_info: dict[str, ModelInfo]
 
 
 class ErrorMessage(ListenMessage, tag="Error", frozen=True, kw_only=True, omit_defaults=True):

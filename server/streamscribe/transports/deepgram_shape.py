@@ -34,9 +34,9 @@ from ..errors import (
 
 # ---- query parameters ---------------------------------------------------------------------------
 
-ENCODINGS = {"linear16": "pcm_s16le", "linear32": "pcm_f32le"}
+ENCODINGS = {"linear16": "pcm_s16le", "linear32": "pcm_f32le", "mulaw": "pcm_mulaw", "alaw": "pcm_alaw"}
 """Deepgram's raw encodings this server decodes, as our PcmConverter names them (linear32 is
-Deepgram's 32-bit float)."""
+Deepgram's 32-bit float; mulaw and alaw are telephony's G.711)."""
 REPEATED_PARAMETERS = frozenset({"keyterm", "keywords"})
 """Parameters a client repeats for several values (keyterm=a&keyterm=b)."""
 DEEPGRAM_MODEL_FAMILIES = ("nova-3", "nova-2", "nova", "enhanced", "base", "whisper")
@@ -234,6 +234,20 @@ class ModelInfo(msgspec.Struct, frozen=True, kw_only=True):
     name: str
     version: str
     arch: str
+
+
+class ListenMetadata(msgspec.Struct, frozen=True, kw_only=True):
+    """What a stream's closing Metadata message and a file's answer (its `metadata`) say of it."""
+
+    transaction_key: str = "deprecated"
+    request_id: str
+    sha256: str
+    """Of the audio bytes received."""
+    created: str
+    duration: float
+    channels: int
+    models: list[str]
+    model_info: dict[str, ModelInfo]
 
 
 def model_uuid(model_name: str) -> str:

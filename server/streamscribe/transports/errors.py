@@ -60,7 +60,7 @@ def _answer(request: web.Request, exc: StreamscribeError, status: int | None = N
         "code": exc.code,
     }
     log.log(level, "request refused", extra={"fields": fields})
-    request.app[SERVER_STATE].metrics.refusals.labels(code=exc.code).inc()
+    request.app[SERVER_STATE].count_refusal(exc)
     kind = "invalid_request_error" if status < 500 else "server_error"
     response = struct_response(
         ErrorBody(error=ErrorDetail(code=exc.code, message=exc.message, type=kind)), status

@@ -11,56 +11,29 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
+import time
 
 from aiohttp import WSMsgType, web
 
 from ..audio import PcmConverter
-from ..errors import (
-    IdleTimeout,
-    ProtocolViolation,
-    SlowConsumer,
-    StreamscribeError,
-    close_code_for,
-)
+from ..errors import IdleTimeout, ProtocolViolation, StreamscribeError, close_code_for
 from ..live.driver import SessionDriver
 from ..live.outbox import Outbox
-from ..live.sessions import SessionHost, SessionOptions, Slot
+from ..live.resume import Attachment
+from ..live.sessions import SessionOptions, Slot, Transport
 from ..store.base import ApiKey
-from ..wire import MAX_FRAME_BYTES
 from .auth import caller
+from .live_socket import HEARTBEAT_S, close_for, live_socket, read_frames, serve_session
 from .realtime_events import ServerEvent, ServerVadSettings, encode_event
 from .realtime_protocol import INPUT_SAMPLE_RATE, RealtimeProtocol, error_event
 from .state import SERVER_STATE, ServerState
 
 log = logging.getLogger(__name__)
 
-_MAX_EVENT_BYTES = 2 * MAX_FRAME_BYTES
-"""aiohttp drops the connection (1009) past this; an append whose audio is larger than
-MAX_APPEND_BYTES (base64 makes it a third longer) gets an `error` before that."""
-_HEARTBEAT_S = 60.0
-"""As on /v1/stream: a ping after this long without a frame; a client that vanished is closed."""
-
-
-class _LiveControl:
-    """What the protocol asks of the session: the driver, and the host's language check."""
-
-    def __init__(self, driver: SessionDriver, host: SessionHost) -> None:
-        self._driver = driver
-        self._host = host
-
-    @property
-    def speech_start_s(self) -> float | None:
-        return self._driver.session.speech_start_s
-
-    def cut(self) -> float | None:
-        return self._driver.cut()
-
-    def update_decoding(self, language: str | None, prompt: str | None) -> None:
-        self._driver.update_decoding(language, prompt)
-
-    def check_language(self, requested: str | None) -> str | None:
-        return self._host.live_language(requested)
+_TRANSPORT: Transport = "openai-realtime"
+"""As `streamscribe bench --transport` names it: the sessions' `transport` in metrics and logs."""
 
 
 class RealtimeConnection:
@@ -85,21 +58,16 @@ class RealtimeConnection:
             )
             return
         host = self._state.sessions
-        slot: Slot | None = None
         try:
             options = SessionOptions(
                 language=host.live_language(None),
                 stream=self._state.settings.stream,
                 input_sample_rate=INPUT_SAMPLE_RATE,
             )
-            slot = host.admit("realtime", caller)
-            driver = await host.open(slot, options)
+            slot, driver = await host.open_new(_TRANSPORT, caller, options)
         except StreamscribeError as exc:
             await self.refuse(exc)
             return
-        finally:
-            if slot is not None and slot.driver is None:
-                host.release(slot)
         await self._serve(slot, driver)
 
     async def _serve(self, slot: Slot, driver: SessionDriver) -> None:
@@ -111,16 +79,12 @@ class RealtimeConnection:
             silence_duration_ms=stream.min_silence_ms,
         )
         protocol = RealtimeProtocol(
-            slot.session_id, host.scheduler.engine.name, vad, _LiveControl(driver, host)
+            slot.session_id, host.scheduler.engine.name, vad, driver, host.live_language
         )
         await self._flush(protocol)
         outbox = Outbox(self._state.settings.outbox_max_messages)
-        writer = asyncio.create_task(self._translate(outbox, protocol))
-        reader = asyncio.create_task(self._read(driver, protocol))
-        await host.run(slot, outbox, self._close_slow_consumer)  # ends once the session is closed
-        reader.cancel()  # nothing more is read from a closed session (nor during server shutdown)
-        await asyncio.gather(reader, return_exceptions=True)
-        await writer
+        slot.attachment = Attachment(outbox, functools.partial(close_for, self._ws))
+        await serve_session(host, slot, self._read(driver, protocol), self._translate(outbox, protocol))
         if not self._ws.closed:
             await self._ws.close(code=close_code_for(driver.session.error_code))
 
@@ -128,39 +92,48 @@ class RealtimeConnection:
         """Answer with one `error` event and close; no session is opened."""
         log.info(
             "realtime session refused",
-            extra={"fields": {"event": "refused", "transport": "realtime", "code": error.code}},
+            extra={"fields": {"event": "refused", "transport": _TRANSPORT, "code": error.code}},
         )
-        self._state.metrics.refusals.labels(code=error.code).inc()
+        self._state.count_refusal(error)
         await self._send(error_event(error))
-        await self._ws.close(code=error.close_code, message=error.close_reason)
+        await close_for(self._ws, error)
 
     async def _read(self, driver: SessionDriver, protocol: RealtimeProtocol) -> None:
-        """Feed the client's events until a disconnect or a silent client; `_serve` cancels it
-        once the session closed."""
+        """Feed the client's events until bad input or a disconnect; `_serve` cancels it once the
+        session closed."""
+        if await read_frames(driver, self._events(driver, protocol)):
+            driver.disconnect()  # the client went away: what was heard is kept and stored
+
+    async def _events(self, driver: SessionDriver, protocol: RealtimeProtocol) -> None:
+        """Take the client's events until the connection ends; raises on bad input. A quiet
+        client is not cut off (unlike on /v1/stream, stream_idle_timeout_s does not apply): a
+        push-to-talk client may send nothing for minutes between turns, and OpenAI's sessions
+        wait for it. The heartbeat closes a client that vanished; one that stays connected but
+        sends nothing for max_session_s (as long as a session may take audio) is taken as
+        abandoned and ended with `idle_timeout`."""
         converter = PcmConverter("pcm_s16le", INPUT_SAMPLE_RATE, 1)
-        wait_s = self._state.settings.stream_idle_timeout_s
-        try:
-            while True:
-                try:
-                    message = await self._ws.receive(timeout=wait_s)
-                except TimeoutError:
-                    raise IdleTimeout(f"nothing was sent for {wait_s:g} s; the session is ended") from None
-                if message.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED, WSMsgType.ERROR):
-                    break
-                audio = protocol.receive_client_event(message.data)
-                await self._flush(protocol)
-                if audio:
-                    await driver.feed_audio(converter.convert(audio))
-        except StreamscribeError as exc:
-            driver.fail(exc)
-            return
-        except ConnectionError:
-            pass  # the connection broke: as if it closed
-        except Exception as exc:  # a bug must not leave the session open
-            log.exception("reading realtime session %s failed", driver.session.session_id)
-            driver.fail(StreamscribeError.reading_failed(exc))
-            return
-        driver.disconnect()  # the client went away: what was heard is kept and stored
+        settings = self._state.settings
+        abandoned_after_s = settings.stream.max_session_s
+        check_s = max(1.0, min(HEARTBEAT_S, settings.stall_after_s / 2))
+        quiet_since = time.monotonic()
+        while True:
+            quiet_s = time.monotonic() - quiet_since
+            if quiet_s >= abandoned_after_s:
+                raise IdleTimeout(
+                    f"nothing was sent for {abandoned_after_s:g} s; the session was taken as abandoned"
+                )
+            try:
+                message = await self._ws.receive(timeout=min(check_s, abandoned_after_s - quiet_s))
+            except TimeoutError:
+                driver.keep_waiting()  # quiet, not stalled: the heartbeat vouches for the client
+                continue
+            quiet_since = time.monotonic()
+            if message.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED, WSMsgType.ERROR):
+                return
+            audio = protocol.receive_client_event(message.data)
+            await self._flush(protocol)
+            if audio:
+                await driver.feed_audio(converter.convert(audio))
 
     async def _translate(self, outbox: Outbox, protocol: RealtimeProtocol) -> None:
         while (event := await outbox.get()) is not None:
@@ -183,13 +156,10 @@ class RealtimeConnection:
         except ConnectionError:
             self._connected = False
 
-    async def _close_slow_consumer(self, error: SlowConsumer) -> None:
-        await self._ws.close(code=error.close_code, message=error.close_reason)
-
 
 async def realtime_handler(request: web.Request) -> web.WebSocketResponse:
     state = request.app[SERVER_STATE]
-    ws = web.WebSocketResponse(max_msg_size=_MAX_EVENT_BYTES, heartbeat=_HEARTBEAT_S, compress=False)
+    ws = live_socket()
     await ws.prepare(request)
     connection = RealtimeConnection(ws, state)
     try:

@@ -8,7 +8,10 @@ Items. OpenAI transcribes the input audio buffer one *item* at a time. With turn
 the audio between two `input_audio_buffer.commit`s: `committed` answers the commit at once, and
 `completed` follows when the words heard before the commit are all final. A commit cuts the
 utterance going on (LiveSession.receive_cut), so the words of an item are exactly those our
-session sends before the `utterance_end` the cut points at.
+session sends before the `utterance_end` the cut points at. Speech after the cut is a new
+utterance (with turn detection on, a new item) only once the VAD says it goes on past the cut: a
+push-to-talk commit right after the last word leaves no empty item behind when the VAD's late end
+of that word arrives.
 
 Deltas. `...input_audio_transcription.delta` carries an item's final words as our session
 commits them, so deltas stream while the person speaks, and may come before the item's
@@ -27,6 +30,7 @@ import base64
 import binascii
 import secrets
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -103,7 +107,7 @@ class CommitEmpty(ProtocolViolation):
 
 
 class SessionControl(Protocol):
-    """What the protocol asks of the live session behind it."""
+    """What the protocol asks of the live session behind it (live/driver.py's SessionDriver)."""
 
     @property
     def speech_start_s(self) -> float | None:
@@ -116,10 +120,6 @@ class SessionControl(Protocol):
         ...
 
     def update_decoding(self, language: str | None, prompt: str | None) -> None: ...
-
-    def check_language(self, requested: str | None) -> str | None:
-        """The language to decode (the server's default for None); raises UnsupportedLanguage."""
-        ...
 
 
 def error_event(
@@ -180,16 +180,24 @@ class _Change:
 class RealtimeProtocol:
     """One transcription session. Feed `receive_client_event` (it returns the audio to feed the
     live session) and `receive_session_event` (every event of the live session, in order); send
-    `events_to_send()` after each. `session.created` is queued at once."""
+    `events_to_send()` after each. `session.created` is queued at once. `check_language` gives the
+    language to decode for the one a client asks for (the server's default for None), or raises
+    UnsupportedLanguage."""
 
     def __init__(
-        self, session_id: str, engine_name: str, vad: ServerVadSettings, control: SessionControl
+        self,
+        session_id: str,
+        engine_name: str,
+        vad: ServerVadSettings,
+        control: SessionControl,
+        check_language: Callable[[str | None], str | None],
     ) -> None:
         self._session_id = session_id
         self._engine_name = engine_name
         self._vad = vad
         self._control = control
-        self._settings = _Settings(model=engine_name, language=control.check_language(None), prompt=None)
+        self._check_language = check_language
+        self._settings = _Settings(model=engine_name, language=check_language(None), prompt=None)
         self._items: deque[_Item] = deque()
         """Items not completed yet, oldest first: our session's words go to the first."""
         self._dropped_starts: set[float] = set()
@@ -363,7 +371,7 @@ class RealtimeProtocol:
                 )
                 raise InvalidEvent(error, change.transcription_param + ".model", event_id)
             try:
-                language = self._control.check_language(requested_language)
+                language = self._check_language(requested_language)
             except StreamscribeError as exc:
                 raise InvalidEvent(exc, change.transcription_param + ".language", event_id) from exc
             if (language, prompt) != (settings.language, settings.prompt):

@@ -34,6 +34,7 @@ from ..errors import (
 )
 from ..live.driver import SessionDriver
 from ..live.outbox import Outbox
+from ..live.resume import Attachment
 from ..live.sessions import SessionOptions, Slot
 from ..store.base import can_see
 from ..wire import Finalize, IceServers, Prompt, RetentionHours, Stop, WebRtcAnswer, encode
@@ -128,10 +129,11 @@ class WebRtcSession:
 
     async def _run(self, driver: SessionDriver) -> None:
         outbox = Outbox(self._state.settings.outbox_max_messages)
+        self._slot.attachment = Attachment(outbox, self._slow_consumer)
         feeder = asyncio.create_task(self._feed(driver))
         writer = asyncio.create_task(self._write(outbox))
         try:
-            await self._state.sessions.run(self._slot, outbox, self._slow_consumer)
+            await self._state.sessions.run(self._slot)
         finally:
             feeder.cancel()
             await asyncio.gather(feeder, return_exceptions=True)

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 
 import msgspec
-from aiohttp import WSMsgType, web
+from aiohttp import WSCloseCode, WSMsgType, web
 
 from ..audio import SAMPLE_RATE, PcmConverter
 from ..errors import (
@@ -16,7 +17,7 @@ from ..errors import (
     IdleTimeout,
     InvalidRequest,
     ProtocolViolation,
-    SlowConsumer,
+    ShuttingDown,
     StreamscribeError,
     UnknownModel,
     close_code_for,
@@ -24,7 +25,7 @@ from ..errors import (
 from ..live.driver import SessionDriver
 from ..live.outbox import Outbox
 from ..live.resume import Attachment, ResumableSlot
-from ..live.sessions import SessionOptions, Slot
+from ..live.sessions import SessionOptions
 from ..store.base import ApiKey
 from ..wire import (
     MAX_FRAME_BYTES,
@@ -39,18 +40,12 @@ from ..wire import (
 )
 from .auth import caller
 from .client_messages import parse_client_message
+from .live_socket import close_for, live_socket, read_frames, receive
 from .state import SERVER_STATE, ServerState
 
 log = logging.getLogger(__name__)
-
-TRANSPORT_MAX_FRAME_BYTES = 2 * MAX_FRAME_BYTES
-"""aiohttp drops the connection (1009) past this; between the two the client gets an `error`."""
-_HEARTBEAT_S = 60.0
-"""A ping after this long without a frame; no pong within half of it closes the connection (a
-client that vanished while it waits for its transcript). Its pong can queue behind audio that
-max_stream_speed has yet to take: 30 s covers the few MB a socket buffers. No per-message
-compression is offered: 1 MiB of silence deflates to 1 KB, so a client could queue hours of
-audio in a socket's buffers."""
+_GOODBYES = (WSCloseCode.OK, WSCloseCode.GOING_AWAY)
+"""Close codes of a client that left for good: its stream ends at once, with no resume window."""
 
 
 class StreamConnection:
@@ -64,12 +59,13 @@ class StreamConnection:
         self._resume_token: str | None = None
         self._reader: asyncio.Task[None] | None = None
         self._superseded = False
+        self._said_goodbye = False
+        """The client closed with a goodbye code: it is not coming back."""
 
     async def run(self, caller: ApiKey | None) -> None:
         """Admit the session on the client's `start` (a socket that never sends one holds no slot),
         open it, then serve it until it is closed."""
         host = self._state.sessions
-        slot: Slot | None = None
         try:
             start = await self._receive_start()
             converter = PcmConverter(start.encoding, start.sample_rate, start.channels)
@@ -80,14 +76,10 @@ class StreamConnection:
                 prompt=start.prompt,
                 audio_retention_h=start.audio_retention_h,
             )
-            slot = host.admit("websocket", caller)
-            driver = await host.open(slot, options)
+            slot, driver = await host.open_new("websocket", caller, options)
         except StreamscribeError as exc:
             await self.refuse(exc)
             return
-        finally:
-            if slot is not None and slot.driver is None:
-                host.release(slot)
         self._resume_token = host.resumptions.offer(
             slot, lambda: PcmConverter(start.encoding, start.sample_rate, start.channels)
         )
@@ -100,9 +92,12 @@ class StreamConnection:
     async def resume(self, caller: ApiKey | None, token: str, after_seq: int) -> None:
         """Take over the stream of `token` (its previous connection is dropped if the server still
         holds it): `resumed`, the events after `after_seq`, then the stream goes on here."""
+        host = self._state.sessions
         attachment = self._attachment()
         try:
-            slot = await self._state.sessions.resumptions.resume(token, caller, after_seq, attachment)
+            if host.draining:
+                raise ShuttingDown("the server is shutting down; its streams are being ended")
+            slot = await host.resumptions.resume(token, caller, after_seq, attachment)
         except StreamscribeError as exc:
             await self.refuse(exc)
             return
@@ -123,13 +118,15 @@ class StreamConnection:
 
     def _attachment(self) -> Attachment:
         outbox = Outbox(self._state.settings.outbox_max_messages)
-        return Attachment(outbox, self._close_slow_consumer, self._supersede)
+        return Attachment(outbox, functools.partial(close_for, self._ws), self._supersede)
 
     async def _attend(
         self, slot: ResumableSlot, driver: SessionDriver, attachment: Attachment, converter: PcmConverter
     ) -> None:
         """Read the client's frames into the session and write its events, until the session
         closes (then close with its code) or this connection drops or is taken over."""
+        if self._superseded:  # taken over by a later comeback while this one was answered
+            return
         writer = asyncio.create_task(self._write(attachment.outbox))
         self._reader = asyncio.create_task(self._read(slot, driver, attachment, converter))
         await writer  # ends once the outbox is closed: the session closed, or the client is gone
@@ -180,12 +177,12 @@ class StreamConnection:
             "stream refused",
             extra={"fields": {"event": "refused", "transport": "websocket", "code": error.code}},
         )
-        self._state.metrics.refusals.labels(code=error.code).inc()
+        self._state.count_refusal(error)
         with contextlib.suppress(ConnectionError):
             await self._ws.send_str(
                 _text(Error(seq=1, code=error.code, message=error.message, retry_after_s=error.retry_after_s))
             )
-        await self._ws.close(code=error.close_code, message=error.close_reason)
+        await close_for(self._ws, error)
 
     async def _read(
         self, slot: ResumableSlot, driver: SessionDriver, attachment: Attachment, converter: PcmConverter
@@ -193,50 +190,38 @@ class StreamConnection:
         """Feed frames until bad input, a disconnect or a silent client; cancelled once the
         session closed. A connection that drops without a close frame leaves the stream waiting
         for its client to resume it (where it may); a closed one ends it."""
-        wait_s = self._state.settings.stream_idle_timeout_s
-        dropped = True
-        try:
-            while True:
-                try:  # once stopped, a client may wait in silence for its transcript
-                    message = await self._ws.receive(timeout=None if driver.session.ended else wait_s)
-                except TimeoutError:
-                    raise IdleTimeout(f"nothing was sent for {wait_s:g} s; the stream is ended") from None
-                if message.type in (WSMsgType.CLOSE, WSMsgType.CLOSING):
-                    dropped = False  # the client said goodbye: it is not coming back
-                    break
-                if message.type in (WSMsgType.CLOSED, WSMsgType.ERROR):
-                    break
-                if message.type == WSMsgType.BINARY:
-                    if len(message.data) > MAX_FRAME_BYTES:
-                        raise FrameTooLarge(
-                            f"audio frame of {len(message.data)} bytes exceeds {MAX_FRAME_BYTES} bytes"
-                        )
-                    await driver.feed_audio(converter.convert(message.data))
-                elif message.type == WSMsgType.TEXT:
-                    match parse_client_message(message.data):
-                        case Stop(wait_for_transcript=wait):
-                            await driver.feed_audio(converter.flush())
-                            driver.stop(wait)
-                        case Finalize():
-                            driver.finalize()
-                        case _:
-                            raise ProtocolViolation("the stream has already started")
-        except StreamscribeError as exc:
-            driver.fail(exc)
+        if not await read_frames(driver, self._frames(driver, converter)) or self._superseded:
             return
-        except ConnectionError:
-            pass  # the connection broke (a reset while answering a ping, say)
-        except Exception as exc:  # a bug or a failing disk must not leave the session open
-            log.exception("reading stream %s failed", driver.session.session_id)
-            driver.fail(StreamscribeError.reading_failed(exc))
-            return
-        if self._superseded:
-            return
-        if not (dropped and self._state.sessions.resumptions.detach(slot, attachment)):
+        if self._said_goodbye or not self._state.sessions.resumptions.detach(slot, attachment):
             driver.disconnect()  # the client is gone without stop: flush and keep what it sent
 
-    async def _close_slow_consumer(self, error: SlowConsumer) -> None:
-        await self._ws.close(code=error.close_code, message=error.close_reason)
+    async def _frames(self, driver: SessionDriver, converter: PcmConverter) -> None:
+        """Feed frames until the connection ends (or is taken over); raises on bad input."""
+        wait_s = self._state.settings.stream_idle_timeout_s
+        while True:  # once stopped, a client may wait in silence for its transcript
+            message = await receive(self._ws, driver, wait_s, "nothing was sent")
+            if self._superseded:  # frames buffered before the drop: the comeback sends them again
+                return
+            if message.type in (WSMsgType.CLOSE, WSMsgType.CLOSING):
+                self._said_goodbye = message.data in _GOODBYES  # 1011 from a client's ping timeout: back soon
+                return
+            if message.type in (WSMsgType.CLOSED, WSMsgType.ERROR):
+                return
+            if message.type == WSMsgType.BINARY:
+                if len(message.data) > MAX_FRAME_BYTES:
+                    raise FrameTooLarge(
+                        f"audio frame of {len(message.data)} bytes exceeds {MAX_FRAME_BYTES} bytes"
+                    )
+                await driver.feed_audio(converter.convert(message.data))
+            elif message.type == WSMsgType.TEXT:
+                match parse_client_message(message.data):
+                    case Stop(wait_for_transcript=wait):
+                        await driver.feed_audio(converter.flush())
+                        driver.stop(wait)
+                    case Finalize():
+                        driver.finalize()
+                    case _:
+                        raise ProtocolViolation("the stream has already started")
 
     async def _write(self, outbox: Outbox) -> None:
         connected = True
@@ -257,8 +242,8 @@ def _text(event: ServerMessage) -> str:
 
 async def stream_handler(request: web.Request) -> web.WebSocketResponse:
     state = request.app[SERVER_STATE]
-    after_seq = _after_seq(request)  # before the upgrade: a bad one is a 400
-    ws = web.WebSocketResponse(max_msg_size=TRANSPORT_MAX_FRAME_BYTES, heartbeat=_HEARTBEAT_S, compress=False)
+    after_seq = _after_seq(request) if "resume" in request.query else 0  # a bad one is a 400
+    ws = live_socket()
     await ws.prepare(request)
     connection = StreamConnection(ws, request, state)
     try:
@@ -276,7 +261,7 @@ async def stream_handler(request: web.Request) -> web.WebSocketResponse:
 def _after_seq(request: web.Request) -> int:
     """?after= of a comeback: the last seq its client saw (0: none)."""
     after = request.query.get("after", "0")
-    if not after.isdigit():
+    if not (after.isascii() and after.isdigit()):
         raise InvalidRequest(f"after must be the last seq the client saw (a whole number), not {after!r}")
     return int(after)
 
