@@ -112,6 +112,14 @@ def finals_seen(count: int) -> Callable[[list[ServerMessage]], bool]:
     return lambda events: sum(isinstance(event, Final) for event in events) >= count
 
 
+async def open_stream(url: str) -> tuple[Connection, asyncio.Task[None]]:
+    """A new stream at `url` (started), with the task that receives its events."""
+    connection = Connection(await connect(ws_url(url), max_size=None))
+    receiving = asyncio.create_task(connection.receive_all())
+    await connection.ws.send(encode(Start()).decode())
+    return connection, receiving
+
+
 async def comeback(url: str, ready: Ready, after_seq: int) -> tuple[Connection, asyncio.Task[None]]:
     assert ready.resume_token is not None, "ready carries a resume token"
     ws = await connect(f"{ws_url(url)}?resume={ready.resume_token}&after={after_seq}", max_size=None)
@@ -148,9 +156,7 @@ async def test_a_stream_cut_mid_way_resumes_with_every_final_once(
 ) -> None:
     audio, reference = speech
     async with CutProxy(server_url) as proxy:
-        first = Connection(await connect(ws_url(proxy.url), max_size=None))
-        receiving = asyncio.create_task(first.receive_all())
-        await first.ws.send(encode(Start()).decode())
+        first, receiving = await open_stream(proxy.url)
         await send_audio(first.ws, audio[: audio.size // 2], then_stop=False)
         await first.until(finals_seen(1))
         proxy.cut()  # no close frame, no goodbye: both sides see the connection reset
@@ -184,9 +190,7 @@ async def test_a_comeback_takes_over_a_connection_the_server_still_holds(
 ) -> None:
     """The server has not noticed the drop (no reset reached it): the old connection is dropped."""
     audio, _ = speech
-    first = Connection(await connect(ws_url(server_url), max_size=None))
-    receiving_first = asyncio.create_task(first.receive_all())
-    await first.ws.send(encode(Start()).decode())
+    first, receiving_first = await open_stream(server_url)
     await send_audio(first.ws, audio[: 12 * SAMPLE_RATE], then_stop=False)
     await first.until(finals_seen(1))
     ready = first.events[0]
@@ -210,9 +214,7 @@ async def test_a_client_that_closes_for_a_ping_timeout_may_come_back(
     """websockets closes with 1011 when its keepalive ping gets no pong: that client will be back
     (1000 and 1001 are the goodbyes that end a stream at once)."""
     audio, _ = speech
-    first = Connection(await connect(ws_url(server_url), max_size=None))
-    receiving = asyncio.create_task(first.receive_all())
-    await first.ws.send(encode(Start()).decode())
+    first, receiving = await open_stream(server_url)
     await send_audio(first.ws, audio[: 8 * SAMPLE_RATE], then_stop=False)
     await first.until(finals_seen(1))
     await first.ws.close(code=1011, reason="keepalive ping timeout")
@@ -234,9 +236,7 @@ async def test_a_client_cut_after_stop_gets_the_end_of_its_stream(
 ) -> None:
     audio, _ = speech
     async with CutProxy(server_url) as proxy:
-        first = Connection(await connect(ws_url(proxy.url), max_size=None))
-        receiving = asyncio.create_task(first.receive_all())
-        await first.ws.send(encode(Start()).decode())
+        first, receiving = await open_stream(proxy.url)
         await send_audio(first.ws, audio[: 6 * SAMPLE_RATE], then_stop=True)
         await first.until(lambda events: bool(events))
         proxy.cut()
@@ -267,9 +267,7 @@ async def test_after_the_window_the_stream_ends_and_its_token_is_refused(
     runner, url = await start_server(short_window, engine)
     try:
         async with CutProxy(url) as proxy:
-            first = Connection(await connect(ws_url(proxy.url), max_size=None))
-            receiving = asyncio.create_task(first.receive_all())
-            await first.ws.send(encode(Start()).decode())
+            first, receiving = await open_stream(proxy.url)
             await send_audio(first.ws, audio[: 12 * SAMPLE_RATE], then_stop=False)
             await first.until(finals_seen(1))
             proxy.cut()
