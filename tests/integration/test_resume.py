@@ -127,6 +127,14 @@ async def comeback(url: str, ready: Ready, after_seq: int) -> tuple[Connection, 
     return connection, asyncio.create_task(connection.receive_all())
 
 
+async def resumed_on(connection: Connection) -> Resumed:
+    """The first answer on a comeback, which must be `resumed`."""
+    await connection.until(lambda events: bool(events))
+    resumed = connection.events[0]
+    assert isinstance(resumed, Resumed), f"the comeback starts with resumed, not {resumed!r}"
+    return resumed
+
+
 async def stored(url: str, transcript_id: str) -> Transcript:
     async with ClientSession() as http, http.get(f"{url}/v1/transcripts/{transcript_id}") as response:
         assert response.status == 200
@@ -166,9 +174,7 @@ async def test_a_stream_cut_mid_way_resumes_with_every_final_once(
     assert not any(isinstance(event, Closed) for event in first.events), "cut before the end"
 
     second, receiving = await comeback(server_url, ready, first.events[-1].seq)
-    await second.until(lambda events: bool(events))
-    resumed = second.events[0]
-    assert isinstance(resumed, Resumed), f"the comeback starts with resumed, not {resumed!r}"
+    resumed = await resumed_on(second)
     assert resumed.session_id == ready.session_id
     held = round(resumed.received_s * SAMPLE_RATE)
     assert 0 < held <= audio.size // 2
@@ -198,9 +204,7 @@ async def test_a_comeback_takes_over_a_connection_the_server_still_holds(
 
     second, receiving = await comeback(server_url, ready, first.events[-1].seq)
     await receiving_first  # the server dropped the old connection
-    await second.until(lambda events: bool(events))
-    resumed = second.events[0]
-    assert isinstance(resumed, Resumed)
+    resumed = await resumed_on(second)
     await send_audio(second.ws, audio[round(resumed.received_s * SAMPLE_RATE) :], then_stop=True)
     await receiving
     assert second.ws.close_code == 1000
@@ -222,9 +226,7 @@ async def test_a_client_that_closes_for_a_ping_timeout_may_come_back(
     ready = first.events[0]
     assert isinstance(ready, Ready)
     second, receiving = await comeback(server_url, ready, first.events[-1].seq)
-    await second.until(lambda events: bool(events))
-    resumed = second.events[0]
-    assert isinstance(resumed, Resumed), resumed
+    resumed = await resumed_on(second)
     await send_audio(second.ws, audio[round(resumed.received_s * SAMPLE_RATE) :], then_stop=True)
     await receiving
     assert second.ws.close_code == 1000
@@ -244,9 +246,7 @@ async def test_a_client_cut_after_stop_gets_the_end_of_its_stream(
     ready = first.events[0]
     assert isinstance(ready, Ready)
     second, receiving = await comeback(server_url, ready, first.events[-1].seq)
-    await second.until(lambda events: bool(events))
-    resumed = second.events[0]
-    assert isinstance(resumed, Resumed), resumed
+    resumed = await resumed_on(second)
     # As the SDKs do: what the server may have missed again, stop included (a second stop, or
     # audio after the end, is ignored by a stream that has it already)
     await send_audio(

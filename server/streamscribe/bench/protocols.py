@@ -23,7 +23,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from ..audio import SAMPLE_RATE, Samples, to_pcm_s16le
-from ..client.stream import StreamResult, TimedEvent
+from ..client.stream import StreamResult, TimedEvent, keep_pace
 from ..wire import Closed, Final, Partial, ServerMessage, Word
 
 _CHUNK_MS = 100
@@ -155,8 +155,7 @@ async def _send_paced(
     chunk = rate * _CHUNK_MS // 1000
     with contextlib.suppress(ConnectionClosed):
         for offset in range(0, samples.size, chunk):
-            if speed > 0:
-                await asyncio.sleep(max(0.0, began + offset / rate / speed - time.monotonic()))
+            await keep_pace(began, offset / rate, speed)
             await ws.send(frame(to_pcm_s16le(samples[offset : offset + chunk])))
         if last is not None:
             await ws.send(last)

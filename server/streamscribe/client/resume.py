@@ -40,6 +40,7 @@ from ..wire import (
 from .http import refusal
 from .outgoing import Outgoing
 from .sources import Source, opened
+from .stream import keep_pace
 
 _OPEN_TIMEOUT_S = 30.0
 _PING_S = 20.0
@@ -344,9 +345,7 @@ class Stream:
         began = time.monotonic()
         taken = 0
         async for chunk in chunks:
-            if self._speed > 0:
-                due = began + taken / self._outgoing.bytes_per_s / self._speed
-                await asyncio.sleep(max(0.0, due - time.monotonic()))
+            await keep_pace(began, taken / self._outgoing.bytes_per_s, self._speed)
             await self._outgoing.append(chunk)
             taken += len(chunk)
         await self._closing.aclose()

@@ -53,6 +53,13 @@ class StreamResult:
         return [word for timed in self.events if isinstance(timed.event, Final) for word in timed.event.words]
 
 
+async def keep_pace(began: float, audio_s: float, speed: float) -> None:
+    """Wait until `audio_s` seconds of audio sent since `began` (monotonic) keeps to `speed` x
+    real time; at once for speed 0 (as fast as the connection takes it)."""
+    if speed > 0:
+        await asyncio.sleep(max(0.0, began + audio_s / speed - time.monotonic()))
+
+
 async def stream_samples(
     url: str,
     samples: Samples,
@@ -80,8 +87,7 @@ async def stream_samples(
 
         async def send_audio() -> None:
             for offset in range(0, samples.size, chunk_samples):
-                if speed > 0:
-                    await asyncio.sleep(max(0.0, began + offset / SAMPLE_RATE / speed - time.monotonic()))
+                await keep_pace(began, offset / SAMPLE_RATE, speed)
                 chunk = samples[offset : offset + chunk_samples]
                 await ws.send(to_pcm_s16le(chunk))
                 result.sent_s += chunk.size / SAMPLE_RATE

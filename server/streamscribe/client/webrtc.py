@@ -17,7 +17,7 @@ from aiortc import AudioStreamTrack, RTCPeerConnection, RTCSessionDescription
 from ..audio import SAMPLE_RATE, Samples
 from ..wire import Closed, Stop, WebRtcAnswer, decode_server, encode
 from .http import auth_headers, refusal
-from .stream import StreamResult, TimedEvent
+from .stream import StreamResult, TimedEvent, keep_pace
 
 FRAME_SAMPLES = SAMPLE_RATE // 50
 """20 ms, the frame of WebRTC's Opus."""
@@ -38,8 +38,7 @@ class SpeechTrack(AudioStreamTrack):
     async def recv(self) -> av.AudioFrame:
         if self.began is None:
             self.began = time.monotonic()
-        due = self.began + self._sent / SAMPLE_RATE / self._speed
-        await asyncio.sleep(max(0.0, due - time.monotonic()))
+        await keep_pace(self.began, self._sent / SAMPLE_RATE, self._speed)
         piece = self._pcm[self._sent : self._sent + FRAME_SAMPLES]
         if piece.size < FRAME_SAMPLES:
             self.finished.set()
