@@ -198,7 +198,11 @@ async def serve(settings: ServerSettings, engine: Engine) -> None:
     app = create_app(settings, engine)
     runner = await listen(app, settings.host, settings.port)
     host, port = runner.addresses[0][:2]
-    print(f"streamscribe listening on http://{host}:{port} (model {engine.name})", flush=True)
+    print(
+        f"streamscribe listening on http://{host}:{port} (model {engine.name}, {engine.runtime} on "
+        f"{engine.device})",
+        flush=True,
+    )
     if settings.auth == "off" and not is_loopback(settings.host):
         log.warning(
             "auth is off: anyone who can reach %s:%s can stream, read and delete transcripts", host, port

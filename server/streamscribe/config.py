@@ -14,7 +14,8 @@ from .languages import check_language
 from .transcript import SpeakerMarks
 from .wire import Prompt
 
-Device = Literal["cpu", "cuda", "auto"]
+Device = Literal["cpu", "cuda", "metal", "auto"]
+EngineKind = Literal["faster-whisper", "whisper.cpp"]
 
 
 class StreamSettings(msgspec.Struct, frozen=True, kw_only=True):
@@ -163,10 +164,15 @@ class ServerSettings(msgspec.Struct, frozen=True, kw_only=True):
     allowed_hosts: tuple[str, ...] = ()
     """Host header names accepted; empty: on a loopback address only loopback names (a page on
     another site reaching it through DNS rebinding is refused), elsewhere any."""
+    engine: EngineKind = "faster-whisper"
+    """What decodes: faster-whisper (CTranslate2, on the CPU or CUDA) or whisper.cpp (ggml, on the
+    CPU, or Metal on Apple silicon; the embedded models are converted to ggml on first use)."""
     model: str = "tiny.en"
     device: Device = "auto"
+    """cpu, cuda, or metal (whisper.cpp only); auto: Metal on Apple silicon for whisper.cpp, CUDA
+    where present for faster-whisper, else the CPU."""
     compute_type: str = "default"
-    """CTranslate2 compute type; "default" means int8 on CPU and float16 on CUDA."""
+    """CTranslate2 compute type (faster-whisper only); "default" means int8 on CPU and float16 on CUDA."""
     cpu_threads: int = 0
     """Threads for one decode on CPU; 0 = the cores shared among the decode workers."""
     decode_workers: Annotated[int, msgspec.Meta(ge=0, le=64)] = 0

@@ -267,6 +267,10 @@ class Health(msgspec.Struct, frozen=True, kw_only=True):
     """ok; full (under min_free_disk_mb free, or a write failed for want of space: new streams
     and uploads are refused); unavailable (the data directory or the store cannot be used)."""
     storage_free_mb: float | None = None
+    engine: str = ""
+    """faster-whisper or whisper.cpp: what decodes the live model."""
+    device: str = ""
+    """Where it decodes: cpu, cuda or metal."""
 
 
 class Readiness(msgspec.Struct, frozen=True, kw_only=True):

@@ -27,6 +27,15 @@ def test_paths_and_bad_values() -> None:
         load_settings(environ={"STREAMSCRIBE_DEVICE": "tpu"})
 
 
+def test_engine_comes_from_the_environment_and_a_bad_one_is_named() -> None:
+    assert load_settings(environ={}).engine == "faster-whisper"
+    assert load_settings(environ={"STREAMSCRIBE_ENGINE": "whisper.cpp"}).engine == "whisper.cpp"
+    flag = load_settings({"engine": "faster-whisper"}, environ={"STREAMSCRIBE_ENGINE": "whisper.cpp"})
+    assert flag.engine == "faster-whisper", "the command line wins over the environment"
+    with pytest.raises(msgspec.ValidationError, match=r"'whisper-cpp'.*\$\.engine"):
+        load_settings(environ={"STREAMSCRIBE_ENGINE": "whisper-cpp"})
+
+
 def test_webrtc_network_settings_are_checked() -> None:
     settings = load_settings(
         {"webrtc_ports": "50000-50100", "webrtc_public_address": "203.0.113.4"}, environ={}

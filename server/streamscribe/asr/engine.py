@@ -44,6 +44,11 @@ class Engine(Protocol):
     """A loaded model. Its methods block; call them from the scheduler's worker threads only."""
 
     name: str
+    """The model's name."""
+    runtime: str
+    """What runs it: faster-whisper or whisper.cpp."""
+    device: str
+    """Where it runs: cpu, cuda or metal."""
     multilingual: bool
     parallel_decodes: int
     """How many calls may run at once, each from its own thread."""

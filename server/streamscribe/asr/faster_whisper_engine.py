@@ -29,6 +29,8 @@ class FasterWhisperEngine:
     """One WhisperModel (`whisper`, also for reference decodes outside the live path): whole
     recordings through faster-whisper's `transcribe`, live windows through a WindowDecoder."""
 
+    runtime = "faster-whisper"
+
     def __init__(
         self, name: str, model_path: str, device: str, compute_type: str, cpu_threads: int, workers: int = 1
     ) -> None:

@@ -1,8 +1,9 @@
-"""Resolve a model name to something faster-whisper can load.
+"""Resolve a model name to something an engine can load, and load it.
 
 "tiny.en" and "base" are embedded (installed packages, no download); a directory holding a
 CTranslate2 model.bin is used as it is; any other name is handed to faster-whisper, which
-downloads it where a network exists.
+downloads it where a network exists. whisper.cpp gets the ggml form of the same weights,
+converted on first use into the cache, or a ggml file named by its path.
 """
 
 from __future__ import annotations
@@ -14,7 +15,10 @@ from pathlib import Path
 
 from ..config import ServerSettings
 from ..errors import UnknownModel
+from .engine import Engine
 from .faster_whisper_engine import FasterWhisperEngine
+from .ggml_export import cached_ggml, is_ggml_file
+from .whisper_cpp_engine import WhisperCppEngine
 
 EMBEDDED = ("tiny.en", "base")
 _BASE_SIDECARS = ("config.json", "tokenizer.json", "vocabulary.json")
@@ -32,6 +36,22 @@ def resolve_model(name: str, cache_dir: Path) -> str:
             raise UnknownModel(f"{local} is a directory without a CTranslate2 model.bin")
         return str(local)
     return name
+
+
+def resolve_ggml(name: str, cache_dir: Path) -> Path:
+    """A ggml file for whisper.cpp: the file named, or the embedded or local CTranslate2 model
+    converted into cache_dir (once; again if the file there is not of the expected size)."""
+    local = Path(name).expanduser()
+    if local.is_file():
+        if not is_ggml_file(local):
+            raise UnknownModel(f"{local} is not a ggml Whisper model (it does not start with 'ggml')")
+        return local
+    resolved = resolve_model(name, cache_dir)
+    if not Path(resolved).is_dir():
+        raise UnknownModel(
+            f"whisper.cpp runs tiny.en, base, a CTranslate2 model directory or a ggml file, not {name!r}"
+        )
+    return cached_ggml(Path(resolved), cache_dir, name)
 
 
 def assemble_base(cache_dir: Path) -> Path:
@@ -66,14 +86,28 @@ def _package_dir(package: str) -> Path:
         raise UnknownModel(f"the embedded model package {package!r} is not installed") from exc
 
 
-def load_engine(settings: ServerSettings, name: str | None = None) -> FasterWhisperEngine:
+def load_engine(settings: ServerSettings, name: str | None = None) -> Engine:
     """The live model (no `name`: the settings' model, with `decode_workers` decodes at once), or
     model `name` for one decode at a time (second passes, benchmark references), on the settings'
-    device, compute type and threads; raises UnknownModel with the reason when it cannot be
-    loaded. The one model loader."""
+    engine, device and threads; raises UnknownModel with the reason when it cannot be loaded.
+    The one model loader."""
+    model = name or settings.model
+    workers = settings.decode_workers if name is None else 1
+    if settings.engine == "whisper.cpp":
+        ggml = resolve_ggml(model, settings.model_cache_dir)
+        return WhisperCppEngine(model, ggml, settings.device, settings.cpu_threads, workers)
+    return load_faster_whisper(settings, name)
+
+
+def load_faster_whisper(settings: ServerSettings, name: str | None = None) -> FasterWhisperEngine:
+    """load_engine's model on faster-whisper whatever the settings' engine, for what needs its
+    internals (the encoder and alignment benchmarks)."""
+    model = name or settings.model
+    if settings.device == "metal":
+        raise UnknownModel("device metal is whisper.cpp's: serve with --engine whisper.cpp there")
     return FasterWhisperEngine(
-        name or settings.model,
-        resolve_model(name or settings.model, settings.model_cache_dir),
+        model,
+        resolve_model(model, settings.model_cache_dir),
         settings.device,
         settings.compute_type,
         settings.cpu_threads,

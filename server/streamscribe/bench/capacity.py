@@ -53,6 +53,7 @@ async def search(corpus: Corpus, args: argparse.Namespace) -> dict[str, Any]:
         "corpus": corpus.name,
         "audio_s": round(corpus.duration_s, 1),
         "model": args.model,
+        "engine": args.engine,
         "serve_args": args.serve_args,
         "stagger_s": args.stagger_s,
         "targets": {
@@ -88,7 +89,8 @@ def _line(figures: dict[str, Any]) -> str:
 
 def report(figures: dict[str, Any]) -> None:
     print(
-        f"\n== {figures['corpus']}: {figures['audio_s']} s of audio per stream, model {figures['model']}, "
+        f"\n== {figures['corpus']}: {figures['audio_s']} s of audio per stream, model {figures['model']} "
+        f"({figures['engine']}), "
         f"starts {figures['stagger_s']:g} s apart, server options {figures['serve_args'] or 'default'!r}"
     )
     for run in figures["runs"].values():

@@ -21,7 +21,7 @@ import numpy as np
 from faster_whisper.audio import pad_or_trim
 from faster_whisper.tokenizer import Tokenizer
 
-from ..asr.models import load_engine
+from ..asr.models import load_faster_whisper
 from ..audio import SAMPLE_RATE
 from ..config import load_settings
 from .corpus import Corpus
@@ -39,7 +39,7 @@ async def measure(corpus: Corpus, args: argparse.Namespace) -> dict[str, Any]:
 
 def _measure(corpus: Corpus, args: argparse.Namespace) -> dict[str, Any]:
     settings = load_settings({"device": "cpu", "compute_type": "int8", "cpu_threads": args.cpu_threads})
-    whisper: Any = load_engine(settings, args.model).whisper
+    whisper: Any = load_faster_whisper(settings, args.model).whisper
     tokenizer = Tokenizer(
         whisper.hf_tokenizer, whisper.model.is_multilingual, task="transcribe", language="en"
     )
@@ -94,7 +94,7 @@ def report(figures: dict[str, Any]) -> None:
 def add_bench_encoder_parser(commands: Any) -> None:
     bench = add_benchmark(
         commands, "bench-encoder", "Whisper's encoder on window-sized input against 30 s padding: WER, time",
-        measure, report, ("librispeech", "conversation"),
+        measure, report, ("librispeech", "conversation"), engine_option=False,
     )  # fmt: skip
     bench.add_argument(
         "--windows", type=float, nargs="+", default=[3.0, 6.0, 10.0, 20.0],

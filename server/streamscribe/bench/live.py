@@ -57,7 +57,7 @@ class StreamRun:
 
 async def run_streams(corpus: Corpus, args: argparse.Namespace) -> StreamRun:
     serve_args = [*(["--no-second-pass"] if args.no_second_pass else []), *shlex.split(args.serve_args)]
-    async with ServerProcess(args.model, *serve_args) as server:
+    async with ServerProcess(args.model, *serve_args, engine=args.engine) as server:
         before = await server.health()
         began = time.monotonic()
         streaming = asyncio.Event()
@@ -114,7 +114,13 @@ def measure(
     results = [result for result in run.results if not result.refused]
     decoder, rss_mib = run.decoder, run.rss_mib
     if not results:
-        return {"corpus": corpus.name, "sessions": len(run.results), "refused": refused, "model": args.model}
+        return {
+            "corpus": corpus.name,
+            "sessions": len(run.results),
+            "refused": refused,
+            "model": args.model,
+            "engine": args.engine,
+        }
     partial_latencies: list[Latency] = []
     final_latencies: list[Latency] = []
     final_p95_per_stream: list[float] = []
@@ -138,6 +144,7 @@ def measure(
         "second_pass": not args.no_second_pass,
         "speed": args.speed,
         "model": args.model,
+        "engine": args.engine,
         "wer_finals": round(statistics.mean(stream_wers), 4),
         "wer_offline": round(word_error_rate(corpus.reference, offline.text), 4),
         "latency_partial": latency_summary(partial_latencies),
@@ -191,11 +198,15 @@ def report(figures: dict[str, Any]) -> None:
 
     print(
         f"\n== {figures['corpus']}: {figures['audio_s']} s of audio, {figures['sessions']} session(s), "
-        f"speed {figures['speed']}x, model {figures['model']}, over {figures['transport']}"
+        f"speed {figures['speed']}x, model {figures['model']} ({figures['engine']}), "
+        f"over {figures['transport']}"
         + (f", {figures['uploads_done']} uploads replayed alongside" if figures["uploads_alongside"] else "")
     )
     print(f"WER finals          {100 * figures['wer_finals']:.2f} %")
-    print(f"WER offline decode  {100 * figures['wer_offline']:.2f} %   (same model, beam 5, whole file)")
+    print(
+        f"WER offline decode  {100 * figures['wer_offline']:.2f} %   "
+        "(same model on faster-whisper, beam 5, whole file)"
+    )
     print(f"latency partial     {fmt(figures['latency_partial'])}")
     print(f"latency final       {fmt(figures['latency_final'])}")
     if figures["sessions"] > 1:

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..asr.engine import AsrWord
-from ..asr.models import load_engine
+from ..asr.models import load_faster_whisper
 from ..client.stream import TimedEvent
 from ..config import load_settings
 from ..text import word_keys
@@ -76,7 +76,7 @@ class OfflineDecode:
 def offline_decode(corpus: Corpus, model: str) -> OfflineDecode:
     """The whole recording at once with `model` on the CPU (int8), faster-whisper's default
     offline settings (beam 5): the reference for accuracy and for word end times."""
-    whisper = load_engine(load_settings({"device": "cpu", "compute_type": "int8"}), model).whisper
+    whisper = load_faster_whisper(load_settings({"device": "cpu", "compute_type": "int8"}), model).whisper
     began = time.perf_counter()
     segments, _ = whisper.transcribe(corpus.audio, language="en", word_timestamps=True, beam_size=5)
     words = [

@@ -24,10 +24,13 @@ def add_benchmark(
     measure: Measure,
     report: Callable[[Figures], None],
     corpora: Sequence[str],
+    *,
+    engine_option: bool = True,
 ) -> argparse.ArgumentParser:
-    """A benchmark subcommand with --corpus, --minutes, --model, --testdata and --json that loads
-    the corpus, runs `measure` on it, shows the figures with `report` and appends them to --json.
-    Add the benchmark's own options to the parser it returns."""
+    """A benchmark subcommand with --corpus, --minutes, --model, --engine (unless `engine_option`
+    is False: a benchmark of one engine's internals), --testdata and --json that loads the corpus,
+    runs `measure` on it, shows the figures with `report` and appends them to --json. Add the
+    benchmark's own options to the parser it returns."""
 
     def handler(args: argparse.Namespace) -> int:
         corpus = corpus_from_args(args)
@@ -54,6 +57,11 @@ def add_benchmark(
         "stream holds, to check on other speakers (default: 0)",
     )  # fmt: skip
     bench.add_argument("--model", default="tiny.en", help="the live model (default: tiny.en)")
+    if engine_option:
+        bench.add_argument(
+            "--engine", choices=["faster-whisper", "whisper.cpp"], default="faster-whisper",
+            help="what decodes the live model (default: faster-whisper)",
+        )  # fmt: skip
     bench.add_argument(
         "--testdata",
         default=os.environ.get("STREAMSCRIBE_TESTDATA", str(DEFAULT_TESTDATA)),

@@ -62,8 +62,9 @@ async def measure(corpus: Corpus, args: argparse.Namespace) -> dict[str, Any]:
             "corpus": corpus.name,
             "audio_s": round(corpus.duration_s, 1),
             "model": args.model,
+            "engine": args.engine,
         }
-        async with ServerProcess(args.model, *serve_args) as server:
+        async with ServerProcess(args.model, *serve_args, engine=args.engine) as server:
             await replay_once(server.base_url, file, "max", corpus)  # warm-up: second-pass model load, caches
             figures["runs"] = [
                 await replay_once(server.base_url, file, speed, corpus) for speed in args.speeds
@@ -72,7 +73,10 @@ async def measure(corpus: Corpus, args: argparse.Namespace) -> dict[str, Any]:
 
 
 def report(figures: dict[str, Any]) -> None:
-    print(f"corpus {figures['corpus']} ({figures['audio_s']} s of audio), live model {figures['model']}")
+    print(
+        f"corpus {figures['corpus']} ({figures['audio_s']} s of audio), "
+        f"live model {figures['model']} ({figures['engine']})"
+    )
     print(
         f"{'speed':<9} {'live pass':>10} {'x real time':>12} {'final after':>12} {'WER v1':>8} {'WER final':>10}"
     )

@@ -73,7 +73,7 @@ async def measure(corpus: Corpus, args: argparse.Namespace) -> dict[str, Any]:
 async def _follower_lag(corpus: Corpus, args: argparse.Namespace, *serve_args: str) -> dict[str, float]:
     """p50/p95/max (ms) of how much later a follower gets each final than the streaming client."""
     async with ServerProcess(
-        args.model, "--no-second-pass", *serve_args, *shlex.split(args.serve_args)
+        args.model, "--no-second-pass", *serve_args, *shlex.split(args.serve_args), engine=args.engine
     ) as server:
         client_s: dict[int, float] = {}
         follower_s: dict[int, float] = {}
@@ -111,7 +111,7 @@ async def _second_passes_per_minute(
     clip = _JOB_CLIP_S * SAMPLE_RATE
     clips = [corpus.audio[int(start) : int(start + clip)] for start in range(0, corpus.audio.size, int(clip))]
     clips = [piece for piece in clips if piece.size > SAMPLE_RATE][: args.jobs]
-    async with ServerProcess(args.model, *scaled, "--second-pass-workers", "0") as server:
+    async with ServerProcess(args.model, *scaled, "--second-pass-workers", "0", engine=args.engine) as server:
         ids: list[str] = []
         for piece in clips:
             result = await stream_samples(server.url, piece, speed=0, stop=Stop(wait_for_transcript=False))

@@ -24,7 +24,9 @@ from .options import add_benchmark
 
 
 async def measure(corpus: Corpus, args: argparse.Namespace) -> dict[str, Any]:
-    settings = load_settings({"model": args.model, "finalize": {"model": args.second_pass_model}})
+    settings = load_settings(
+        {"engine": args.engine, "model": args.model, "finalize": {"model": args.second_pass_model}}
+    )
     engine = load_engine(settings)
     began = time.perf_counter()
     finals = await live_pass(engine, settings, [corpus.audio], "en", lambda _event: None)
@@ -41,6 +43,7 @@ async def measure(corpus: Corpus, args: argparse.Namespace) -> dict[str, Any]:
         "corpus": corpus.name,
         "audio_s": round(corpus.duration_s, 1),
         "live_model": engine.name,
+        "engine": settings.engine,
         "second_pass_model": args.second_pass_model,
         "live_pass_s": round(live_s, 1),
         "finalize_s": round(finalize_s, 1),

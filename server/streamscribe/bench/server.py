@@ -11,6 +11,7 @@ import aiohttp
 import msgspec
 import psutil
 
+from ..config import EngineKind
 from ..wire import Health
 
 
@@ -18,8 +19,9 @@ class ServerProcess:
     """`streamscribe serve` on a free loopback port, with its memory and its live streams' p95
     decode wait (the admission measure, from /healthz) sampled every second."""
 
-    def __init__(self, model: str, *serve_args: str) -> None:
+    def __init__(self, model: str, *serve_args: str, engine: EngineKind) -> None:
         self._model = model
+        self._engine = engine
         self._serve_args = serve_args
         self.url = ""
         self.base_url = ""
@@ -35,6 +37,8 @@ class ServerProcess:
             "serve",
             "--port",
             "0",
+            "--engine",
+            self._engine,
             "--model",
             self._model,
             *self._serve_args,

@@ -63,7 +63,7 @@ def _settings_overrides(args: argparse.Namespace) -> dict[str, Any]:
         "webrtc_turn_username", "max_decode_wait_s", "decode_batch_size", "decode_workers", "auth",
         "allowed_origins", "allowed_hosts", "max_connections", "max_connections_per_address", "max_stream_speed", "stream_burst_s", "resume_window_s",
         "min_upload_kib_per_s", "min_free_disk_mb", "redis_url", "database_url", "audio_url",
-        "second_pass_workers", "node_id", "drain_grace_s", "metrics_port",
+        "second_pass_workers", "node_id", "drain_grace_s", "metrics_port", "engine",
     )  # fmt: skip
     overrides: dict[str, Any] = {key: getattr(args, key, None) for key in keys}
     finalize: dict[str, Any] = {
@@ -420,17 +420,24 @@ def _add_webrtc_options(parser: argparse.ArgumentParser) -> None:
 
 def _add_model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
+        "--engine", choices=["faster-whisper", "whisper.cpp"],
+        help="what decodes: faster-whisper (CTranslate2: CPU, CUDA) or whisper.cpp (ggml: CPU, Metal on "
+        f"Apple silicon) (default: {_DEFAULTS.engine}; env STREAMSCRIBE_ENGINE)",
+    )  # fmt: skip
+    parser.add_argument(
         "--model",
-        help=f"the live model: tiny.en or base (embedded), a CTranslate2 directory, or a faster-whisper "
-        f"name (default: {_DEFAULTS.model})",
+        help="the live model: tiny.en or base (embedded), a CTranslate2 directory or a faster-whisper "
+        f"name, or with --engine whisper.cpp a ggml .bin file (default: {_DEFAULTS.model})",
     )
     parser.add_argument(
-        "--device", choices=["cpu", "cuda", "auto"], help=f"where to decode (default: {_DEFAULTS.device})"
-    )
+        "--device", choices=["cpu", "cuda", "metal", "auto"],
+        help="where to decode; metal with --engine whisper.cpp only; auto: Metal on Apple silicon for "
+        f"whisper.cpp, CUDA where present for faster-whisper, else the CPU (default: {_DEFAULTS.device})",
+    )  # fmt: skip
     parser.add_argument(
         "--compute-type",
         dest="compute_type",
-        help="int8, float16, ... (default: int8 on CPU, float16 on CUDA)",
+        help="int8, float16, ... with faster-whisper (default: int8 on CPU, float16 on CUDA)",
     )
     parser.add_argument(
         "--cpu-threads",
@@ -614,8 +621,10 @@ def build_parser() -> argparse.ArgumentParser:
     add_bench_scale_out_parser(commands)
 
     from .keys import add_keys_parser
+    from .models import add_models_parser
 
     add_keys_parser(commands)
+    add_models_parser(commands)
     return parser
 
 

@@ -37,6 +37,8 @@ async def healthz(request: web.Request) -> web.Response:
         connections_refused=state.connections.refused,
         storage=storage,
         storage_free_mb=free_mb,
+        engine=host.scheduler.engine.runtime,
+        device=host.scheduler.engine.device,
     )
     return struct_response(health, 503 if degraded else 200)
 

@@ -1,0 +1,74 @@
+"""streamscribe models export-ggml: a CTranslate2 Whisper model as the ggml file whisper.cpp loads.
+
+`serve --engine whisper.cpp` converts on first use into the model cache by itself; this writes
+the file where the caller says, to copy to another machine or hand to whisper.cpp's own tools.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from ..asr.ctranslate2_model import Ctranslate2Model
+from ..asr.ggml_export import GgmlPlan, plan_export, write_ggml
+from ..asr.models import resolve_model
+from ..config import load_settings
+from ..errors import UnknownModel
+
+_WEIGHT_TYPES = {0: "float32", 1: "float16"}
+
+
+def add_models_parser(commands: Any) -> None:
+    models = commands.add_parser("models", help="convert the models the server runs")
+    actions = models.add_subparsers(dest="action", required=True, help="export-ggml")
+    export = actions.add_parser(
+        "export-ggml",
+        help="write a CTranslate2 Whisper model as a ggml file for whisper.cpp, and print its size "
+        "and hyper-parameters",
+    )
+    export.add_argument(
+        "model",
+        help="tiny.en or base (embedded; base is assembled in STREAMSCRIBE_MODEL_CACHE_DIR), or a "
+        "CTranslate2 Whisper model directory",
+    )
+    export.add_argument("out", type=Path, help="the ggml file to write; one already there is replaced")
+    export.set_defaults(handler=_export_ggml)
+
+
+def _export_ggml(args: argparse.Namespace) -> int:
+    """Convert; a model that cannot be read or converted raises UnknownModel, which `main`
+    prints as one line. File system failures are one line here: `main` would blame the network."""
+    out: Path = args.out.absolute()
+    try:
+        resolved = Path(resolve_model(args.model, load_settings().model_cache_dir))
+        if not resolved.is_dir():
+            raise UnknownModel(
+                f"export-ggml converts tiny.en, base or a CTranslate2 model directory, not {args.model!r}"
+            )
+        model = Ctranslate2Model(resolved)
+        plan = plan_export(model)
+    except OSError as exc:
+        return _failed(f"cannot read the model {args.model}: {exc.strerror or exc}")
+    if out.is_dir():
+        return _failed(f"cannot write {out}: it is a directory; give the file to write")
+    try:
+        write_ggml(model, plan, out)
+    except OSError as exc:
+        return _failed(f"cannot write {out}: {exc.strerror or exc}")
+    print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB): {_summary(plan)}")
+    return 0
+
+
+def _summary(plan: GgmlPlan) -> str:
+    """Encoder+decoder layers, the audio state, the vocabulary and the weight type, as in
+    "4+4 layers, 384 wide, 51864 tokens, float16"."""
+    n_vocab, _, n_audio_state, _, n_audio_layer, _, _, _, n_text_layer, _, weight_type = plan.hparams
+    weights = _WEIGHT_TYPES.get(weight_type, f"type {weight_type}")
+    return f"{n_audio_layer}+{n_text_layer} layers, {n_audio_state} wide, {n_vocab} tokens, {weights}"
+
+
+def _failed(reason: str) -> int:
+    print(f"error: {reason}", file=sys.stderr)
+    return 2
