@@ -165,8 +165,9 @@ class ServerSettings(msgspec.Struct, frozen=True, kw_only=True):
     """Host header names accepted; empty: on a loopback address only loopback names (a page on
     another site reaching it through DNS rebinding is refused), elsewhere any."""
     engine: EngineKind = "faster-whisper"
-    """What decodes: faster-whisper (CTranslate2, on the CPU or CUDA) or whisper.cpp (ggml, on the
-    CPU, or Metal on Apple silicon; the embedded models are converted to ggml on first use)."""
+    """What decodes, the live pass and the second pass alike: faster-whisper (CTranslate2, on the
+    CPU or CUDA) or whisper.cpp (ggml, on the CPU, or Metal on Apple silicon; the embedded models
+    are converted to ggml on first use)."""
     model: str = "tiny.en"
     device: Device = "auto"
     """cpu, cuda, or metal (whisper.cpp only); auto: Metal on Apple silicon for whisper.cpp, CUDA

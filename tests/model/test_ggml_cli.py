@@ -9,9 +9,10 @@ from pathlib import Path
 import pytest
 
 from streamscribe.asr.ctranslate2_model import Ctranslate2Model
-from streamscribe.asr.ggml_export import GGML_MAGIC, plan_export
+from streamscribe.asr.ggml_export import plan_export
+from streamscribe.asr.ggml_file import GGML_MAGIC, GgmlHparams, check_ggml_file
 from streamscribe.asr.models import resolve_model
-from streamscribe.asr.whisper_cpp_engine import GgmlHeader
+from streamscribe.asr.whisper_cpp_engine import alignment_heads
 from streamscribe.cli.main import main
 
 TINY_EN_HPARAMS = (51864, 1500, 384, 6, 4, 448, 384, 6, 4, 80, 1)
@@ -39,7 +40,8 @@ def test_tiny_en_is_written_at_its_planned_size_with_its_hyper_parameters(
         magic, *hparams = struct.unpack("<12i", source.read(48))
     assert magic == GGML_MAGIC
     assert tuple(hparams) == TINY_EN_HPARAMS
-    assert GgmlHeader.read(out).alignment_heads() == "WHISPER_AHEADS_TINY_EN"
+    assert check_ggml_file(out) == plan.hparams == GgmlHparams(*TINY_EN_HPARAMS)
+    assert alignment_heads(plan.hparams) == "WHISPER_AHEADS_TINY_EN"
     assert printed == f"wrote {out} ({size / 1e6:.1f} MB): 4+4 layers, 384 wide, 51864 tokens, float16\n"
     assert not list(tmp_path.glob("*.tmp")), "a temporary file was left"
 
@@ -71,5 +73,5 @@ def test_an_unwritable_out_is_one_line_and_a_failure(
     out = blocker / "ggml.bin"  # its parent is a file: nothing can be created there, not even as root
     assert main(["models", "export-ggml", "tiny.en", str(out)]) != 0
     errors = capsys.readouterr().err
-    assert errors.count("\n") == 1 and errors.startswith(f"error: cannot write {out}")
+    assert errors.count("\n") == 1 and errors.startswith(f"error: cannot convert tiny.en to {out}")
     assert "server" not in errors

@@ -13,16 +13,8 @@ import numpy as np
 import pytest
 
 from streamscribe.asr.ctranslate2_model import Ctranslate2Model
-from streamscribe.asr.ggml_export import (
-    GGML_MAGIC,
-    GgmlPlan,
-    _bytes_to_unicode,
-    _token_bytes,
-    export_ggml,
-    is_ggml_file,
-    plan_export,
-    write_ggml,
-)
+from streamscribe.asr.ggml_export import _bytes_to_unicode, _token_bytes, export_ggml, plan_export, write_ggml
+from streamscribe.asr.ggml_file import FLOAT16, GGML_MAGIC, GgmlHparams, check_ggml_file
 from streamscribe.errors import UnknownModel
 
 # CTranslate2's type ids, in model_spec.py's order.
@@ -234,13 +226,15 @@ def test_the_planned_size_is_the_size_written_and_the_header_is_whisper_cpps(
     out = tmp_path / "out" / "ggml-synthetic.bin"
     write_ggml(model, plan, out)
     assert out.stat().st_size == plan.size()
-    assert is_ggml_file(out) and not is_ggml_file(tmp_path / "model" / "model.bin")
+    assert check_ggml_file(out) == plan.hparams
+    with pytest.raises(UnknownModel, match="is not a ggml Whisper model"):
+        check_ggml_file(tmp_path / "model" / "model.bin")
     assert [p.name for p in out.parent.iterdir()] == [out.name], "a temporary file was left"
 
     written = read_ggml(out)
     vocab = len(VOCABULARY)
     assert written.hparams == (vocab, AUDIO_CTX, STATE, HEADS, 1, TEXT_CTX, STATE, HEADS, 1, N_MELS, 1)
-    assert plan.hparams == written.hparams
+    assert plan.hparams == GgmlHparams(*written.hparams)
     assert written.filters.shape == (N_MELS, 201) and written.filters.max() > 0
     assert written.tokens == [b" the", b"\n", "é".encode()]
     assert sorted(written.names) == sorted(whisper_cpp_names(1, 1)), "missing, unexpected or repeated tensors"
@@ -366,7 +360,5 @@ def test_a_vocabulary_without_end_of_text_is_refused_before_writing(
 
 
 def test_the_cli_summary_names_encoder_then_decoder_layers() -> None:
-    from streamscribe.cli.models import _summary
-
-    turbo = GgmlPlan((51866, 1500, 1280, 20, 32, 448, 1280, 20, 4, 128, 1), tokens=[], tensors=[])
-    assert _summary(turbo) == "32+4 layers, 1280 wide, 51866 tokens, float16"
+    turbo = GgmlHparams(51866, 1500, 1280, 20, 32, 448, 1280, 20, 4, 128, FLOAT16)
+    assert turbo.describe() == "32+4 layers, 1280 wide, 51866 tokens, float16"

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from streamscribe.asr.whisper_cpp_engine import GgmlHeader, _unspaced_groups, _word_groups
+from streamscribe.asr.ggml_file import FLOAT16, GgmlHparams
+from streamscribe.asr.whisper_cpp_engine import _unspaced_groups, _word_groups, alignment_heads
 
 
 def words(pieces: list[bytes]) -> list[str]:
@@ -93,17 +94,28 @@ def test_a_language_without_spaces_has_a_word_per_token_and_whole_characters() -
     assert [b"".join(pieces[n] for n in group).decode() for group in groups] == ["你好", "世", "界", "。"]
 
 
+def hparams_of(
+    n_vocab: int, n_audio_layer: int, n_text_state: int, n_text_layer: int, n_mels: int
+) -> GgmlHparams:
+    """The hyper-parameters of a Whisper of these dimensions (encoder as wide as the decoder, 64-wide
+    heads, OpenAI's contexts)."""
+    heads = n_text_state // 64
+    return GgmlHparams(
+        n_vocab, 1500, n_text_state, heads, n_audio_layer, 448, n_text_state, heads, n_text_layer, n_mels, FLOAT16
+    )  # fmt: skip
+
+
 @pytest.mark.parametrize(("dimensions", "preset"), OPENAI_SIZES.values(), ids=OPENAI_SIZES.keys())
 def test_the_alignment_heads_are_those_of_the_model_of_these_dimensions(
     dimensions: tuple[int, int, int, int, int], preset: str
 ) -> None:
-    assert GgmlHeader(*dimensions).alignment_heads() == preset
+    assert alignment_heads(hparams_of(*dimensions)) == preset
 
 
 def test_every_preset_named_is_one_the_binding_has() -> None:
     binding = pytest.importorskip("_pywhispercpp")
     for dimensions, preset in OPENAI_SIZES.values():
-        assert hasattr(binding.whisper_alignment_heads_preset, GgmlHeader(*dimensions).alignment_heads()), (
+        assert hasattr(binding.whisper_alignment_heads_preset, alignment_heads(hparams_of(*dimensions))), (
             preset
         )
 
@@ -112,9 +124,12 @@ def test_the_header_is_read_from_the_file_and_says_if_multilingual(tmp_path: Pat
     hparams = (51866, 1500, 1280, 20, 32, 448, 1280, 20, 4, 128, 1)
     path = tmp_path / "ggml-model.bin"
     path.write_bytes(struct.pack("<12i", 0x67676D6C, *hparams) + b"rest of the file")
-    header = GgmlHeader.read(path)
-    assert header == GgmlHeader(
-        n_vocab=51866, n_audio_layer=32, n_text_state=1280, n_text_layer=4, n_mels=128
-    )
+    with path.open("rb") as source:
+        header = GgmlHparams.read(source)
+    assert header == GgmlHparams(
+        n_vocab=51866, n_audio_ctx=1500, n_audio_state=1280, n_audio_head=20, n_audio_layer=32,
+        n_text_ctx=448, n_text_state=1280, n_text_head=20, n_text_layer=4, n_mels=128, ftype=1,
+    )  # fmt: skip
     assert header.multilingual
-    assert not GgmlHeader(51864, 4, 384, 4, 80).multilingual
+    assert alignment_heads(header) == "WHISPER_AHEADS_LARGE_V3_TURBO"
+    assert not hparams_of(51864, 4, 384, 4, 80).multilingual

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import zlib
+
 from .engine import AsrWord
 
 _MAX_COMPRESSION_RATIO = 2.4
-_NO_SPEECH_PROB = 0.6
-_MIN_AVG_LOGPROB = -1.0
+NO_SPEECH_PROB = 0.6
+MIN_AVG_LOGPROB = -1.0
 _MAX_TAIL_WORDS = 4
 END_MARGIN_S = 0.05
 """Words Whisper places at the very end of the audio are squeezed-in guesses, not speech."""
@@ -16,7 +18,13 @@ def looks_hallucinated(compression_ratio: float, no_speech_prob: float, avg_logp
     """A decode to drop whole: a repetition loop, or 'no speech' decoded with low confidence."""
     if compression_ratio > _MAX_COMPRESSION_RATIO:
         return True
-    return no_speech_prob > _NO_SPEECH_PROB and avg_logprob < _MIN_AVG_LOGPROB
+    return no_speech_prob > NO_SPEECH_PROB and avg_logprob < MIN_AVG_LOGPROB
+
+
+def compression_ratio(text: str) -> float:
+    """How much zlib shrinks the text: Whisper's measure of a repetition loop."""
+    encoded = text.encode("utf-8")
+    return len(encoded) / len(zlib.compress(encoded)) if encoded else 0.0
 
 
 def has_letters(text: str) -> bool:

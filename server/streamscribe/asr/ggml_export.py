@@ -1,13 +1,8 @@
-"""Whisper in CTranslate2's format, written as the ggml file whisper.cpp loads.
+"""Whisper in CTranslate2's format, written as the ggml file whisper.cpp loads (asr/ggml_file.py).
 
-The layout is the one whisper.cpp's own models/convert-pt-to-ggml.py writes (int32 little-endian
-throughout): the magic "ggml"; n_vocab, n_audio_ctx, n_audio_state, n_audio_head,
-n_audio_layer, n_text_ctx, n_text_state, n_text_head, n_text_layer, n_mels and the weight type
-(1: float16); the mel filter bank (n_mels, n_fft / 2 + 1, then float32 rows); the byte strings
-of the tokens below <|endoftext|> (a count, then a length and the bytes of each); then every
-tensor: its rank, name length and type (0 float32, 1 float16), its dimensions innermost first, its
-name and its data. Matrices are float16; vectors, the conv biases (as [n, 1]) and the positional
-embeddings float32.
+As whisper.cpp's own models/convert-pt-to-ggml.py does: the hyper-parameters, the mel filter bank,
+the byte strings of the tokens below <|endoftext|>, then every tensor, matrices float16 and
+vectors, the conv biases (as [n, 1]) and the positional embeddings float32.
 
 CTranslate2 fuses attention projections that whisper.cpp keeps apart: self-attention's
 query/key/value are one matrix, cross-attention's key/value another, each with a key bias of
@@ -21,6 +16,7 @@ import hashlib
 import os
 import re
 import struct
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,13 +24,11 @@ from typing import BinaryIO
 
 import numpy as np
 
+from ..audio import SAMPLE_RATE
 from ..errors import UnknownModel
 from .ctranslate2_model import Ctranslate2Model
+from .ggml_file import FLOAT16, FLOAT32, N_FFT, GgmlHparams, tensor_names, tensor_nbytes
 
-GGML_MAGIC = 0x67676D6C
-_N_FFT = 400
-_SAMPLE_RATE = 16000
-_FLOAT32, _FLOAT16 = 0, 1
 _END_OF_TEXT = "<|endoftext|>"
 
 
@@ -50,7 +44,7 @@ class Tensor:
     """The part of the source matrix (or vector) it is, where CTranslate2 fused several."""
 
     def nbytes(self) -> int:
-        return int(np.prod(self.shape)) * (2 if self.ggml_type == _FLOAT16 else 4)
+        return tensor_nbytes(self.ggml_type, self.shape)
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,13 +52,12 @@ class GgmlPlan:
     """Everything the ggml file holds, computed from the CTranslate2 header and vocabulary alone:
     its exact size is known before a byte is written."""
 
-    hparams: tuple[int, ...]
+    hparams: GgmlHparams
     tokens: list[bytes]
     tensors: list[Tensor]
 
     def size(self) -> int:
-        n_mels = self.hparams[9]
-        header = 4 * (1 + len(self.hparams)) + 8 + 4 * n_mels * (_N_FFT // 2 + 1)
+        header = len(self.hparams.pack()) + 8 + 4 * self.hparams.n_mels * (N_FFT // 2 + 1)
         vocabulary = 4 + sum(4 + len(token) for token in self.tokens)
         tensors = sum(
             12 + 4 * len(tensor.shape) + len(tensor.name.encode()) + tensor.nbytes()
@@ -84,21 +77,28 @@ def plan_export(model: Ctranslate2Model) -> GgmlPlan:
     n_mels = model.shape("encoder/conv1/weight")[1]
     tensors = [*_encoder_tensors(model, audio_state), *_decoder_tensors(model, text_state)]
     _check_all_mapped(model, tensors)
-    hparams = (
+    hparams = GgmlHparams(
         vocab_size, audio_ctx, audio_state, model.scalar("encoder/num_heads"), _layers(model, "encoder"),
-        text_ctx, text_state, model.scalar("decoder/num_heads"), _layers(model, "decoder"), n_mels, _FLOAT16,
+        text_ctx, text_state, model.scalar("decoder/num_heads"), _layers(model, "decoder"), n_mels, FLOAT16,
     )  # fmt: skip
+    if sorted(tensor.name for tensor in tensors) != sorted(tensor_names(hparams)):
+        raise UnknownModel(
+            f"{model.model_bin}: its tensors are not those whisper.cpp loads for its dimensions"
+        )
     return GgmlPlan(hparams, _token_bytes(model.vocabulary()), tensors)
 
 
 def write_ggml(model: Ctranslate2Model, plan: GgmlPlan, out: Path) -> None:
-    """Write the plan to out (through a temporary file beside it, renamed once complete and of
-    the planned size)."""
+    """Write the plan to out, through a temporary file beside it that is renamed once complete
+    and of the planned size (a reader never sees half a file, two writers never share one)."""
     out.parent.mkdir(parents=True, exist_ok=True)
-    partial = out.with_name(f"{out.name}.{os.getpid()}.tmp")
+    handle, name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
+    partial = Path(name)
     try:
-        with partial.open("wb") as sink:
+        with os.fdopen(handle, "wb") as sink:
             _write(model, plan, sink)
+            sink.flush()
+            os.fsync(sink.fileno())
         if partial.stat().st_size != plan.size():
             raise UnknownModel(f"writing {out} gave {partial.stat().st_size} bytes, not {plan.size()}")
         partial.replace(out)
@@ -114,8 +114,9 @@ def export_ggml(model_dir: Path, out: Path) -> Path:
 
 
 def cached_ggml(model_dir: Path, cache_dir: Path, name: str) -> Path:
-    """The ggml form of model_dir in cache_dir, converted on first use and again whenever the file
-    there is not of the size the model gives (a conversion cut short, another model of the name)."""
+    """The ggml form of model_dir in cache_dir, converted on first use. The file is named after
+    the model.bin it came from (path, size and time), so new weights are converted anew, and
+    converted again whenever it is not of the planned size (a conversion cut short)."""
     model = Ctranslate2Model(model_dir)
     plan = plan_export(model)
     out = cache_dir / "ggml" / f"ggml-{_cache_name(name, model_dir)}.bin"
@@ -124,30 +125,22 @@ def cached_ggml(model_dir: Path, cache_dir: Path, name: str) -> Path:
     return out
 
 
-def is_ggml_file(path: Path) -> bool:
-    with path.open("rb") as source:
-        head = source.read(4)
-    return len(head) == 4 and struct.unpack("<I", head)[0] == GGML_MAGIC
-
-
 def _cache_name(name: str, model_dir: Path) -> str:
-    """An embedded model by its name; a directory by its own name and a digest of its path and of
-    its model.bin's size and time, so that a model retrained in place is converted anew."""
-    if re.fullmatch(r"[\w.-]+", name) and not Path(name).expanduser().is_dir():
-        return name
+    """The model's name (or its directory's), then a digest of its model.bin's path, size and time."""
     stat = (model_dir / "model.bin").stat()
     identity = f"{model_dir.resolve()}\0{stat.st_size}\0{stat.st_mtime_ns}"
-    return f"{model_dir.resolve().name}-{hashlib.sha256(identity.encode()).hexdigest()[:12]}"
+    readable = name if re.fullmatch(r"[\w.-]+", name) else model_dir.resolve().name
+    return f"{readable}-{hashlib.sha256(identity.encode()).hexdigest()[:12]}"
 
 
 def _encoder_tensors(model: Ctranslate2Model, state: int) -> Iterator[Tensor]:
     for conv in ("conv1", "conv2"):
         yield _matrix(model, f"encoder.{conv}.weight", f"encoder/{conv}/weight")
-        yield Tensor(f"encoder.{conv}.bias", (state, 1), _FLOAT32, f"encoder/{conv}/bias")
+        yield Tensor(f"encoder.{conv}.bias", (state, 1), FLOAT32, f"encoder/{conv}/bias")
     yield Tensor(
         "encoder.positional_embedding",
         model.shape("encoder/position_encodings/encodings"),
-        _FLOAT32,
+        FLOAT32,
         "encoder/position_encodings/encodings",
     )
     for layer in range(_layers(model, "encoder")):
@@ -161,7 +154,7 @@ def _decoder_tensors(model: Ctranslate2Model, state: int) -> Iterator[Tensor]:
     yield Tensor(
         "decoder.positional_embedding",
         model.shape("decoder/position_encodings/encodings"),
-        _FLOAT32,
+        FLOAT32,
         "decoder/position_encodings/encodings",
     )
     yield _matrix(model, "decoder.token_embedding.weight", "decoder/embeddings/weight")
@@ -200,25 +193,25 @@ def _linear(
     """A projection's weight and bias; `part` picks one state-sized block of a fused one."""
     if part is None:
         yield _matrix(model, f"{target}.weight", f"{source}/weight")
-        yield Tensor(f"{target}.bias", model.shape(f"{source}/bias"), _FLOAT32, f"{source}/bias")
+        yield Tensor(f"{target}.bias", model.shape(f"{source}/bias"), FLOAT32, f"{source}/bias")
         return
     assert state is not None
     yield _part(f"{target}.weight", f"{source}/weight", part, state)
     rows = slice(part * state, (part + 1) * state)
-    yield Tensor(f"{target}.bias", (state,), _FLOAT32, f"{source}/bias", rows)
+    yield Tensor(f"{target}.bias", (state,), FLOAT32, f"{source}/bias", rows)
 
 
 def _part(target: str, source: str, part: int, state: int) -> Tensor:
-    return Tensor(target, (state, state), _FLOAT16, source, slice(part * state, (part + 1) * state))
+    return Tensor(target, (state, state), FLOAT16, source, slice(part * state, (part + 1) * state))
 
 
 def _matrix(model: Ctranslate2Model, target: str, source: str) -> Tensor:
-    return Tensor(target, model.shape(source), _FLOAT16, source)
+    return Tensor(target, model.shape(source), FLOAT16, source)
 
 
 def _norm(source: str, target: str, state: int) -> Iterator[Tensor]:
-    yield Tensor(f"{target}.weight", (state,), _FLOAT32, f"{source}/gamma")
-    yield Tensor(f"{target}.bias", (state,), _FLOAT32, f"{source}/beta")
+    yield Tensor(f"{target}.weight", (state,), FLOAT32, f"{source}/gamma")
+    yield Tensor(f"{target}.bias", (state,), FLOAT32, f"{source}/beta")
 
 
 def _layers(model: Ctranslate2Model, stack: str) -> int:
@@ -268,12 +261,12 @@ def _mel_filters(n_mels: int) -> np.ndarray:
     """The Slaney-scale filter bank Whisper computes its log-mel input with (n_mels, 201)."""
     from faster_whisper.feature_extractor import FeatureExtractor
 
-    return np.asarray(FeatureExtractor.get_mel_filters(_SAMPLE_RATE, _N_FFT, n_mels), dtype=np.float32)
+    return np.asarray(FeatureExtractor.get_mel_filters(SAMPLE_RATE, N_FFT, n_mels), dtype=np.float32)
 
 
 def _write(model: Ctranslate2Model, plan: GgmlPlan, sink: BinaryIO) -> None:
-    sink.write(struct.pack(f"<{1 + len(plan.hparams)}i", GGML_MAGIC, *plan.hparams))
-    filters = _mel_filters(plan.hparams[9])
+    sink.write(plan.hparams.pack())
+    filters = _mel_filters(plan.hparams.n_mels)
     sink.write(struct.pack("<2i", *filters.shape))
     sink.write(filters.astype("<f4").tobytes())
     sink.write(struct.pack("<i", len(plan.tokens)))
@@ -283,7 +276,7 @@ def _write(model: Ctranslate2Model, plan: GgmlPlan, sink: BinaryIO) -> None:
         data = model.array(tensor.source)
         if tensor.rows is not None:
             data = data[tensor.rows]
-        data = data.reshape(tensor.shape).astype("<f2" if tensor.ggml_type == _FLOAT16 else "<f4")
+        data = data.reshape(tensor.shape).astype("<f2" if tensor.ggml_type == FLOAT16 else "<f4")
         name = tensor.name.encode()
         dims = tensor.shape[::-1]
         sink.write(struct.pack(f"<3i{len(dims)}i", len(dims), len(name), tensor.ggml_type, *dims) + name)

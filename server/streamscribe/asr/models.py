@@ -17,7 +17,7 @@ from ..config import ServerSettings
 from ..errors import UnknownModel
 from .engine import Engine
 from .faster_whisper_engine import FasterWhisperEngine
-from .ggml_export import cached_ggml, is_ggml_file
+from .ggml_export import cached_ggml
 from .whisper_cpp_engine import WhisperCppEngine
 
 EMBEDDED = ("tiny.en", "base")
@@ -43,8 +43,6 @@ def resolve_ggml(name: str, cache_dir: Path) -> Path:
     converted into cache_dir (once; again if the file there is not of the expected size)."""
     local = Path(name).expanduser()
     if local.is_file():
-        if not is_ggml_file(local):
-            raise UnknownModel(f"{local} is not a ggml Whisper model (it does not start with 'ggml')")
         return local
     resolved = resolve_model(name, cache_dir)
     if not Path(resolved).is_dir():

@@ -1,10 +1,10 @@
-"""whisper.cpp (through pywhispercpp's C-API binding) on CPU, or Metal on Apple silicon.
+"""whisper.cpp (through pywhispercpp's C-API binding) on the CPU, or Metal on Apple silicon.
 
 whisper.cpp decodes one audio per call; there is no batch across streams to build. Each decode
-worker owns a context (its own copy of the weights: 78 MB for tiny.en), and a batch of live
-windows is decoded one window after another on it. Word times come from whisper.cpp's DTW over
-the model's alignment heads (a token's DTW time is where it ends), word probabilities are the
-mean of their tokens', as in faster-whisper.
+worker owns a context (its own copy of the weights: about 110 MB for tiny.en), and a batch of
+live windows is decoded one window after another on it. Word times come from whisper.cpp's DTW
+over the model's alignment heads (a token's DTW time is where it ends); a word's probability is
+the mean of its tokens', as in faster-whisper.
 """
 
 from __future__ import annotations
@@ -15,117 +15,94 @@ import logging
 import os
 import platform
 import queue
-import struct
-import zlib
-from collections.abc import Iterator, Sequence
+import threading
+import weakref
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ..audio import SAMPLE_RATE, Samples
 from ..errors import UnknownModel
 from .engine import AsrWord, DecodeOptions, LiveWindow, Progress
-from .filters import END_MARGIN_S, has_letters, looks_hallucinated, without_squeezed_tail
-from .windows import encoder_input_frames
+from .filters import (
+    END_MARGIN_S,
+    MIN_AVG_LOGPROB,
+    NO_SPEECH_PROB,
+    compression_ratio,
+    has_letters,
+    looks_hallucinated,
+    without_squeezed_tail,
+)
+from .ggml_file import GgmlHparams, check_ggml_file
+from .windows import PREPENDED, encoder_input_frames
 
 log = logging.getLogger(__name__)
 
 _CENTISECONDS = 100.0
 _FRAMES_PER_CONTEXT = 2
 """Mel frames per encoder position (Whisper's convolution strides by 2)."""
-_NO_SPEECH_PROB = 0.6
-_MIN_AVG_LOGPROB = -1.0
-"""whisper.cpp drops a segment itself when both hold (the thresholds of filters.py)."""
-_MAX_PROMPT_WORDS = 100
-"""A prompt's newest words: whisper.cpp keeps at most half its 448-token context of it anyway."""
+_MAX_BEAM = 8
+"""whisper.cpp's WHISPER_MAX_DECODERS: a larger beam fails the whole decode."""
+_MAX_DEFAULT_WORKERS = 4
+"""Each context holds its own weights: one per core, but not 64 copies of a large model."""
+_CHUNK_S = 30.0
+"""Repetition is judged over each 30 s of a decode, as Whisper judges each window it decodes."""
+_MIN_AUDIO_S = 0.1
 _UNSPACED_LANGUAGES = frozenset({"zh", "ja", "th", "lo", "my", "yue"})
 """Written without spaces between words: Whisper splits these at each token."""
-_PREPENDED = "\"'\u201c\u00bf([{-"
-"""Punctuation that belongs to the next word (Whisper's own set, full-width forms as escapes)."""
+_LOG_LEVELS = {3: logging.WARNING, 4: logging.ERROR}
+"""ggml's warning and error levels; the rest (info, debug, continuations) is debug here."""
 
 
-@dataclass(frozen=True, slots=True)
-class GgmlHeader:
-    """The hyper-parameters at the head of a ggml Whisper file."""
-
-    n_vocab: int
-    n_audio_layer: int
-    n_text_state: int
-    n_text_layer: int
-    n_mels: int
-
-    @classmethod
-    def read(cls, path: Path) -> GgmlHeader:
-        with path.open("rb") as source:
-            fields = struct.unpack("<12i", source.read(48))
-        _magic, n_vocab, _, _, _, n_audio_layer, _, n_text_state, _, n_text_layer, n_mels, _ = fields
-        return cls(n_vocab, n_audio_layer, n_text_state, n_text_layer, n_mels)
-
-    @property
-    def multilingual(self) -> bool:
-        return self.n_vocab >= 51865
-
-    def alignment_heads(self) -> str:
-        """The name of whisper.cpp's alignment-head preset for the OpenAI model of these
-        dimensions; the top half of the text layers where the size is ambiguous (large v1/v2) or
-        the decoder is not OpenAI's (distil-whisper: whisper.cpp refuses a preset naming a layer
-        the model lacks)."""
-        sizes = {384: ("TINY", 4), 512: ("BASE", 6), 768: ("SMALL", 12), 1024: ("MEDIUM", 24)}
-        size, text_layers = sizes.get(self.n_text_state, ("", 0))
-        if size and self.n_text_layer == text_layers and self.n_vocab in (51864, 51865):
-            return f"WHISPER_AHEADS_{size}{'' if self.multilingual else '_EN'}"
-        if self.n_text_state == 1280 and self.n_vocab == 51866 and self.n_text_layer in (4, 32):
-            return "WHISPER_AHEADS_LARGE_V3_TURBO" if self.n_text_layer == 4 else "WHISPER_AHEADS_LARGE_V3"
-        return "WHISPER_AHEADS_N_TOP_MOST"
+def alignment_heads(hparams: GgmlHparams) -> str:
+    """The name of whisper.cpp's alignment-head preset for the OpenAI model of these dimensions;
+    the top half of the text layers where the size is ambiguous (large v1/v2) or the decoder is
+    not OpenAI's (distil-whisper: a preset naming a layer the model lacks crashes whisper.cpp)."""
+    sizes = {384: ("TINY", 4), 512: ("BASE", 6), 768: ("SMALL", 12), 1024: ("MEDIUM", 24)}
+    size, text_layers = sizes.get(hparams.n_text_state, ("", 0))
+    if size and hparams.n_text_layer == text_layers and hparams.n_vocab in (51864, 51865):
+        return f"WHISPER_AHEADS_{size}{'' if hparams.multilingual else '_EN'}"
+    if hparams.n_text_state == 1280 and hparams.n_vocab == 51866 and hparams.n_text_layer in (4, 32):
+        return "WHISPER_AHEADS_LARGE_V3_TURBO" if hparams.n_text_layer == 4 else "WHISPER_AHEADS_LARGE_V3"
+    return "WHISPER_AHEADS_N_TOP_MOST"
 
 
 def _apple_silicon() -> bool:
     return platform.system() == "Darwin" and platform.machine() == "arm64"
 
 
-def _binding() -> Any:
-    try:
-        import _pywhispercpp
-    except ImportError as exc:
-        raise UnknownModel(
-            "the whisper.cpp engine needs pywhispercpp (pip install pywhispercpp; on a Mac run "
-            "scripts/install-macos.sh)"
-        ) from exc
-    return _pywhispercpp
-
-
 class WhisperCppEngine:
-    """A ggml Whisper model in `workers` whisper.cpp contexts (0: one per core on the CPU, one
-    on a GPU); `decode_windows` and `transcribe` may be called from that many threads at once."""
+    """A ggml Whisper model in `workers` whisper.cpp contexts (0: one per core on the CPU, at most
+    4; one on a GPU); `decode_windows` and `transcribe` may be called from that many threads at
+    once. Raises UnknownModel when the file or the device cannot be used."""
 
     runtime = "whisper.cpp"
     batch_size = 1
     """A window's words are out as soon as it is decoded: a batch would only hold them back."""
 
     def __init__(self, name: str, ggml_path: Path, device: str, cpu_threads: int, workers: int = 1) -> None:
-        self._binding = _binding()
-        _route_logs(self._binding)
+        self._binding = _whisper_log().binding
+        self.hparams = check_ggml_file(ggml_path)
+        self._fall_back_to_cpu = device == "auto"
         if device == "auto":
             device = "metal" if _apple_silicon() else "cpu"
         if device == "metal" and not _apple_silicon():
             raise UnknownModel("device metal needs a Mac with Apple silicon; use cpu (or auto) here")
-        if device == "cuda" and "CUDA" not in str(self._binding.whisper_print_system_info()):
-            raise UnknownModel(
-                "this pywhispercpp build has no CUDA backend: use --engine faster-whisper on CUDA"
-            )
         cores = os.cpu_count() or 1
         if workers == 0:
-            workers = cores if device == "cpu" else 1
+            workers = min(cores, _MAX_DEFAULT_WORKERS) if device == "cpu" else 1
         self.name = name
         self.device = device
+        self.multilingual = self.hparams.multilingual
         self.parallel_decodes = workers
-        self.header = GgmlHeader.read(ggml_path)
-        self.multilingual = self.header.multilingual
         self._threads = cpu_threads or max(1, cores // workers)
+        contexts: list[Any] = []
         self._contexts: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        weakref.finalize(self, _free, self._binding, contexts).atexit = False
         for _ in range(workers):
-            self._contexts.put(self._load(ggml_path))
+            contexts.append(self._load(ggml_path))
+            self._contexts.put(contexts[-1])
 
     def _load(self, ggml_path: Path) -> Any:
         binding = self._binding
@@ -133,12 +110,30 @@ class WhisperCppEngine:
         params.use_gpu = self.device != "cpu"
         params.flash_attn = False  # whisper.cpp's DTW word times need the attention weights
         params.dtw_token_timestamps = True
-        preset = self.header.alignment_heads()
-        params.dtw_aheads_preset = getattr(binding.whisper_alignment_heads_preset, preset)
-        params.dtw_n_top = max(1, self.header.n_text_layer // 2)
-        context = binding.whisper_init_from_file_with_params(str(ggml_path), params)
-        if context is None:
-            raise UnknownModel(f"whisper.cpp cannot load {ggml_path}")
+        params.dtw_aheads_preset = getattr(
+            binding.whisper_alignment_heads_preset, alignment_heads(self.hparams)
+        )
+        params.dtw_n_top = max(1, self.hparams.n_text_layer // 2)
+        with _whisper_log().capture() as messages:
+            context = binding.whisper_init_from_file_with_params(str(ggml_path), params)
+        lines = [line.strip() for message in messages for line in message.splitlines()]
+        if any("failed to" in line for line in lines):
+            binding.whisper_free(context)
+            why = [
+                line
+                for line in lines
+                if any(sign in line for sign in ("wrong", "unknown", "error", "failed"))
+            ]
+            raise UnknownModel(f"whisper.cpp cannot load {ggml_path}: {'; '.join(dict.fromkeys(why))}")
+        if self.device != "cpu" and any("no GPU found" in line for line in lines):
+            if not self._fall_back_to_cpu:
+                binding.whisper_free(context)
+                raise UnknownModel(
+                    f"device {self.device}: this pywhispercpp build has no GPU backend "
+                    "(README: whisper.cpp and Metal)"
+                )
+            log.warning("whisper.cpp found no GPU backend in this pywhispercpp build: decoding on the CPU")
+            self.device = "cpu"
         return context
 
     def decode_windows(self, windows: Sequence[LiveWindow]) -> list[list[AsrWord]]:
@@ -162,78 +157,91 @@ class WhisperCppEngine:
     def _decode(
         self, context: Any, audio: Samples, options: DecodeOptions, on_progress: Progress | None = None
     ) -> list[AsrWord]:
+        duration_s = audio.size / SAMPLE_RATE
+        if duration_s < _MIN_AUDIO_S:  # whisper.cpp decodes none of it (or, given none, its last audio again)
+            return []
         binding = self._binding
         params = self._params(options, audio.size)
-        duration_s = audio.size / SAMPLE_RATE
-        if on_progress is not None and duration_s > 0:
-
-            def segment_done(callback_context: Any, new: int, _user_data: Any = None) -> None:
-                last = binding.whisper_full_n_segments(callback_context) - 1
-                on_progress(
-                    min(
-                        1.0,
-                        binding.whisper_full_get_segment_t1(callback_context, last)
-                        / _CENTISECONDS
-                        / duration_s,
-                    )
-                )
-
-            binding.assign_new_segment_callback(params, segment_done)
-        if binding.whisper_full(context, params, audio, audio.size) != 0:
-            raise RuntimeError(f"whisper.cpp failed to decode {duration_s:.1f} s of audio")
+        if on_progress is not None:
+            params.print_progress = True  # the callback, not a print, receives it
+            params.set_progress_callback(lambda percent: on_progress(percent / 100))
+        status = binding.whisper_full(context, params, audio, audio.size)
+        if status != 0:
+            raise RuntimeError(f"whisper.cpp failed ({status}) to decode {duration_s:.1f} s of audio")
+        language = binding.whisper_lang_str(binding.whisper_full_lang_id(context))
+        split = _unspaced_groups if language in _UNSPACED_LANGUAGES else _word_groups
         words: list[AsrWord] = []
-        for segment in range(binding.whisper_full_n_segments(context)):
-            words.extend(self._segment_words(context, segment, duration_s))
+        for chunk in self._chunks(context):
+            words.extend(self._chunk_words(context, chunk, split, duration_s))
         return without_squeezed_tail(words)
 
     def _params(self, options: DecodeOptions, samples: int) -> Any:
         binding = self._binding
-        beam = options.beam_size > 1
+        beam_size = min(options.beam_size, _MAX_BEAM)
         strategy = binding.whisper_sampling_strategy
         params = binding.whisper_full_default_params(
-            strategy.WHISPER_SAMPLING_BEAM_SEARCH if beam else strategy.WHISPER_SAMPLING_GREEDY
+            strategy.WHISPER_SAMPLING_BEAM_SEARCH if beam_size > 1 else strategy.WHISPER_SAMPLING_GREEDY
         )
-        if beam:
-            params.beam_search = {"beam_size": options.beam_size, "patience": -1.0}
+        if beam_size > 1:
+            params.beam_search = {"beam_size": beam_size, "patience": -1.0}
         params.n_threads = self._threads
         params.print_progress = params.print_realtime = params.print_timestamps = False
-        params.language = options.language or ("auto" if self.multilingual else "en")
+        params.language = options.language or ("" if self.multilingual else "en")  # "": detect it
         if options.prompt and options.prompt.strip():
-            params.initial_prompt = " ".join(options.prompt.split()[-_MAX_PROMPT_WORDS:])
-        params.no_context = not options.whole_recording
+            params.initial_prompt = " " + options.prompt.strip()
+        # The context keeps the last call's text; a decode must not be prompted by another
+        # stream's words. Within one call each 30 s is still conditioned on the one before.
+        params.no_context = True
         params.token_timestamps = True
         params.suppress_nst = True
         params.temperature = 0.0
         params.temperature_inc = 0.0
-        params.no_speech_thold = _NO_SPEECH_PROB
-        params.logprob_thold = _MIN_AVG_LOGPROB
+        params.no_speech_thold = NO_SPEECH_PROB
+        params.logprob_thold = MIN_AVG_LOGPROB
         if not options.whole_recording:
             content_frames = -(-samples * 100 // SAMPLE_RATE)
             params.audio_ctx = encoder_input_frames(content_frames) // _FRAMES_PER_CONTEXT
         return params
 
-    def _segment_words(self, context: Any, segment: int, duration_s: float) -> list[AsrWord]:
-        """The segment's words, none if it shows Whisper's failure signs."""
+    def _chunks(self, context: Any) -> list[list[int]]:
+        """The decode's segments grouped by the 30 s of audio they start in."""
+        binding = self._binding
+        chunks: dict[int, list[int]] = {}
+        for segment in range(binding.whisper_full_n_segments(context)):
+            start_s = binding.whisper_full_get_segment_t0(context, segment) / _CENTISECONDS
+            chunks.setdefault(int(start_s // _CHUNK_S), []).append(segment)
+        return list(chunks.values())
+
+    def _chunk_words(
+        self,
+        context: Any,
+        segments: list[int],
+        split: Callable[[list[bytes]], list[list[int]]],
+        duration_s: float,
+    ) -> list[AsrWord]:
+        """The words of one chunk's segments, none if its text is a repetition loop (whisper.cpp
+        itself drops a chunk it finds to be no speech)."""
         binding = self._binding
         end_of_text = binding.whisper_token_eot(context)
         tokens = [
-            binding.whisper_full_get_token_data(context, segment, index)
-            for index in range(binding.whisper_full_n_tokens(context, segment))
+            token
+            for segment in segments
+            for token in (
+                binding.whisper_full_get_token_data(context, segment, index)
+                for index in range(binding.whisper_full_n_tokens(context, segment))
+            )
+            if token.id < end_of_text
         ]
-        tokens = [token for token in tokens if token.id < end_of_text]
-        if not tokens:
-            return []
         pieces = [binding.whisper_token_to_bytes(context, token.id) for token in tokens]
-        text = b"".join(pieces)
-        avg_logprob = sum(token.plog for token in tokens) / len(tokens)
-        if looks_hallucinated(_compression_ratio(text), 0.0, avg_logprob):
+        text = b"".join(pieces).decode("utf-8", errors="replace").strip()
+        if not tokens or looks_hallucinated(compression_ratio(text), 0.0, 0.0):
             return []
         words: list[AsrWord] = []
-        previous_end_s = binding.whisper_full_get_segment_t0(context, segment) / _CENTISECONDS
-        language = binding.whisper_lang_str(binding.whisper_full_lang_id(context))
-        for group in (_unspaced_groups if language in _UNSPACED_LANGUAGES else _word_groups)(pieces):
+        segment_start_s = binding.whisper_full_get_segment_t0(context, segments[0]) / _CENTISECONDS
+        previous_end_s = min(segment_start_s, _token_end_s(tokens[0]))
+        for group in split(pieces):
             members = [tokens[index] for index in group]
-            end_s = _token_end_s(members[-1])
+            end_s = max(_token_end_s(members[-1]), previous_end_s)
             onset_s = members[0].t0 / _CENTISECONDS
             start_s = onset_s if previous_end_s <= onset_s < end_s else previous_end_s
             previous_end_s = end_s
@@ -273,7 +281,7 @@ def _word_groups(pieces: list[bytes]) -> list[list[int]]:
         stripped = piece.strip()
         is_punctuation = bool(stripped) and not any(chr(byte).isalnum() or byte >= 0x80 for byte in stripped)
         opens = piece.startswith(b" ") or not groups
-        if is_punctuation and opens and stripped.decode("utf-8", errors="replace") in _PREPENDED:
+        if is_punctuation and opens and stripped.decode("utf-8", errors="replace") in PREPENDED:
             opening.append(index)
         elif is_punctuation and groups and not opening:
             groups[-1].append(index)
@@ -292,14 +300,56 @@ def _token_end_s(token: Any) -> float:
     return float(token.t_dtw if token.t_dtw >= 0 else token.t1) / _CENTISECONDS
 
 
-def _compression_ratio(text: bytes) -> float:
-    return len(text) / len(zlib.compress(text)) if text else 0.0
+def _free(binding: Any, contexts: list[Any]) -> None:
+    """An engine's contexts, freed when the engine is collected (not at exit: a decode thread
+    abandoned at shutdown may still use one)."""
+    for context in contexts:
+        binding.whisper_free(context)
+
+
+class _WhisperLog:
+    """whisper.cpp's messages, into this module's logger (its warnings and errors as such, the
+    rest as debug), and captured while a model loads: a failed load answers with a context that
+    crashes when used, and only its messages tell."""
+
+    def __init__(self, binding: Any) -> None:
+        self.binding = binding
+        self._lock = threading.Lock()
+        self._captured: list[str] | None = None
+        binding.whisper_log_set(self._receive)
+
+    def _receive(self, level: int, text: str) -> None:
+        message = str(text).rstrip()
+        if self._captured is not None:
+            self._captured.append(message)
+        log.log(_LOG_LEVELS.get(level, logging.DEBUG), "%s", message)
+
+    @contextmanager
+    def capture(self) -> Iterator[list[str]]:
+        """The messages logged until the block ends; one load at a time."""
+        with self._lock:
+            captured: list[str] = []
+            self._captured = captured
+            try:
+                yield captured
+            finally:
+                self._captured = None
+
+    def restore(self) -> None:
+        """At exit: whisper.cpp's own logger again, before the interpreter this one calls into ends."""
+        self.binding.whisper_log_set(None)
 
 
 @functools.cache
-def _route_logs(binding: Any) -> None:
-    """whisper.cpp's messages go to this module's logger (debug), once a process; the default
-    stderr logger is restored at exit, before contexts freed late would call back into a
-    finalising interpreter."""
-    binding.whisper_log_set(lambda _level, text: log.debug("%s", str(text).rstrip()))
-    atexit.register(binding.whisper_log_set, None)
+def _whisper_log() -> _WhisperLog:
+    """The binding with its log routed, once a process; raises UnknownModel without pywhispercpp."""
+    try:
+        import _pywhispercpp
+    except ImportError as exc:
+        raise UnknownModel(
+            "the whisper.cpp engine needs pywhispercpp (pip install pywhispercpp; on a Mac run "
+            "scripts/install-macos.sh)"
+        ) from exc
+    routed = _WhisperLog(_pywhispercpp)
+    atexit.register(routed.restore)
+    return routed

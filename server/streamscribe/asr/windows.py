@@ -21,11 +21,11 @@ import ctranslate2
 import numpy as np
 from faster_whisper.audio import pad_or_trim
 from faster_whisper.tokenizer import Tokenizer
-from faster_whisper.transcribe import get_compression_ratio, get_suppressed_tokens, merge_punctuations
+from faster_whisper.transcribe import get_suppressed_tokens, merge_punctuations
 
 from ..audio import SAMPLE_RATE
 from .engine import AsrWord, LiveWindow
-from .filters import END_MARGIN_S, has_letters, looks_hallucinated, without_squeezed_tail
+from .filters import END_MARGIN_S, compression_ratio, has_letters, looks_hallucinated, without_squeezed_tail
 
 PROMPT_BUCKET = 16
 """Prompt text is kept in whole multiples of this many tokens (the newest ones)."""
@@ -36,7 +36,7 @@ _INPUT_MARGIN_FRAMES = 500
 _FULL_FRAMES = 3000
 _MAX_INITIAL_TIMESTAMP_INDEX = 50
 """The first timestamp within 1 s of the window's start, as faster-whisper allows."""
-_PREPENDED = "\"'\u201c\u00bf([{-"
+PREPENDED = "\"'\u201c\u00bf([{-"
 _APPENDED = "\"'.\u3002,\uff0c!\uff01?\uff1f:\uff1a\u201d)]}\u3001"
 """Whisper's own punctuation sets (full-width forms written as escapes)."""
 _SENTENCE_ENDS = ".\u3002!\uff01?\uff1f"
@@ -168,7 +168,7 @@ def _trusted_text_tokens(tokenizer: Tokenizer, result: Any) -> list[int]:
     tokens = result.sequences_ids[0]
     text_tokens = [token for token in tokens if token < tokenizer.eot]
     avg_logprob = result.scores[0] * len(tokens) / (len(tokens) + 1)
-    ratio = get_compression_ratio(tokenizer.decode(text_tokens).strip())
+    ratio = compression_ratio(tokenizer.decode(text_tokens).strip())
     if looks_hallucinated(ratio, result.no_speech_prob, avg_logprob):
         return []
     return text_tokens
@@ -176,7 +176,7 @@ def _trusted_text_tokens(tokenizer: Tokenizer, result: Any) -> list[int]:
 
 def _words(alignment: list[dict[str, Any]], duration_s: float) -> list[AsrWord]:
     _shorten_sentence_boundaries(alignment)
-    merge_punctuations(alignment, _PREPENDED, _APPENDED)
+    merge_punctuations(alignment, PREPENDED, _APPENDED)
     return without_squeezed_tail(
         [
             AsrWord(

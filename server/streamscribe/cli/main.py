@@ -418,12 +418,16 @@ def _add_webrtc_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _add_model_options(parser: argparse.ArgumentParser) -> None:
+def _add_engine_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--engine", choices=["faster-whisper", "whisper.cpp"],
-        help="what decodes: faster-whisper (CTranslate2: CPU, CUDA) or whisper.cpp (ggml: CPU, Metal on "
-        f"Apple silicon) (default: {_DEFAULTS.engine}; env STREAMSCRIBE_ENGINE)",
+        help="what decodes, live and second pass: faster-whisper (CTranslate2: CPU, CUDA) or whisper.cpp "
+        f"(ggml: CPU, Metal on Apple silicon) (default: {_DEFAULTS.engine}; env STREAMSCRIBE_ENGINE)",
     )  # fmt: skip
+
+
+def _add_model_options(parser: argparse.ArgumentParser) -> None:
+    _add_engine_option(parser)
     parser.add_argument(
         "--model",
         help="the live model: tiny.en or base (embedded), a CTranslate2 directory or a faster-whisper "
@@ -554,6 +558,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _add_storage_options(worker, "local state")
+    _add_engine_option(worker)
     worker.add_argument(
         "--cpu-threads", dest="cpu_threads", type=int, metavar="N",
         help="threads of a second pass (CTranslate2, torch); with K workers on one machine give each "

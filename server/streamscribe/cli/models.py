@@ -11,13 +11,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ..asr.ctranslate2_model import Ctranslate2Model
-from ..asr.ggml_export import GgmlPlan, plan_export, write_ggml
+from ..asr.ggml_export import export_ggml
+from ..asr.ggml_file import check_ggml_file
 from ..asr.models import resolve_model
 from ..config import load_settings
 from ..errors import UnknownModel
-
-_WEIGHT_TYPES = {0: "float32", 1: "float16"}
 
 
 def add_models_parser(commands: Any) -> None:
@@ -47,26 +45,16 @@ def _export_ggml(args: argparse.Namespace) -> int:
             raise UnknownModel(
                 f"export-ggml converts tiny.en, base or a CTranslate2 model directory, not {args.model!r}"
             )
-        model = Ctranslate2Model(resolved)
-        plan = plan_export(model)
     except OSError as exc:
         return _failed(f"cannot read the model {args.model}: {exc.strerror or exc}")
     if out.is_dir():
         return _failed(f"cannot write {out}: it is a directory; give the file to write")
     try:
-        write_ggml(model, plan, out)
+        hparams = check_ggml_file(export_ggml(resolved, out))
     except OSError as exc:
-        return _failed(f"cannot write {out}: {exc.strerror or exc}")
-    print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB): {_summary(plan)}")
+        return _failed(f"cannot convert {args.model} to {out}: {exc.strerror or exc}")
+    print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB): {hparams.describe()}")
     return 0
-
-
-def _summary(plan: GgmlPlan) -> str:
-    """Encoder+decoder layers, the audio state, the vocabulary and the weight type, as in
-    "4+4 layers, 384 wide, 51864 tokens, float16"."""
-    n_vocab, _, n_audio_state, _, n_audio_layer, _, _, _, n_text_layer, _, weight_type = plan.hparams
-    weights = _WEIGHT_TYPES.get(weight_type, f"type {weight_type}")
-    return f"{n_audio_layer}+{n_text_layer} layers, {n_audio_state} wide, {n_vocab} tokens, {weights}"
 
 
 def _failed(reason: str) -> int:
