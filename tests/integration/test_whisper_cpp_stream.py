@@ -22,8 +22,12 @@ from .streams import assert_well_formed
 
 
 @pytest.fixture(scope="module")
-async def whisper_cpp_url(settings: ServerSettings) -> AsyncIterator[str]:
-    whisper_cpp = msgspec.structs.replace(settings, engine="whisper.cpp")
+async def whisper_cpp_url(
+    settings: ServerSettings, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[str]:
+    """A second server beside the session's, on its own data directory (one server a directory)."""
+    data_dir = tmp_path_factory.mktemp("whisper-cpp-data")
+    whisper_cpp = msgspec.structs.replace(settings, engine="whisper.cpp", data_dir=data_dir)
     runner, url = await start_server(whisper_cpp, load_engine(whisper_cpp))
     yield url
     await runner.cleanup()
