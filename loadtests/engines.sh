@@ -34,4 +34,8 @@ if os.path.exists(sys.argv[2]):
         f = json.loads(line)
         print(f"capacity {f['engine']:15} largest N holding the targets: {f.get('capacity')}")
 PY
-echo "figures appended to $one ${capacity}"
+if [[ -f "$capacity" ]]; then
+    echo "figures appended to $one $capacity"
+else
+    echo "figures appended to $one"
+fi

@@ -94,6 +94,12 @@ fi
 
 macos_version="$(sw_vers -productVersion)"
 macos_major="${macos_version%%.*}"
+# The deployment target of a source build: major.0 from macOS 11 on; 10.x needs its minor (10.15).
+deployment_target="$macos_major.0"
+if [ "$macos_major" = "10" ]; then
+    macos_rest="${macos_version#*.}"
+    deployment_target="10.${macos_rest%%.*}"
+fi
 say "macOS $macos_version"
 if [ "$COREML" = "1" ] && [ "$macos_major" -lt 14 ]; then
     warn "whisper.cpp recommends macOS 14 (Sonoma) or newer for Core ML; this is $macos_version"
@@ -175,7 +181,7 @@ else
         WHISPER_COREML="$coreml" \
         WHISPER_COREML_ALLOW_FALLBACK="$coreml" \
         CMAKE_ARGS="-DCMAKE_INSTALL_RPATH=@loader_path -DCMAKE_BUILD_WITH_INSTALL_RPATH=ON" \
-        MACOSX_DEPLOYMENT_TARGET="${MACOSX_DEPLOYMENT_TARGET:-$macos_major.0}" \
+        MACOSX_DEPLOYMENT_TARGET="${MACOSX_DEPLOYMENT_TARGET:-$deployment_target}" \
         ARCHFLAGS="$archflags" \
         "$PY" -m pip install --no-cache-dir --force-reinstall --no-deps \
         --no-binary pywhispercpp "pywhispercpp==$PYWHISPERCPP_PIN"
@@ -185,7 +191,7 @@ fi
 
 # --- streamscribe ------------------------------------------------------------------------------
 
-say "installing streamscribe from $ROOT (pip install -e .; PyPI's torch is CPU-only on macOS)"
+say "installing streamscribe from $ROOT (pip install -e .; PyPI's torch for macOS arm64 has MPS, unused here: diarization runs on the CPU)"
 "$PY" -m pip install -e "$ROOT"
 
 # --- What was built ----------------------------------------------------------------------------
@@ -212,24 +218,23 @@ fi
 # --- A model on the device ---------------------------------------------------------------------
 
 if [ "$CHECK" = "1" ]; then
-    say "checking: tiny.en converted to ggml and loaded by whisper.cpp (use_gpu on)"
-    check_dir="$(mktemp -d)"
-    trap 'rm -rf "$check_dir"' EXIT
-    "$VENV/bin/streamscribe" models export-ggml tiny.en "$check_dir/ggml-tiny.en.bin"
-    "$PY" - "$check_dir/ggml-tiny.en.bin" >"$check_dir/load.log" 2>&1 <<'EOF' || true
-import sys
-import _pywhispercpp as pw
-params = pw.whisper_context_default_params()
-params.use_gpu = True
-ctx = pw.whisper_init_from_file_with_params(sys.argv[1], params)
-print("loaded" if ctx is not None else "failed to load", flush=True)
-EOF
-    grep -E "backend|Core ML|loaded|failed|GPU name" "$check_dir/load.log" || cat "$check_dir/load.log"
-    if grep -q "using MTL" "$check_dir/load.log"; then
-        say "whisper.cpp runs on Metal"
-    elif [ "$APPLE_SILICON" = "1" ]; then
-        warn "whisper.cpp did not report the Metal backend; the full log: $check_dir/load.log"
-        trap - EXIT
+    say "checking: tiny.en converted to ggml (into the model cache) and loaded by streamscribe's engine"
+    # Through streamscribe's engine, not pywhispercpp alone: whisper.cpp answers a failed load with
+    # a context all the same; the engine reads whisper.cpp's load messages and raises
+    # UnknownModel with the reason, and names the device it decodes on ("metal" with Metal).
+    check_code='from streamscribe.asr.models import resolve_ggml
+from streamscribe.asr.whisper_cpp_engine import WhisperCppEngine
+from streamscribe.config import load_settings
+s = load_settings()
+e = WhisperCppEngine("tiny.en", resolve_ggml("tiny.en", s.model_cache_dir), "auto", 0, 1)
+print("whisper.cpp decodes on", e.device)'
+    if loaded="$("$PY" -c "$check_code")"; then
+        say "$loaded"
+        if [ "$APPLE_SILICON" = "1" ] && [ "$loaded" != "whisper.cpp decodes on metal" ]; then
+            warn "whisper.cpp did not start Metal: it decodes on the CPU (see the messages above)"
+        fi
+    else
+        die "whisper.cpp could not load tiny.en: the reason is in the messages above"
     fi
 fi
 
@@ -242,9 +247,12 @@ if [ "$COREML" = "1" ]; then
 Core ML: this build runs Whisper's encoder on the Neural Engine when it finds a compiled Core ML
 encoder beside the ggml file it loads, named after it:
     ggml-tiny.en.bin  ->  ggml-tiny.en-encoder.mlmodelc   (a directory)
-streamscribe converts its embedded models into $cache_dir/ggml/, so for tiny.en the
-encoder belongs at
-    $cache_dir/ggml/ggml-tiny.en-encoder.mlmodelc
+The conversions streamscribe makes by itself in $cache_dir/ggml/ are named after a digest of
+their source (ggml-tiny.en-<digest>.bin), which no encoder's name matches. Export the model to a
+name of your own, put the encoder beside it and serve that file:
+    $VENV/bin/streamscribe models export-ggml tiny.en models/ggml-tiny.en.bin
+    (then models/ggml-tiny.en-encoder.mlmodelc beside it: the encoder, made as below)
+    $VENV/bin/streamscribe serve --engine whisper.cpp --model models/ggml-tiny.en.bin
 Without one, whisper.cpp logs "failed to load Core ML model" and carries on with Metal (this build
 allows that fallback).
 
@@ -257,7 +265,7 @@ checkpoint, which has not been verified. If you accept that, in a separate Pytho
     git clone https://github.com/ggml-org/whisper.cpp && cd whisper.cpp
     pip install openai-whisper coremltools ane_transformers
     ./models/generate-coreml-model.sh tiny.en      # writes models/ggml-tiny.en-encoder.mlmodelc
-    cp -R models/ggml-tiny.en-encoder.mlmodelc "$cache_dir/ggml/"
+then copy that models/ggml-tiny.en-encoder.mlmodelc beside your models/ggml-tiny.en.bin.
 The first load on a machine is slow while macOS compiles the model for the Neural Engine.
 EOF
 fi

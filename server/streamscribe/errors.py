@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 
 class StreamscribeError(Exception):
     """Base of every error a client may see: `code` goes on the wire with the message."""
@@ -69,9 +71,21 @@ class SessionTooLong(StreamscribeError):
 
 
 class UnknownModel(StreamscribeError):
+    """A model that cannot be found, read or loaded; the message says which and why."""
+
     code = "unknown_model"
     close_code = 1008  # policy violation
     http_status = 400
+
+    @classmethod
+    def file_failed(cls, doing: str, path: Path, exc: OSError) -> UnknownModel:
+        """The error to raise for a file system failure while getting a model ready: "cannot <doing>
+        <path>: <the system's reason>", naming the file the system named where that is another (the
+        directory to create, a temporary file beside it). A full disk, an unwritable cache or an
+        unreadable model is a model that cannot be used, not a network error."""
+        named = exc.filename
+        at = f" (at {named})" if named is not None and str(named) != str(path) else ""
+        return cls(f"cannot {doing} {path}{at}: {exc.strerror or exc}")
 
 
 class Overloaded(StreamscribeError):

@@ -73,5 +73,22 @@ def test_an_unwritable_out_is_one_line_and_a_failure(
     out = blocker / "ggml.bin"  # its parent is a file: nothing can be created there, not even as root
     assert main(["models", "export-ggml", "tiny.en", str(out)]) != 0
     errors = capsys.readouterr().err
-    assert errors.count("\n") == 1 and errors.startswith(f"error: cannot convert tiny.en to {out}")
+    assert errors.count("\n") == 1 and errors.startswith(
+        f"error unknown_model: cannot write {out}: {blocker} is not a directory"
+    )
     assert "server" not in errors
+
+
+def test_a_cache_where_base_cannot_be_assembled_is_one_line_naming_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    blocker = tmp_path / "cache"
+    blocker.write_text("a file where the model cache should be")  # refused even to root
+    monkeypatch.setenv("STREAMSCRIBE_MODEL_CACHE_DIR", str(blocker))
+    assert main(["models", "export-ggml", "base", str(tmp_path / "ggml-base.bin")]) == 2
+    errors = capsys.readouterr().err
+    assert errors.count("\n") == 1, errors
+    assert errors.startswith(
+        f"error unknown_model: cannot assemble Whisper base in {blocker / 'whisper-base'}: "
+    )
+    assert "server" not in errors and not (tmp_path / "ggml-base.bin").exists()

@@ -5,6 +5,8 @@ by name, their shapes and types, the fused attention split, quantised weights sc
 from __future__ import annotations
 
 import json
+import os
+import re
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,7 +15,14 @@ import numpy as np
 import pytest
 
 from streamscribe.asr.ctranslate2_model import Ctranslate2Model
-from streamscribe.asr.ggml_export import _bytes_to_unicode, _token_bytes, export_ggml, plan_export, write_ggml
+from streamscribe.asr.ggml_export import (
+    _bytes_to_unicode,
+    _token_bytes,
+    cached_ggml,
+    export_ggml,
+    plan_export,
+    write_ggml,
+)
 from streamscribe.asr.ggml_file import FLOAT16, GGML_MAGIC, GgmlHparams, check_ggml_file
 from streamscribe.errors import UnknownModel
 
@@ -362,3 +371,63 @@ def test_a_vocabulary_without_end_of_text_is_refused_before_writing(
 def test_the_cli_summary_names_encoder_then_decoder_layers() -> None:
     turbo = GgmlHparams(51866, 1500, 1280, 20, 32, 448, 1280, 20, 4, 128, FLOAT16)
     assert turbo.describe() == "32+4 layers, 1280 wide, 51866 tokens, float16"
+
+
+@pytest.mark.parametrize(
+    "variable",
+    [
+        "encoder/num_heads",  # a setting, read as a scalar
+        "decoder/embeddings/weight",  # a shape the plan is made from (and an alias's target)
+        "encoder/layer_0/self_attention/layer_norm/beta",  # read only when its tensor is written
+    ],
+)
+def test_a_missing_variable_is_refused_naming_it_and_the_file(
+    tmp_path: Path, synthetic: SyntheticModel, variable: str
+) -> None:
+    del synthetic.variables[variable]
+    directory = synthetic.write(tmp_path / "model")
+    out = tmp_path / "ggml.bin"
+    with pytest.raises(UnknownModel, match=f"has no variable {re.escape(variable)}") as caught:
+        export_ggml(directory, out)
+    assert str(directory / "model.bin") in caught.value.message
+    assert not out.exists() and not list(tmp_path.glob("*.tmp")), "a file was left"
+
+
+def test_the_cached_conversion_is_named_after_its_source_and_new_weights_get_a_new_one(
+    tmp_path: Path, synthetic: SyntheticModel
+) -> None:
+    """README: the digest is of the source model.bin's path, size and time; earlier conversions
+    stay in the cache until removed."""
+    directory = synthetic.write(tmp_path / "model")
+    cache = tmp_path / "cache"
+    first = cached_ggml(directory, cache, "synthetic")
+    assert first.parent == cache / "ggml" and re.fullmatch(r"ggml-synthetic-[0-9a-f]{12}\.bin", first.name)
+    converted = first.read_bytes()
+    written_ns = first.stat().st_mtime_ns
+    assert cached_ggml(directory, cache, "synthetic") == first
+    assert first.stat().st_mtime_ns == written_ns, "converted again though nothing changed"
+
+    model_bin = directory / "model.bin"
+    source = model_bin.stat()
+    os.utime(model_bin, ns=(source.st_atime_ns, source.st_mtime_ns + 5_000_000_000))
+    second = cached_ggml(directory, cache, "synthetic")
+    assert second != first and re.fullmatch(r"ggml-synthetic-[0-9a-f]{12}\.bin", second.name)
+    assert second.read_bytes() == converted, "the same weights convert to the same bytes"
+    assert first.read_bytes() == converted, "the earlier conversion stays until removed"
+    assert sorted(path.name for path in (cache / "ggml").iterdir()) == sorted([first.name, second.name])
+
+
+def test_a_cache_that_cannot_be_written_is_refused_naming_it(
+    tmp_path: Path, synthetic: SyntheticModel
+) -> None:
+    """Not an OSError, which the command line would report as a server it cannot reach."""
+    directory = synthetic.write(tmp_path / "model")
+    blocker = tmp_path / "cache"
+    blocker.write_text("a file where the cache directory should be")  # refused even to root
+    with pytest.raises(UnknownModel, match="cannot write") as caught:
+        cached_ggml(directory, blocker, "synthetic")
+    assert str(blocker) in caught.value.message
+    model = Ctranslate2Model(directory)
+    out = blocker / "ggml.bin"
+    with pytest.raises(UnknownModel, match=f"cannot write {re.escape(str(out))}"):
+        write_ggml(model, plan_export(model), out)

@@ -5,6 +5,7 @@ test_ggml_export.py passes, and each kind of damage is refused with what is wron
 from __future__ import annotations
 
 import io
+import re
 import struct
 import zlib
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ from streamscribe.asr.ggml_file import (
     FLOAT16,
     FLOAT32,
     GGML_MAGIC,
+    N_FFT,
     GgmlHparams,
     check_ggml_file,
     tensor_names,
@@ -159,16 +161,92 @@ def test_a_tensor_type_whisper_cpp_does_not_use_is_refused(exported: Path, tmp_p
     assert struct.unpack_from("<i", raw, record.type_at)[0] in (FLOAT32, FLOAT16)
     for unknown_type in (4, 5, 99, -1):  # 4 and 5 were q4_2 and q4_3, removed from ggml
         struct.pack_into("<i", raw, record.type_at, unknown_type)
-        path = tmp_path / "typed.bin"
-        path.write_bytes(bytes(raw))
-        with pytest.raises(
-            UnknownModel, match=f"tensor type {unknown_type} is not one whisper.cpp models use"
-        ):
-            check_ggml_file(path)
+        message = refused(
+            tmp_path / "typed.bin",
+            bytes(raw),
+            f"tensor type {unknown_type} is not one whisper.cpp models use",
+        )
+        assert record.name.decode() in message
 
 
-def test_bytes_after_the_last_tensor_are_refused(exported: Path, tmp_path: Path) -> None:
-    refused(tmp_path / "trailing.bin", exported.read_bytes() + bytes(12), "rank 0: it is damaged")
+@pytest.mark.parametrize("trailing", [1, 5, 12, 15])
+def test_bytes_after_the_last_tensor_are_refused_as_damage_not_truncation(
+    exported: Path, tmp_path: Path, trailing: int
+) -> None:
+    """Fewer bytes than a tensor header after a whole file: not a file cut short."""
+    message = refused(
+        tmp_path / "trailing.bin",
+        exported.read_bytes() + bytes(range(1, trailing + 1)),
+        f"has {trailing} bytes after its last tensor: it is damaged",
+    )
+    assert "truncated" not in message
+
+
+def test_a_tensor_header_after_the_last_tensor_is_refused(exported: Path, tmp_path: Path) -> None:
+    refused(tmp_path / "trailing.bin", exported.read_bytes() + bytes(16), "rank 0: it is damaged")
+
+
+def test_a_quantised_tensor_is_accepted_at_its_block_size(exported: Path, tmp_path: Path) -> None:
+    """README: `--model` runs quantised whisper.cpp files: q8_0 (ggml type 8) holds 32 values in
+    34 bytes (a float16 scale, 32 int8). A q8_0 file (ftype 7) with one such tensor passes; one
+    byte less or more of it does not."""
+    raw = exported.read_bytes()
+    record = next(r for r in tensor_records(raw) if r.name == b"decoder.blocks.0.mlp.2.weight")
+    values = STATE * 32  # 32 inputs (the feed-forward width) per row: rows are whole q8_0 blocks
+    header = struct.pack("<5i", 2, len(record.name), 8, 32, STATE) + record.name
+    quantised = bytearray(raw[: record.start] + header + bytes(values // 32 * 34) + raw[record.end :])
+    struct.pack_into("<i", quantised, 44, 7)  # the file's ftype: q8_0
+    path = tmp_path / "q8_0.bin"
+    path.write_bytes(bytes(quantised))
+    hparams = check_ggml_file(path)
+    assert hparams.ftype == 7 and hparams.describe().endswith(", q8_0")
+    assert hparams.n_text_state == STATE
+    end = record.start + len(header) + values // 32 * 34
+    refused(tmp_path / "short.bin", bytes(quantised[: end - 1] + quantised[end:]), "damaged|truncated")
+    refused(tmp_path / "long.bin", bytes(quantised[:end] + b"\0" + quantised[end:]), "damaged")
+
+
+def test_damaged_lengths_and_counts_are_refused_before_they_are_used(exported: Path, tmp_path: Path) -> None:
+    """A damaged count must not seek backwards (EINVAL, an OSError) or read gigabytes."""
+    raw = exported.read_bytes()
+    filters_at, vocabulary_at = 48, 48 + 8 + 4 * N_MELS * (N_FFT // 2 + 1)
+    first_token_at = vocabulary_at + 4
+    record = tensor_records(raw)[2]
+
+    def damaged(offset: int, value: int) -> bytes:
+        copy = bytearray(raw)
+        struct.pack_into("<i", copy, offset, value)
+        return bytes(copy)
+
+    cases = {
+        "n_mels": (damaged(filters_at, -80), "mel filters are -80 by 201: it is damaged"),
+        "n_fft": (damaged(filters_at + 4, -1), "mel filters are 80 by -1: it is damaged"),
+        "token count": (
+            damaged(vocabulary_at, -3),
+            f"says it has -3 tokens of {len(VOCABULARY)}: it is damaged",
+        ),
+        "too many tokens": (damaged(vocabulary_at, 1 << 30), f"has {1 << 30} tokens of {len(VOCABULARY)}: "),
+        "token length": (damaged(first_token_at, -4), "a token of -4 bytes: it is damaged"),
+        "huge token": (damaged(first_token_at, 1 << 30), f"a token of {1 << 30} bytes: it is damaged"),
+        "name length": (damaged(record.start + 4, -7), "a tensor name of -7 bytes: it is damaged"),
+        "huge name": (damaged(record.start + 4, 1 << 30), f"a tensor name of {1 << 30} bytes: it is damaged"),
+        "dimension": (damaged(record.start + 12, -8), r"the shape \(-8,.*\): it is damaged"),
+        "layers": (damaged(4 + 4 * 4, 1 << 30), r"1073741824\+1 layers: it is damaged"),
+    }
+    for what, (content, match) in cases.items():
+        message = refused(tmp_path / f"{what}.bin", content, match)
+        assert "truncated" not in message, (what, message)
+    huge = damaged(record.start + 12, 1 << 30)  # a dimension past the end of the file: not a seek error
+    refused(
+        tmp_path / "huge-dimension.bin", huge, f"ends inside tensor {record.name.decode()}: it is truncated"
+    )
+
+
+def test_a_file_that_cannot_be_read_is_refused_naming_it(tmp_path: Path) -> None:
+    """An UnknownModel, not an OSError (the command line reports those as a server it cannot reach)."""
+    with pytest.raises(UnknownModel, match=f"cannot read {re.escape(str(tmp_path))}: ") as caught:
+        check_ggml_file(tmp_path)  # a directory: unreadable as a file even to root
+    assert "Is a directory" in caught.value.message
 
 
 def test_tensor_names_are_exactly_those_the_exporter_writes_and_whisper_cpp_loads(exported: Path) -> None:
@@ -196,6 +274,12 @@ def test_hyper_parameters_pack_to_the_header_and_read_back() -> None:
         (GgmlHparams(51866, 1500, 1280, 20, 32, 448, 1280, 20, 4, 128, FLOAT32), "32+4 layers, 1280 wide, 51866 tokens, float32"),
         (GgmlHparams(51865, 1500, 512, 8, 6, 448, 512, 8, 6, 80, 2008), "6+6 layers, 512 wide, 51865 tokens, q5_0"),
         (GgmlHparams(51865, 1500, 512, 8, 6, 448, 512, 8, 6, 80, 42), "6+6 layers, 512 wide, 51865 tokens, type 42"),
+        (GgmlHparams(51865, 1500, 512, 8, 6, 448, 512, 8, 6, 80, 2042), "6+6 layers, 512 wide, 51865 tokens, type 42"),
+        (GgmlHparams(51865, 1500, 512, 8, 6, 448, 512, 8, 6, 80, 1010), "6+6 layers, 512 wide, 51865 tokens, q2_k"),
+        (GgmlHparams(51865, 1500, 512, 8, 6, 448, 512, 8, 6, 80, 11), "6+6 layers, 512 wide, 51865 tokens, q3_k"),
+        (GgmlHparams(51865, 1500, 512, 8, 6, 448, 512, 8, 6, 80, 2012), "6+6 layers, 512 wide, 51865 tokens, q4_k"),
+        (GgmlHparams(51865, 1500, 512, 8, 6, 448, 512, 8, 6, 80, 13), "6+6 layers, 512 wide, 51865 tokens, q5_k"),
+        (GgmlHparams(51865, 1500, 512, 8, 6, 448, 512, 8, 6, 80, 1014), "6+6 layers, 512 wide, 51865 tokens, q6_k"),
     ],
 )  # fmt: skip
 def test_hyper_parameters_describe_the_model(hparams: GgmlHparams, described: str) -> None:

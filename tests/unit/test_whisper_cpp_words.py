@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from streamscribe.asr.ggml_file import FLOAT16, GgmlHparams
-from streamscribe.asr.whisper_cpp_engine import _unspaced_groups, _word_groups, alignment_heads
+from streamscribe.asr.whisper_cpp_engine import _unspaced_groups, _word_groups, alignment_heads, load_outcome
 
 
 def words(pieces: list[bytes]) -> list[str]:
@@ -85,13 +85,13 @@ OPENAI_SIZES = {
 
 
 def test_a_language_without_spaces_has_a_word_per_token_and_whole_characters() -> None:
-    """Chinese: each token is a word, and a character whose UTF-8 bytes straddle two tokens is
-    one word, not two broken halves."""
+    """Chinese: each token is a word, a character whose UTF-8 bytes straddle two tokens is one
+    word, not two broken halves, and the full stop ends the word before it."""
     split = "\u4e16".encode()  # 世 in three bytes
     pieces = ["\u4f60\u597d".encode(), split[:2], split[2:], "\u754c".encode(), "\u3002".encode()]
     groups = _unspaced_groups(pieces)
-    assert groups == [[0], [1, 2], [3], [4]]
-    assert [b"".join(pieces[n] for n in group).decode() for group in groups] == ["你好", "世", "界", "。"]
+    assert groups == [[0], [1, 2], [3, 4]]
+    assert [b"".join(pieces[n] for n in group).decode() for group in groups] == ["你好", "世", "界。"]
 
 
 def hparams_of(
@@ -133,3 +133,56 @@ def test_the_header_is_read_from_the_file_and_says_if_multilingual(tmp_path: Pat
     assert header.multilingual
     assert alignment_heads(header) == "WHISPER_AHEADS_LARGE_V3_TURBO"
     assert not hparams_of(51864, 4, 384, 4, 80).multilingual
+
+
+INFO, ERROR = 2, 4
+LOADED_ON_CPU = [
+    (INFO, "whisper_init_with_params_no_state: use gpu    = 1\n"),
+    (INFO, "whisper_backend_init_gpu: device 0: CPU (type: 0)\n"),
+    (INFO, "whisper_backend_init_gpu: no GPU found\n"),
+]
+
+
+@pytest.mark.parametrize(
+    ("messages", "use_gpu", "outcome"),
+    [
+        (LOADED_ON_CPU, True, ("cpu", None)),
+        (LOADED_ON_CPU, False, ("cpu", None)),
+        ([(INFO, "whisper_backend_init_gpu: using MTL0 backend\n")], True, ("metal", None)),
+        ([(INFO, "whisper_backend_init_gpu: using CUDA0 backend\n")], True, ("cuda", None)),
+        ([(INFO, "whisper_backend_init_gpu: using MTL0 backend\n")], False, ("cpu", None)),
+        (  # Core ML without an encoder: whisper.cpp goes on with Metal
+            [
+                (INFO, "whisper_backend_init_gpu: using MTL0 backend\n"),
+                (ERROR, "whisper_init_state: failed to load Core ML model from 'm-encoder.mlmodelc'\n"),
+            ],
+            True,
+            ("metal", None),
+        ),
+        ([(ERROR, "whisper_backend_init_gpu: failed to initialize MTL0 backend\n")], True, ("cpu", None)),
+    ],
+)
+def test_a_load_that_went_on_tells_where_it_decodes(
+    messages: list[tuple[int, str]], use_gpu: bool, outcome: tuple[str, None]
+) -> None:
+    assert load_outcome(messages, use_gpu) == outcome
+
+
+@pytest.mark.parametrize(
+    "errors",
+    [
+        [
+            "whisper_model_load: tensor 'encoder.positional_embedding' has wrong size in model file\n",
+            "whisper_model_load: shape: [384, 1500, 1], expected: [384, 1000, 1]\n",
+            "whisper_init_with_params_no_state: failed to load model\n",
+        ],
+        ["whisper_init_state: whisper_kv_cache_init() failed for self-attention cache\n"],
+        ["whisper_init_state: aheads_masks_init() failed for alignment heads masks\n"],
+    ],
+)
+def test_any_other_error_while_loading_refuses_the_context(errors: list[str]) -> None:
+    """whisper.cpp answers these with a context that crashes when used: each is a refusal that
+    quotes what whisper.cpp said."""
+    _, refusal = load_outcome([*LOADED_ON_CPU, *((ERROR, error) for error in errors)], True)
+    assert refusal is not None
+    assert all(error.strip() in refusal for error in errors)

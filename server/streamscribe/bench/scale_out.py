@@ -6,9 +6,9 @@
    process either way). Measured against an embedded server (in-process event log) and against a
    scaled-out node (Redis Streams), on the same audio: the difference is what Redis adds.
 2. Second passes per minute: `jobs` recordings are streamed into a node that runs no second
-   pass, then 1 (and then 2) `streamscribe worker` processes are started, each with its share of
-   the cores (--cpu-threads), and timed from their start until every job is done, model loading
-   included (once per worker).
+   pass, then 1 (and then 2) `streamscribe worker` processes are started, on the nodes' --engine,
+   each with its share of the cores (--cpu-threads), and timed from their start until every job is
+   done, model loading included (once per worker).
 
 Needs a Redis and a PostgreSQL it may write to (--redis-url, --database-url); loadtests/scale_out.py
 starts both on loopback ports.
@@ -60,6 +60,7 @@ async def measure(corpus: Corpus, args: argparse.Namespace) -> dict[str, Any]:
             for workers in (1, 2)
         }
     return {
+        "engine": args.engine,
         "corpus": corpus.name,
         "audio_s": round(corpus.duration_s, 1),
         "final_follower_lag_ms": {"in_process": embedded, "redis": redis_path},
@@ -117,7 +118,9 @@ async def _second_passes_per_minute(
             result = await stream_samples(server.url, piece, speed=0, stop=Stop(wait_for_transcript=False))
             ids.extend(timed.event.session_id for timed in result.events if isinstance(timed.event, Ready))
         began = time.monotonic()
-        processes = [await _start_worker(root, scaled, index, workers) for index in range(workers)]
+        processes = [
+            await _start_worker(root, scaled, index, workers, args.engine) for index in range(workers)
+        ]
         try:
             await _until_done(server.base_url, ids)
         finally:
@@ -135,13 +138,14 @@ async def _second_passes_per_minute(
 
 
 async def _start_worker(
-    root: Path, scaled: list[str], index: int, workers: int
+    root: Path, scaled: list[str], index: int, workers: int, engine: str
 ) -> asyncio.subprocess.Process:
-    """Worker `index` of `workers` on this machine, with its share of the cores."""
+    """Worker `index` of `workers` on this machine, with its share of the cores, on the nodes'
+    engine."""
     options = list(scaled)
     options[options.index("--node-id") + 1] = f"bench-worker-{index}-{uuid.uuid4().hex[:6]}"
     options[options.index("--data-dir") + 1] = str(root / f"worker-{index}")
-    options += ["--cpu-threads", str(max(1, (os.cpu_count() or 1) // workers))]  # the cores shared out
+    options += ["--engine", engine, "--cpu-threads", str(max(1, (os.cpu_count() or 1) // workers))]
     return await asyncio.create_subprocess_exec(
         sys.executable, "-m", "streamscribe.cli", "worker", *options,
         stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,

@@ -281,6 +281,8 @@ def _one_line(exc: BaseException) -> tuple[str, int]:
             )
         case WebSocketException():
             return f"error: the WebSocket failed: {exc}", 2
+        case OSError() if exc.filename is not None:  # a local file, not the network
+            return f"error: {exc.strerror or exc}: {exc.filename}", 2
         case aiohttp.ClientError() | OSError():
             return f"error: cannot reach the server: {exc}", 2
     raise exc

@@ -13,9 +13,8 @@ from typing import Any
 
 from ..asr.ggml_export import export_ggml
 from ..asr.ggml_file import check_ggml_file
-from ..asr.models import resolve_model
+from ..asr.models import ctranslate2_dir
 from ..config import load_settings
-from ..errors import UnknownModel
 
 
 def add_models_parser(commands: Any) -> None:
@@ -36,23 +35,14 @@ def add_models_parser(commands: Any) -> None:
 
 
 def _export_ggml(args: argparse.Namespace) -> int:
-    """Convert; a model that cannot be read or converted raises UnknownModel, which `main`
-    prints as one line. File system failures are one line here: `main` would blame the network."""
+    """Convert. A model that cannot be found, read, assembled or converted, or an out that cannot
+    be written, raises UnknownModel with the file and the reason, which `main` prints as one line
+    (status 2)."""
     out: Path = args.out.absolute()
-    try:
-        resolved = Path(resolve_model(args.model, load_settings().model_cache_dir))
-        if not resolved.is_dir():
-            raise UnknownModel(
-                f"export-ggml converts tiny.en, base or a CTranslate2 model directory, not {args.model!r}"
-            )
-    except OSError as exc:
-        return _failed(f"cannot read the model {args.model}: {exc.strerror or exc}")
     if out.is_dir():
         return _failed(f"cannot write {out}: it is a directory; give the file to write")
-    try:
-        hparams = check_ggml_file(export_ggml(resolved, out))
-    except OSError as exc:
-        return _failed(f"cannot convert {args.model} to {out}: {exc.strerror or exc}")
+    model_dir = ctranslate2_dir(args.model, load_settings().model_cache_dir)
+    hparams = check_ggml_file(export_ggml(model_dir, out))
     print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB): {hparams.describe()}")
     return 0
 
