@@ -177,9 +177,10 @@ class ServerSettings(msgspec.Struct, frozen=True, kw_only=True):
     cpu_threads: int = 0
     """Threads for one decode on CPU; 0 = the cores shared among the decode workers."""
     decode_workers: Annotated[int, msgspec.Meta(ge=0, le=64)] = 0
-    """Live decodes run at once, each a batch on its own thread; 0 = one per core on the CPU
-    (tiny.en gains 7 % from a second thread per decode but 60 % from a second decode at once),
-    one on a GPU (a second one there stretched the latency tail on an H100)."""
+    """Live decodes run at once, each a batch on its own thread; 0 = on faster-whisper one per core
+    on the CPU (tiny.en gains 7 % from a second thread per decode but 60 % from a second decode at
+    once), one on a GPU (a second one there stretched the latency tail on an H100); on whisper.cpp
+    one per 4 cores (it gains from a decode's threads instead), one on Metal."""
     model_cache_dir: Path = Path.home() / ".cache" / "streamscribe"
     max_sessions: int = 32
     """Live streams and file replays together."""

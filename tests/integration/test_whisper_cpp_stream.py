@@ -57,7 +57,7 @@ async def test_a_live_stream_gets_partial_and_final_words(
 
 
 async def test_streams_at_once_are_decoded_apart(whisper_cpp_url: str) -> None:
-    """Two streams on the engine's two contexts: each gets its own words."""
+    """Two streams at once on one engine: each gets its own words, none of the other's."""
     utterances = [librispeech_utterance(u) for u in ("1272-135031-0000", "84-121550-0000")]
     url = whisper_cpp_url.replace("http://", "ws://") + "/v1/stream"
     results = await asyncio.gather(*(stream_samples(url, audio, speed=0) for audio, _ in utterances))

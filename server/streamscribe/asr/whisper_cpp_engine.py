@@ -45,8 +45,11 @@ _FRAMES_PER_CONTEXT = 2
 """Mel frames per encoder position (Whisper's convolution strides by 2)."""
 _MAX_BEAM = 8
 """whisper.cpp's WHISPER_MAX_DECODERS: a larger beam fails the whole decode."""
+_CORES_PER_DEFAULT_WORKER = 4
+"""whisper.cpp gains from a decode's threads where CTranslate2 gains from decodes at once: on 2
+cores one 8 s window took 0.73 s with 2 threads and 1.24 s with 1 (loadtests/README.md, "Engines")."""
 _MAX_DEFAULT_WORKERS = 4
-"""Each context holds its own weights: one per core, but not 64 copies of a large model."""
+"""Each context holds its own weights: not 64 copies of a large model."""
 _CHUNK_S = 30.0
 """Repetition is judged over runs of segments of at most Whisper's 30 s window."""
 _MIN_AUDIO_S = 0.1
@@ -101,8 +104,8 @@ def _apple_silicon() -> bool:
 
 
 class WhisperCppEngine:
-    """A ggml Whisper model in `workers` whisper.cpp contexts (0: one per core on the CPU, at most
-    4; one on a GPU); `decode_windows` and `transcribe` may be called from that many threads at
+    """A ggml Whisper model in `workers` whisper.cpp contexts (0: one per 4 cores on the CPU, at
+    most 4, the cores shared among them; one on a GPU); `decode_windows` and `transcribe` may be called from that many threads at
     once. Raises UnknownModel when the file or the device cannot be used."""
 
     runtime = "whisper.cpp"
@@ -119,7 +122,11 @@ class WhisperCppEngine:
             raise UnknownModel("device metal needs a Mac with Apple silicon; use cpu (or auto) here")
         cores = os.cpu_count() or 1
         if workers == 0:
-            workers = min(cores, _MAX_DEFAULT_WORKERS) if device == "cpu" else 1
+            workers = (
+                min(max(1, cores // _CORES_PER_DEFAULT_WORKER), _MAX_DEFAULT_WORKERS)
+                if device == "cpu"
+                else 1
+            )
         self.name = name
         self.device = device
         self.multilingual = self.hparams.multilingual
