@@ -111,11 +111,10 @@ def load_engine(settings: ServerSettings, name: str | None = None) -> Engine:
     model `name` for one decode at a time (second passes, benchmark references), on the settings'
     engine, device and threads; raises UnknownModel with the reason when it cannot be loaded.
     The one model loader."""
-    model = name or settings.model
-    workers = settings.decode_workers if name is None else 1
     if settings.engine == "whisper.cpp":
+        model = name or settings.model
         ggml = resolve_ggml(model, settings.model_cache_dir)
-        return WhisperCppEngine(model, ggml, settings.device, settings.cpu_threads, workers)
+        return WhisperCppEngine(model, ggml, settings.device, settings.cpu_threads, _workers(settings, name))
     return load_faster_whisper(settings, name)
 
 
@@ -131,5 +130,10 @@ def load_faster_whisper(settings: ServerSettings, name: str | None = None) -> Fa
         settings.device,
         settings.compute_type,
         settings.cpu_threads,
-        settings.decode_workers if name is None else 1,
+        _workers(settings, name),
     )
+
+
+def _workers(settings: ServerSettings, name: str | None) -> int:
+    """Decodes at once: the settings' for the live model, one for a model loaded by name."""
+    return settings.decode_workers if name is None else 1

@@ -105,8 +105,9 @@ def _apple_silicon() -> bool:
 
 class WhisperCppEngine:
     """A ggml Whisper model in `workers` whisper.cpp contexts (0: one per 4 cores on the CPU, at
-    most 4, the cores shared among them; one on a GPU); `decode_windows` and `transcribe` may be called from that many threads at
-    once. Raises UnknownModel when the file or the device cannot be used."""
+    most 4, the cores shared among them; one on a GPU); `decode_windows` and `transcribe` may be
+    called from that many threads at once. Raises UnknownModel when the file or the device cannot
+    be used."""
 
     runtime = "whisper.cpp"
     batch_size = 1
